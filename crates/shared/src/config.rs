@@ -1,0 +1,289 @@
+//! Configuration: the contract's environment variables, read once and validated up front.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `DATABASE_URL` | platform database, `postgres://…` or `sqlite://<file>` | `postgres://postgres@127.0.0.1:5432/tenancy` |
+//! | `TENANT_DATABASE_URL` | server holding tenant schemas or databases (admin connection) | `DATABASE_URL` |
+//! | `TENANT_ISOLATION` | `schema` or `database` | `schema` |
+//! | `AMQP_URL` | RabbitMQ | `amqp://guest:guest@127.0.0.1:5672/%2f` |
+//! | `TENANCY_NAMESPACE` | prefix of every exchange and queue name | empty |
+//! | `MIGRATIONS_DIR` | overrides the built-in migrations (`platform/`, `tenant/`, `tenant-seeds/`) | built in |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME` | OpenTelemetry export; unset endpoint = none | unset |
+//!
+//! Tests build a [`Config`] from a map with [`Config::from_lookup`]; nothing here calls
+//! `set_var`. URLs are kept in [`SecretUrl`], whose `Display` and `Debug` hide the password.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
+
+/// A URL that may carry a password. Shown with the password replaced by `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        SecretUrl(url.into())
+    }
+
+    /// The full URL, credentials included: only for handing to a client library.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL without its password.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return self.0.clone();
+        };
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(authority_end);
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+                let hidden = if userinfo.contains(':') { ":***" } else { "" };
+                format!("{scheme}://{user}{hidden}@{host}{path}")
+            }
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretUrl({})", self.redacted())
+    }
+}
+
+/// A database: PostgreSQL, or an SQLite file.
+#[derive(Debug, Clone)]
+pub enum DatabaseUrl {
+    Postgres { url: SecretUrl, options: PgConnectOptions },
+    Sqlite { path: PathBuf },
+}
+
+impl DatabaseUrl {
+    fn parse(variable: &str, value: &str) -> Result<Self, String> {
+        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(value)
+                .map_err(|e| format!("{variable}: not a valid PostgreSQL URL ({})", SecretUrl::new(e.to_string()).redacted()))?;
+            return Ok(DatabaseUrl::Postgres {
+                url: SecretUrl::new(value),
+                options,
+            });
+        }
+        if let Some(path) = value.strip_prefix("sqlite://").or_else(|| value.strip_prefix("sqlite:")) {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() || path == ":memory:" {
+                return Err(format!("{variable}: an SQLite URL must name a file (sqlite://path/to/platform.sqlite3)"));
+            }
+            return Ok(DatabaseUrl::Sqlite { path: PathBuf::from(path) });
+        }
+        Err(format!(
+            "{variable}: `{}` is neither postgres://… nor sqlite://…",
+            SecretUrl::new(value).redacted()
+        ))
+    }
+
+    /// For messages: the URL without credentials.
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseUrl::Postgres { url, .. } => url.redacted(),
+            DatabaseUrl::Sqlite { path } => format!("sqlite://{}", path.display()),
+        }
+    }
+}
+
+/// How tenants are isolated (contract: `TENANT_ISOLATION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Isolation {
+    Schema,
+    Database,
+}
+
+impl Isolation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Schema => "schema",
+            Isolation::Database => "database",
+        }
+    }
+}
+
+impl FromStr for Isolation {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "schema" => Ok(Isolation::Schema),
+            "database" => Ok(Isolation::Database),
+            other => Err(format!("`{other}` is not an isolation mode: use `schema` or `database`")),
+        }
+    }
+}
+
+impl fmt::Display for Isolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// OpenTelemetry settings (the standard variables).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OtelConfig {
+    pub endpoint: Option<String>,
+    pub service_name: Option<String>,
+}
+
+/// Every setting of a service.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: DatabaseUrl,
+    pub tenant_database_url: DatabaseUrl,
+    pub tenant_isolation: Isolation,
+    pub amqp_url: SecretUrl,
+    pub namespace: String,
+    pub migrations_dir: Option<PathBuf>,
+    pub otel: OtelConfig,
+}
+
+/// Everything wrong with a configuration, listed together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", problems.join("\n  - "))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/tenancy";
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+impl Config {
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    /// See [`Config::from_lookup`].
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads settings through `lookup` (an empty value counts as unset).
+    ///
+    /// # Errors
+    /// Every invalid value, listed in one error.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
+        let mut problems = Vec::new();
+
+        let database_raw = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let database_url = DatabaseUrl::parse("DATABASE_URL", &database_raw).map_err(|e| problems.push(e)).ok();
+        let tenant_database_url = match get("TENANT_DATABASE_URL") {
+            Some(raw) => DatabaseUrl::parse("TENANT_DATABASE_URL", &raw).map_err(|e| problems.push(e)).ok(),
+            None => database_url.clone(),
+        };
+        let tenant_isolation = get("TENANT_ISOLATION")
+            .map_or(Ok(Isolation::Schema), |v| v.parse())
+            .map_err(|e| problems.push(format!("TENANT_ISOLATION: {e}")))
+            .ok();
+
+        let amqp_url = SecretUrl::new(get("AMQP_URL").unwrap_or_else(|| DEFAULT_AMQP_URL.to_owned()));
+        if !(amqp_url.expose().starts_with("amqp://") || amqp_url.expose().starts_with("amqps://")) {
+            problems.push(format!("AMQP_URL: `{amqp_url}` must start with amqp:// or amqps://"));
+        }
+
+        let namespace = get("TENANCY_NAMESPACE").unwrap_or_default();
+        let namespace_ok = namespace.len() <= 64
+            && namespace
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.'));
+        if !namespace_ok {
+            problems.push(format!(
+                "TENANCY_NAMESPACE: {namespace:?} may only hold up to 64 of a-z, 0-9, `_`, `-` and `.`"
+            ));
+        }
+
+        let migrations_dir = get("MIGRATIONS_DIR").map(PathBuf::from);
+        if let Some(dir) = &migrations_dir
+            && !dir.is_dir()
+        {
+            problems.push(format!("MIGRATIONS_DIR: {} is not a directory", dir.display()));
+        }
+
+        let otel = OtelConfig {
+            endpoint: get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            service_name: get("OTEL_SERVICE_NAME"),
+        };
+
+        match (database_url, tenant_database_url, tenant_isolation) {
+            (Some(database_url), Some(tenant_database_url), Some(tenant_isolation)) if problems.is_empty() => Ok(Config {
+                database_url,
+                tenant_database_url,
+                tenant_isolation,
+                amqp_url,
+                namespace,
+                migrations_dir,
+                otel,
+            }),
+            _ => Err(ConfigError { problems }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Config::from_lookup(|key| map.get(key).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let config = config(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.database_url.redacted(), DEFAULT_DATABASE_URL);
+        assert_eq!(config.tenant_database_url.redacted(), DEFAULT_DATABASE_URL);
+        assert_eq!(config.tenant_isolation, Isolation::Schema);
+        assert_eq!(config.amqp_url.redacted(), "amqp://guest:***@127.0.0.1:5672/%2f");
+        assert_eq!(config.namespace, "");
+        assert_eq!(config.migrations_dir, None);
+    }
+
+    #[test]
+    fn lists_every_problem_at_once() {
+        let err = config(&[
+            ("DATABASE_URL", "mysql://x"),
+            ("TENANT_ISOLATION", "row"),
+            ("AMQP_URL", "http://x"),
+            ("TENANCY_NAMESPACE", "Bad Namespace"),
+        ])
+        .err()
+        .map(|e| e.problems.len());
+        assert_eq!(err, Some(4));
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        let url = SecretUrl::new("postgres://app:s3cret@db.example:5432/tenancy");
+        assert_eq!(url.to_string(), "postgres://app:***@db.example:5432/tenancy");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let err = config(&[("DATABASE_URL", "mysql://app:s3cret@x/db")]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn sqlite_platform_databases_are_files() {
+        let config = config(&[("DATABASE_URL", "sqlite://data/platform.sqlite3")]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(config.database_url, DatabaseUrl::Sqlite { ref path } if path == &PathBuf::from("data/platform.sqlite3")));
+        assert!(self::config(&[("DATABASE_URL", "sqlite::memory:")]).is_err());
+    }
+}

@@ -1,0 +1,17 @@
+//! The library every service of the fleet uses: configuration, tenant identity, and the
+//! migration engine (later: telemetry, messages, the bus, the platform store).
+//!
+//! # Error policy
+//! - Each module has its own `thiserror` enum (`migrate::EngineError`, `migrate::PlanError`,
+//!   `config::ConfigError`, …), `#[non_exhaustive]` when public and growing, with causes chained
+//!   through `#[source]`.
+//! - Errors that a retry may cure say so: `is_transient()`. Callers retry transient errors with
+//!   backoff and treat the rest as permanent (a failed step, a dead-lettered message).
+//! - Binaries and CLI commands use `anyhow` with context at the top.
+//! - An error is logged once, where it is handled, not at every `?`.
+//! - Messages say what was wrong and what to do about it, and never carry credentials or
+//!   personal data.
+
+pub mod config;
+pub mod migrate;
+pub mod tenant;

@@ -1,0 +1,261 @@
+//! Where migrations run: PostgreSQL schema-per-tenant, PostgreSQL database-per-tenant, and SQLite
+//! file-per-tenant, behind one trait.
+//!
+//! A backend offers small primitives (read the history, lock, begin/commit, execute, record);
+//! the protocol that combines them (what is recorded when, how a failure is rolled back, how
+//! batches resume) lives once, in [`crate::migrate::engine`], so the three backends cannot drift
+//! apart in behaviour.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use super::directives::Directives;
+use super::history::{AppliedMigration, HistoryWrite};
+use super::kinds::{Dialect, SetKind};
+use super::target::Target;
+use crate::tenant::TenantSlug;
+
+mod pg;
+pub mod pg_database;
+pub mod pg_schema;
+pub mod sqlite;
+
+pub use pg_database::PgDatabaseBackend;
+pub use pg_schema::PgSchemaBackend;
+pub use sqlite::SqliteBackend;
+
+/// `lock_timeout` and `statement_timeout` for one script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// How long one statement may wait for a table lock. Short by default: a migration queued
+    /// behind a long transaction would otherwise block every query that queues behind it.
+    pub lock: Duration,
+    /// How long one statement may run.
+    pub statement: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            lock: Duration::from_secs(5),
+            statement: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Timeouts {
+    /// These defaults, overridden by a script's directives.
+    pub fn for_script(self, directives: &Directives) -> Self {
+        Timeouts {
+            lock: directives.lock_timeout.unwrap_or(self.lock),
+            statement: directives.statement_timeout.unwrap_or(self.statement),
+        }
+    }
+}
+
+/// A failure of a backend primitive.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    #[error("{storage} does not exist: provision the tenant first (tenantctl tenant register)")]
+    StorageMissing { storage: String },
+    #[error("{}{}", describe_sql_error(.source), .line.map(|l| format!(" (at line {l})")).unwrap_or_default())]
+    Sql {
+        #[source]
+        source: sqlx::Error,
+        /// Line of the script the error points at, when the database says.
+        line: Option<usize>,
+    },
+    /// A script the engine cannot run as written. Permanent.
+    #[error("{0}")]
+    InvalidScript(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<sqlx::Error> for BackendError {
+    fn from(source: sqlx::Error) -> Self {
+        BackendError::Sql { source, line: None }
+    }
+}
+
+fn describe_sql_error(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("{} (SQLSTATE {code})", db.message()),
+            None => db.message().to_owned(),
+        },
+        other => other.to_string(),
+    }
+}
+
+impl BackendError {
+    /// Whether trying again later may succeed: lost connections, lock and statement timeouts,
+    /// serialization failures, a server that is starting or shutting down, SQLite's busy file.
+    /// Syntax errors, constraint violations and conflicting objects are permanent.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            BackendError::StorageMissing { .. } | BackendError::InvalidScript(_) => false,
+            BackendError::Io { .. } => true,
+            BackendError::Sql { source, .. } => is_transient_sqlx(source),
+        }
+    }
+
+    /// The SQLSTATE (PostgreSQL) or extended result code (SQLite) of a database error.
+    pub fn code(&self) -> Option<String> {
+        match self {
+            BackendError::Sql { source: sqlx::Error::Database(db), .. } => db.code().map(|c| c.into_owned()),
+            _ => None,
+        }
+    }
+}
+
+fn is_transient_sqlx(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // PostgreSQL SQLSTATEs: 08 connection exception, 40001 serialization failure,
+            // 40P01 deadlock, 53 insufficient resources, 55P03 lock not available
+            // (lock_timeout), 57014 query canceled (statement_timeout), 57P01..57P05
+            // shutdown / cannot connect now / idle timeouts, 58 system error.
+            // SQLite primary result codes: 5 BUSY, 6 LOCKED, 9 INTERRUPT (our statement
+            // timeout), 10 IOERR; extended codes keep the primary in the low byte.
+            if let Ok(number) = code.parse::<i64>() {
+                return matches!(number & 0xff, 5 | 6 | 9 | 10);
+            }
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("58")
+                || matches!(&*code, "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P02" | "57P03" | "57P04" | "57P05")
+        }
+        _ => false,
+    }
+}
+
+/// The shape of a schema, for `migrations check` (parity, up → down → up) and for printing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SchemaSnapshot {
+    pub tables: BTreeMap<String, TableShape>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableShape {
+    /// In declaration order.
+    pub columns: Vec<ColumnShape>,
+    /// Index name → definition.
+    pub indexes: BTreeMap<String, String>,
+    /// Constraint name → definition (SQLite: the table's `CREATE TABLE` text under `definition`).
+    pub constraints: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnShape {
+    pub name: String,
+    pub data_type: String,
+    pub not_null: bool,
+    pub default: Option<String>,
+}
+
+impl fmt::Display for SchemaSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (name, table) in &self.tables {
+            writeln!(f, "{name}")?;
+            let width = table.columns.iter().map(|c| c.name.len()).max().unwrap_or(0);
+            for column in &table.columns {
+                write!(f, "  {:width$}  {}", column.name, column.data_type)?;
+                if column.not_null {
+                    f.write_str(" not null")?;
+                }
+                if let Some(default) = &column.default {
+                    write!(f, " default {default}")?;
+                }
+                writeln!(f)?;
+            }
+            for definition in table.indexes.values() {
+                writeln!(f, "  {definition}")?;
+            }
+            for (name, definition) in &table.constraints {
+                if name != "definition" {
+                    writeln!(f, "  constraint {name} {definition}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A place where tenants live. Implementations: [`PgSchemaBackend`], [`PgDatabaseBackend`],
+/// [`SqliteBackend`].
+pub trait MigrationBackend: Send + Sync {
+    type Session: Session;
+
+    fn dialect(&self) -> Dialect;
+
+    /// Opens a session on `target`: a connection, no lock, no transaction.
+    fn open(&self, target: &Target) -> impl Future<Output = Result<Self::Session, BackendError>> + Send;
+
+    /// Creates the tenant's schema, database or file if it does not exist. Idempotent and safe
+    /// to call concurrently.
+    fn create_storage(&self, tenant: &TenantSlug) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Drops the tenant's schema, database or file and everything in it, if it exists.
+    fn drop_storage(&self, tenant: &TenantSlug) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    fn storage_exists(&self, tenant: &TenantSlug) -> impl Future<Output = Result<bool, BackendError>> + Send;
+}
+
+/// A connection to one target. Dropping a session that holds its lock or is inside a
+/// transaction closes the connection instead of reusing it, so a panic or a cancelled task
+/// never leaves a lock or a transaction behind.
+pub trait Session: Send {
+    fn dialect(&self) -> Dialect;
+
+    /// Rows of `set` in the history table, by version; empty when the table does not exist yet.
+    fn read_history(&mut self, set: SetKind) -> impl Future<Output = Result<Vec<AppliedMigration>, BackendError>> + Send;
+
+    /// Creates the history table if needed. Called under the lock.
+    fn ensure_history_table(&mut self) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Takes the target's lock if it is free; never waits.
+    fn try_lock(&mut self) -> impl Future<Output = Result<bool, BackendError>> + Send;
+
+    fn unlock(&mut self) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Starts a transaction scoped to the target, with `timeouts`.
+    fn begin(&mut self, timeouts: Timeouts) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    fn commit(&mut self) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    fn rollback(&mut self) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Scopes the session to the target with `timeouts` for statements run outside a transaction.
+    fn begin_autocommit(&mut self, timeouts: Timeouts) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Undoes [`Session::begin_autocommit`].
+    fn end_autocommit(&mut self) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Runs one or more statements.
+    fn execute(&mut self, sql: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Runs one statement and returns the number of rows it affected.
+    fn execute_counting(&mut self, sql: &str) -> impl Future<Output = Result<u64, BackendError>> + Send;
+
+    /// Writes the history table.
+    fn record(&mut self, set: SetKind, write: HistoryWrite<'_>) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// The tables, columns, indexes and constraints of the target (history table excluded).
+    fn snapshot(&mut self) -> impl Future<Output = Result<SchemaSnapshot, BackendError>> + Send;
+
+    /// Releases the connection.
+    fn close(self) -> impl Future<Output = ()> + Send;
+}

@@ -1,0 +1,97 @@
+//! PostgreSQL, database per tenant: every tenant is the database `tenant_<slug>` on one server,
+//! its objects in that database's `public` schema; the platform target is the database the
+//! backend was configured with.
+//!
+//! Each session opens its own connection to the tenant's database (a pool per database would
+//! multiply idle connections by the number of tenants).
+
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
+
+use super::pg::{PgConn, PgSession};
+use super::{BackendError, MigrationBackend};
+use crate::migrate::kinds::Dialect;
+use crate::migrate::target::Target;
+use crate::tenant::{TenantSlug, quote_ident};
+
+/// Database-per-tenant backend over one server.
+#[derive(Debug, Clone)]
+pub struct PgDatabaseBackend {
+    /// Connection options of the server's administrative database; tenant sessions reuse them
+    /// with another database name.
+    server: PgConnectOptions,
+    /// Small pool on the administrative database for CREATE/DROP DATABASE.
+    admin: PgPool,
+}
+
+impl PgDatabaseBackend {
+    /// # Errors
+    /// When the server cannot be reached.
+    pub async fn connect(server: PgConnectOptions) -> Result<Self, BackendError> {
+        let server = server
+            .application_name("tenancy-migrations")
+            .disable_statement_logging();
+        let admin = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(server.clone())
+            .await?;
+        Ok(PgDatabaseBackend { server, admin })
+    }
+}
+
+impl MigrationBackend for PgDatabaseBackend {
+    type Session = PgSession;
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn open(&self, target: &Target) -> Result<PgSession, BackendError> {
+        let options = match target {
+            Target::Platform => self.server.clone(),
+            Target::Tenant(slug) => self.server.clone().database(&slug.storage_name()),
+        };
+        let conn = match PgConnection::connect_with(&options).await {
+            Ok(conn) => conn,
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("3D000") => {
+                return Err(BackendError::StorageMissing {
+                    storage: format!("database {}", options.get_database().unwrap_or_default()),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(PgSession::new(PgConn::Owned(conn), "public".to_owned(), target.lock_key()))
+    }
+
+    async fn create_storage(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
+        if self.storage_exists(tenant).await? {
+            return Ok(());
+        }
+        // CREATE DATABASE has no IF NOT EXISTS and cannot run in a transaction.
+        let sql = format!("CREATE DATABASE {}", quote_ident(&tenant.storage_name()));
+        match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.admin).await {
+            Ok(_) => Ok(()),
+            // Created concurrently by another runner: 42P04 duplicate_database, or the unique
+            // index on pg_database.
+            Err(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("42P04" | "23505")) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn drop_storage(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
+        let sql = format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(&tenant.storage_name())
+        );
+        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.admin).await?;
+        Ok(())
+    }
+
+    async fn storage_exists(&self, tenant: &TenantSlug) -> Result<bool, BackendError> {
+        let exists = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(tenant.storage_name())
+            .fetch_one(&self.admin)
+            .await?;
+        Ok(exists)
+    }
+}

@@ -1,0 +1,85 @@
+//! PostgreSQL, schema per tenant: every tenant is the schema `tenant_<slug>` of one database;
+//! the platform target is that database's `public` schema.
+//!
+//! Sessions come from one pool, so a fleet run reuses a handful of connections instead of
+//! opening one per tenant; each run scopes itself with `SET LOCAL search_path`.
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, ConnectOptions};
+
+use super::pg::{PgConn, PgSession};
+use super::{BackendError, MigrationBackend};
+use crate::migrate::kinds::Dialect;
+use crate::migrate::target::Target;
+use crate::tenant::{TenantSlug, quote_ident};
+
+/// Schema-per-tenant backend over one database.
+#[derive(Debug, Clone)]
+pub struct PgSchemaBackend {
+    pool: PgPool,
+}
+
+impl PgSchemaBackend {
+    pub fn new(pool: PgPool) -> Self {
+        PgSchemaBackend { pool }
+    }
+
+    /// A backend with its own pool of at most `max_connections`, which bounds how many tenants
+    /// of this database migrate at once.
+    ///
+    /// # Errors
+    /// When the database cannot be reached.
+    pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<Self, BackendError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(options.application_name("tenancy-migrations").disable_statement_logging())
+            .await?;
+        Ok(PgSchemaBackend { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+impl MigrationBackend for PgSchemaBackend {
+    type Session = PgSession;
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn open(&self, target: &Target) -> Result<PgSession, BackendError> {
+        let conn = self.pool.acquire().await?;
+        let schema = match target {
+            Target::Platform => "public".to_owned(),
+            Target::Tenant(slug) => slug.storage_name(),
+        };
+        Ok(PgSession::new(PgConn::Pooled(conn), schema, target.lock_key()))
+    }
+
+    async fn create_storage(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
+        let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&tenant.storage_name()));
+        match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.pool).await {
+            Ok(_) => Ok(()),
+            // Two concurrent `IF NOT EXISTS` can both pass the check; the loser sees the unique
+            // index on pg_namespace (23505) or duplicate_schema (42P06). Either way it exists.
+            Err(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("23505" | "42P06")) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn drop_storage(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(&tenant.storage_name()));
+        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn storage_exists(&self, tenant: &TenantSlug) -> Result<bool, BackendError> {
+        let exists = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(tenant.storage_name())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(exists)
+    }
+}

@@ -1,0 +1,79 @@
+//! Errors of an engine run, classified for retry.
+
+use std::time::Duration;
+
+use super::backend::BackendError;
+use super::kinds::Direction;
+use super::lint::Finding;
+use super::plan::PlanError;
+use super::target::Target;
+use super::version::Version;
+
+/// Why a run on one target failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The files and the history disagree, or the request cannot be planned. Permanent.
+    #[error("{target}: {source}")]
+    Plan {
+        target: Target,
+        #[source]
+        source: PlanError,
+    },
+    /// Another runner held the target's lock for the whole wait. Transient.
+    #[error("{target}: another runner held the migration lock for {}s; try again once it finishes", waited.as_secs())]
+    LockTimeout { target: Target, waited: Duration },
+    /// A revert would run down scripts that destroy data and the caller did not allow it.
+    #[error("{target}: reverting would destroy data ({}); pass allow_data_loss to go ahead", describe(findings))]
+    DataLoss {
+        target: Target,
+        findings: Vec<(Version, Finding)>,
+    },
+    /// A script failed. `completed` lists the versions this run finished before it.
+    #[error("{target}: {file} failed: {source}")]
+    Script {
+        target: Target,
+        version: Version,
+        file: String,
+        direction: Direction,
+        completed: Vec<Version>,
+        #[source]
+        source: BackendError,
+    },
+    /// Reading the history, locking, connecting: anything around the scripts.
+    #[error("{target}: {source}")]
+    Backend {
+        target: Target,
+        #[source]
+        source: BackendError,
+    },
+}
+
+fn describe(findings: &[(Version, Finding)]) -> String {
+    findings
+        .iter()
+        .map(|(version, f)| format!("{version}: {}", f.statement))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl EngineError {
+    /// Whether the same run may succeed later without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            EngineError::Plan { .. } | EngineError::DataLoss { .. } => false,
+            EngineError::LockTimeout { .. } => true,
+            EngineError::Script { source, .. } | EngineError::Backend { source, .. } => source.is_transient(),
+        }
+    }
+
+    pub fn target(&self) -> &Target {
+        match self {
+            EngineError::Plan { target, .. }
+            | EngineError::LockTimeout { target, .. }
+            | EngineError::DataLoss { target, .. }
+            | EngineError::Script { target, .. }
+            | EngineError::Backend { target, .. } => target,
+        }
+    }
+}

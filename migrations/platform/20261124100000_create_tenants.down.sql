@@ -1,0 +1,2 @@
+-- Drops the tenants table and its index.
+DROP TABLE tenants;

@@ -1,0 +1,2 @@
+-- Drops the plans table.
+DROP TABLE plans;

@@ -1,0 +1,2 @@
+-- Drops the provisioning_steps table.
+DROP TABLE provisioning_steps;

@@ -1,0 +1,2 @@
+-- Drops the subscriptions table and its indexes.
+DROP TABLE subscriptions;

@@ -1,0 +1,2 @@
+-- Drops the invoices table and its indexes.
+DROP TABLE invoices;

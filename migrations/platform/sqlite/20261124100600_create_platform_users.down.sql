@@ -1,0 +1,2 @@
+-- Drops the platform_users table.
+DROP TABLE platform_users;

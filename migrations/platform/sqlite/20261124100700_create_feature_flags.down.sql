@@ -1,0 +1,2 @@
+-- Drops the feature_flags table.
+DROP TABLE feature_flags;

@@ -1,0 +1,2 @@
+-- Drops the users table and its index.
+DROP TABLE users;

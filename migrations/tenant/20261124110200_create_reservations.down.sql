@@ -1,0 +1,2 @@
+-- Drops the reservations table and its index.
+DROP TABLE reservations;

@@ -1,0 +1,2 @@
+-- Drops the condominium_settings table.
+DROP TABLE condominium_settings;

@@ -1,0 +1,2 @@
+-- Drops the spaces table.
+DROP TABLE spaces;

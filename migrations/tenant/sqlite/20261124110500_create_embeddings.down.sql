@@ -1,0 +1,2 @@
+-- Drops the embeddings table.
+DROP TABLE embeddings;
