@@ -1,1 +1,141 @@
+//! Test support for the workspace's integration tests (never a dependency of production code).
+//!
+//! - [`pg::TestDatabase`]: a PostgreSQL database of the test's own, dropped afterwards; stale
+//!   ones left by killed test processes are swept on the next run.
+//! - [`ScratchDir`]: a temporary directory removed on drop.
+//! - [`SetBuilder`]: a migration set written in the test, in both dialects.
+//! - [`unique_slug`]: tenant slugs that cannot collide between tests running in parallel.
+//! - [`wait_until`]: polls a condition with a deadline instead of sleeping a fixed time.
 
+pub mod pg;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use shared::migrate::{MigrationSet, SetKind};
+use shared::tenant::TenantSlug;
+
+/// Prefix of everything the test kit names after a process (databases, tenant slugs), so a later
+/// run can tell leftovers of dead processes from the work of live ones.
+pub const TEST_PREFIX: &str = "tt_";
+
+/// A tenant slug unique to this process and call: `tt_<pid>_<n><random>`.
+pub fn unique_slug() -> TenantSlug {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let random = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let slug = format!("{TEST_PREFIX}{}_{n}{random}", std::process::id());
+    TenantSlug::parse(&slug).unwrap_or_else(|e| panic!("generated slug {slug}: {e}"))
+}
+
+/// A temporary directory, removed with its contents on drop.
+#[derive(Debug)]
+pub struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("tenancy-test-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        ScratchDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Default for ScratchDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Builds a migration set in the test. SQL given once runs on both dialects; `dialects` gives
+/// each its own.
+#[derive(Debug, Clone)]
+pub struct SetBuilder {
+    kind: SetKind,
+    files: Vec<(String, String)>,
+}
+
+impl SetBuilder {
+    pub fn new(kind: SetKind) -> Self {
+        SetBuilder { kind, files: Vec::new() }
+    }
+
+    /// Version `2026010100MMSS` from a small number, so tests read `m(1)`, `m(2)`.
+    pub fn version(n: u32) -> String {
+        format!("20260101{:02}{:02}{:02}", n / 3600, (n / 60) % 60, n % 60)
+    }
+
+    /// A reversible migration whose SQL is the same in both dialects.
+    pub fn migration(self, n: u32, name: &str, up: &str, down: &str) -> Self {
+        self.dialects(n, name, (up, up), Some((down, down)))
+    }
+
+    /// A migration without a down file (its up should carry `-- irreversible: …`).
+    pub fn irreversible(self, n: u32, name: &str, up: &str) -> Self {
+        self.dialects(n, name, (up, up), None)
+    }
+
+    /// A migration with `(postgres, sqlite)` SQL for up and, optionally, down.
+    pub fn dialects(mut self, n: u32, name: &str, up: (&str, &str), down: Option<(&str, &str)>) -> Self {
+        let stem = format!("{}_{name}", Self::version(n));
+        self.files.push((format!("{stem}.up.sql"), up.0.to_owned()));
+        self.files.push((format!("sqlite/{stem}.up.sql"), up.1.to_owned()));
+        if let Some((pg, lite)) = down {
+            self.files.push((format!("{stem}.down.sql"), pg.to_owned()));
+            self.files.push((format!("sqlite/{stem}.down.sql"), lite.to_owned()));
+        }
+        self
+    }
+
+    /// Replaces the contents of every file of migration `n` in `direction` (`"up"`/`"down"`).
+    pub fn edit(mut self, n: u32, direction: &str, sql: &str) -> Self {
+        let prefix = Self::version(n);
+        for (name, contents) in &mut self.files {
+            let file = name.rsplit('/').next().unwrap_or(name);
+            if file.starts_with(&prefix) && file.ends_with(&format!(".{direction}.sql")) {
+                *contents = sql.to_owned();
+            }
+        }
+        self
+    }
+
+    /// Removes every file of migration `n`.
+    pub fn without(mut self, n: u32) -> Self {
+        let prefix = Self::version(n);
+        self.files.retain(|(name, _)| !name.rsplit('/').next().unwrap_or(name).starts_with(&prefix));
+        self
+    }
+
+    pub fn build(&self) -> MigrationSet {
+        MigrationSet::from_files(self.kind, "test", self.files.clone()).unwrap_or_else(|e| panic!("test set: {e}"))
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes; panics with `what` then.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
