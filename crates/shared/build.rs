@@ -5,29 +5,43 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 fn main() {
-    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = manifest.join("../../migrations");
     println!("cargo::rerun-if-changed={}", root.display());
 
     let mut files = Vec::new();
     for set in ["platform", "tenant", "tenant-seeds"] {
-        for (dir, prefix) in [(root.join(set), format!("{set}/")), (root.join(set).join("sqlite"), format!("{set}/sqlite/"))] {
+        for (dir, prefix) in [
+            (root.join(set), format!("{set}/")),
+            (root.join(set).join("sqlite"), format!("{set}/sqlite/")),
+        ] {
             collect(&dir, &prefix, &mut files);
         }
     }
     files.sort();
 
-    let mut out = String::from("/// `(path relative to migrations/, contents)` of every embedded file.\npub static FILES: &[(&str, &str)] = &[\n");
+    let mut out = String::from(
+        "/// `(path relative to migrations/, contents)` of every embedded file.\npub static FILES: &[(&str, &str)] = &[\n",
+    );
     for (relative, absolute) in files {
-        writeln!(out, "    ({relative:?}, include_str!({:?})),", absolute.display().to_string()).expect("writing to a String");
+        writeln!(
+            out,
+            "    ({relative:?}, include_str!({:?})),",
+            absolute.display().to_string()
+        )
+        .expect("writing to a String");
     }
     out.push_str("];\n");
-    let target = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("embedded_migrations.rs");
+    let target = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join("embedded_migrations.rs");
     std::fs::write(target, out).expect("writing the embedded migration list");
 }
 
 fn collect(dir: &Path, prefix: &str, files: &mut Vec<(String, PathBuf)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();

@@ -66,26 +66,43 @@ impl fmt::Debug for SecretUrl {
 /// A database: PostgreSQL, or an SQLite file.
 #[derive(Debug, Clone)]
 pub enum DatabaseUrl {
-    Postgres { url: SecretUrl, options: PgConnectOptions },
-    Sqlite { path: PathBuf },
+    /// Boxed: the options are large and a `Config` is passed around by value.
+    Postgres {
+        url: SecretUrl,
+        options: Box<PgConnectOptions>,
+    },
+    Sqlite {
+        path: PathBuf,
+    },
 }
 
 impl DatabaseUrl {
     fn parse(variable: &str, value: &str) -> Result<Self, String> {
         if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-            let options = PgConnectOptions::from_str(value)
-                .map_err(|e| format!("{variable}: not a valid PostgreSQL URL ({})", SecretUrl::new(e.to_string()).redacted()))?;
+            let options = PgConnectOptions::from_str(value).map_err(|e| {
+                format!(
+                    "{variable}: not a valid PostgreSQL URL ({})",
+                    SecretUrl::new(e.to_string()).redacted()
+                )
+            })?;
             return Ok(DatabaseUrl::Postgres {
                 url: SecretUrl::new(value),
-                options,
+                options: Box::new(options),
             });
         }
-        if let Some(path) = value.strip_prefix("sqlite://").or_else(|| value.strip_prefix("sqlite:")) {
+        if let Some(path) = value
+            .strip_prefix("sqlite://")
+            .or_else(|| value.strip_prefix("sqlite:"))
+        {
             let path = path.split('?').next().unwrap_or_default();
             if path.is_empty() || path == ":memory:" {
-                return Err(format!("{variable}: an SQLite URL must name a file (sqlite://path/to/platform.sqlite3)"));
+                return Err(format!(
+                    "{variable}: an SQLite URL must name a file (sqlite://path/to/platform.sqlite3)"
+                ));
             }
-            return Ok(DatabaseUrl::Sqlite { path: PathBuf::from(path) });
+            return Ok(DatabaseUrl::Sqlite {
+                path: PathBuf::from(path),
+            });
         }
         Err(format!(
             "{variable}: `{}` is neither postgres://… nor sqlite://…",
@@ -125,7 +142,9 @@ impl FromStr for Isolation {
         match value {
             "schema" => Ok(Isolation::Schema),
             "database" => Ok(Isolation::Database),
-            other => Err(format!("`{other}` is not an isolation mode: use `schema` or `database`")),
+            other => Err(format!(
+                "`{other}` is not an isolation mode: use `schema` or `database`"
+            )),
         }
     }
 }
@@ -183,9 +202,13 @@ impl Config {
         let mut problems = Vec::new();
 
         let database_raw = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        let database_url = DatabaseUrl::parse("DATABASE_URL", &database_raw).map_err(|e| problems.push(e)).ok();
+        let database_url = DatabaseUrl::parse("DATABASE_URL", &database_raw)
+            .map_err(|e| problems.push(e))
+            .ok();
         let tenant_database_url = match get("TENANT_DATABASE_URL") {
-            Some(raw) => DatabaseUrl::parse("TENANT_DATABASE_URL", &raw).map_err(|e| problems.push(e)).ok(),
+            Some(raw) => DatabaseUrl::parse("TENANT_DATABASE_URL", &raw)
+                .map_err(|e| problems.push(e))
+                .ok(),
             None => database_url.clone(),
         };
         let tenant_isolation = get("TENANT_ISOLATION")
@@ -193,16 +216,20 @@ impl Config {
             .map_err(|e| problems.push(format!("TENANT_ISOLATION: {e}")))
             .ok();
 
-        let amqp_url = SecretUrl::new(get("AMQP_URL").unwrap_or_else(|| DEFAULT_AMQP_URL.to_owned()));
-        if !(amqp_url.expose().starts_with("amqp://") || amqp_url.expose().starts_with("amqps://")) {
-            problems.push(format!("AMQP_URL: `{amqp_url}` must start with amqp:// or amqps://"));
+        let amqp_url =
+            SecretUrl::new(get("AMQP_URL").unwrap_or_else(|| DEFAULT_AMQP_URL.to_owned()));
+        if !(amqp_url.expose().starts_with("amqp://") || amqp_url.expose().starts_with("amqps://"))
+        {
+            problems.push(format!(
+                "AMQP_URL: `{amqp_url}` must start with amqp:// or amqps://"
+            ));
         }
 
         let namespace = get("TENANCY_NAMESPACE").unwrap_or_default();
         let namespace_ok = namespace.len() <= 64
-            && namespace
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.'));
+            && namespace.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
+            });
         if !namespace_ok {
             problems.push(format!(
                 "TENANCY_NAMESPACE: {namespace:?} may only hold up to 64 of a-z, 0-9, `_`, `-` and `.`"
@@ -213,7 +240,10 @@ impl Config {
         if let Some(dir) = &migrations_dir
             && !dir.is_dir()
         {
-            problems.push(format!("MIGRATIONS_DIR: {} is not a directory", dir.display()));
+            problems.push(format!(
+                "MIGRATIONS_DIR: {} is not a directory",
+                dir.display()
+            ));
         }
 
         let otel = OtelConfig {
@@ -222,15 +252,19 @@ impl Config {
         };
 
         match (database_url, tenant_database_url, tenant_isolation) {
-            (Some(database_url), Some(tenant_database_url), Some(tenant_isolation)) if problems.is_empty() => Ok(Config {
-                database_url,
-                tenant_database_url,
-                tenant_isolation,
-                amqp_url,
-                namespace,
-                migrations_dir,
-                otel,
-            }),
+            (Some(database_url), Some(tenant_database_url), Some(tenant_isolation))
+                if problems.is_empty() =>
+            {
+                Ok(Config {
+                    database_url,
+                    tenant_database_url,
+                    tenant_isolation,
+                    amqp_url,
+                    namespace,
+                    migrations_dir,
+                    otel,
+                })
+            }
             _ => Err(ConfigError { problems }),
         }
     }
@@ -243,7 +277,10 @@ mod tests {
     use super::*;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         Config::from_lookup(|key| map.get(key).cloned())
     }
 
@@ -253,7 +290,10 @@ mod tests {
         assert_eq!(config.database_url.redacted(), DEFAULT_DATABASE_URL);
         assert_eq!(config.tenant_database_url.redacted(), DEFAULT_DATABASE_URL);
         assert_eq!(config.tenant_isolation, Isolation::Schema);
-        assert_eq!(config.amqp_url.redacted(), "amqp://guest:***@127.0.0.1:5672/%2f");
+        assert_eq!(
+            config.amqp_url.redacted(),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
         assert_eq!(config.namespace, "");
         assert_eq!(config.migrations_dir, None);
     }
@@ -274,16 +314,25 @@ mod tests {
     #[test]
     fn passwords_never_show() {
         let url = SecretUrl::new("postgres://app:s3cret@db.example:5432/tenancy");
-        assert_eq!(url.to_string(), "postgres://app:***@db.example:5432/tenancy");
+        assert_eq!(
+            url.to_string(),
+            "postgres://app:***@db.example:5432/tenancy"
+        );
         assert!(!format!("{url:?}").contains("s3cret"));
-        let err = config(&[("DATABASE_URL", "mysql://app:s3cret@x/db")]).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = config(&[("DATABASE_URL", "mysql://app:s3cret@x/db")])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(!err.contains("s3cret"), "{err}");
     }
 
     #[test]
     fn sqlite_platform_databases_are_files() {
-        let config = config(&[("DATABASE_URL", "sqlite://data/platform.sqlite3")]).unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(config.database_url, DatabaseUrl::Sqlite { ref path } if path == &PathBuf::from("data/platform.sqlite3")));
+        let config = config(&[("DATABASE_URL", "sqlite://data/platform.sqlite3")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(config.database_url, DatabaseUrl::Sqlite { ref path } if path == &PathBuf::from("data/platform.sqlite3"))
+        );
         assert!(self::config(&[("DATABASE_URL", "sqlite::memory:")]).is_err());
     }
 }

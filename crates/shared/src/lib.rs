@@ -14,4 +14,5 @@
 
 pub mod config;
 pub mod migrate;
+pub mod store;
 pub mod tenant;

@@ -14,7 +14,9 @@ pub struct TenantSlug(String);
 /// Why a string is not a slug. The offending input is shown escaped and truncated, so a hostile
 /// value cannot forge log lines.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("slug {shown} is not valid: {reason}; a slug is 3 to 40 characters of lower-case ASCII letters, digits and `_`, starting with a letter (e.g. acme_towers)")]
+#[error(
+    "slug {shown} is not valid: {reason}; a slug is 3 to 40 characters of lower-case ASCII letters, digits and `_`, starting with a letter (e.g. acme_towers)"
+)]
 pub struct SlugError {
     shown: String,
     reason: &'static str,
@@ -94,7 +96,12 @@ mod tests {
 
     #[test]
     fn accepts_contract_slugs() {
-        for ok in ["abc", "acme_towers", "a12", "z_________________________________________"[..40].as_ref()] {
+        for ok in [
+            "abc",
+            "acme_towers",
+            "a12",
+            "z_________________________________________"[..40].as_ref(),
+        ] {
             assert!(TenantSlug::parse(ok).is_ok(), "{ok}");
         }
     }
@@ -102,8 +109,21 @@ mod tests {
     #[test]
     fn rejects_hostile_and_malformed_slugs() {
         for bad in [
-            "", "ab", "Acme", "1abc", "_abc", "acme-towers", "acme towers", "acme;drop", "acme\"x", "acme'x",
-            "acmé", "acme\u{200b}x", "аcme", "acme\n", "a".repeat(41).as_str(),
+            "",
+            "ab",
+            "Acme",
+            "1abc",
+            "_abc",
+            "acme-towers",
+            "acme towers",
+            "acme;drop",
+            "acme\"x",
+            "acme'x",
+            "acmé",
+            "acme\u{200b}x",
+            "аcme",
+            "acme\n",
+            "a".repeat(41).as_str(),
         ] {
             let err = TenantSlug::parse(bad);
             assert!(err.is_err(), "{bad:?} accepted");
@@ -113,8 +133,14 @@ mod tests {
     #[test]
     fn errors_escape_and_truncate_the_input() {
         let long = format!("x\n{}", "y".repeat(100));
-        let message = TenantSlug::parse(&long).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(message.contains("\\n") && !message.contains('\n') && message.contains('…'), "{message}");
+        let message = TenantSlug::parse(&long)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.contains("\\n") && !message.contains('\n') && message.contains('…'),
+            "{message}"
+        );
     }
 
     #[test]

@@ -38,8 +38,13 @@ pub struct ScratchDir {
 
 impl ScratchDir {
     pub fn new() -> Self {
-        let path = std::env::temp_dir().join(format!("tenancy-test-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        let path = std::env::temp_dir().join(format!(
+            "tenancy-test-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
         ScratchDir { path }
     }
 
@@ -70,7 +75,10 @@ pub struct SetBuilder {
 
 impl SetBuilder {
     pub fn new(kind: SetKind) -> Self {
-        SetBuilder { kind, files: Vec::new() }
+        SetBuilder {
+            kind,
+            files: Vec::new(),
+        }
     }
 
     /// Version `2026010100MMSS` from a small number, so tests read `m(1)`, `m(2)`.
@@ -89,13 +97,21 @@ impl SetBuilder {
     }
 
     /// A migration with `(postgres, sqlite)` SQL for up and, optionally, down.
-    pub fn dialects(mut self, n: u32, name: &str, up: (&str, &str), down: Option<(&str, &str)>) -> Self {
+    pub fn dialects(
+        mut self,
+        n: u32,
+        name: &str,
+        up: (&str, &str),
+        down: Option<(&str, &str)>,
+    ) -> Self {
         let stem = format!("{}_{name}", Self::version(n));
         self.files.push((format!("{stem}.up.sql"), up.0.to_owned()));
-        self.files.push((format!("sqlite/{stem}.up.sql"), up.1.to_owned()));
+        self.files
+            .push((format!("sqlite/{stem}.up.sql"), up.1.to_owned()));
         if let Some((pg, lite)) = down {
             self.files.push((format!("{stem}.down.sql"), pg.to_owned()));
-            self.files.push((format!("sqlite/{stem}.down.sql"), lite.to_owned()));
+            self.files
+                .push((format!("sqlite/{stem}.down.sql"), lite.to_owned()));
         }
         self
     }
@@ -115,12 +131,14 @@ impl SetBuilder {
     /// Removes every file of migration `n`.
     pub fn without(mut self, n: u32) -> Self {
         let prefix = Self::version(n);
-        self.files.retain(|(name, _)| !name.rsplit('/').next().unwrap_or(name).starts_with(&prefix));
+        self.files
+            .retain(|(name, _)| !name.rsplit('/').next().unwrap_or(name).starts_with(&prefix));
         self
     }
 
     pub fn build(&self) -> MigrationSet {
-        MigrationSet::from_files(self.kind, "test", self.files.clone()).unwrap_or_else(|e| panic!("test set: {e}"))
+        MigrationSet::from_files(self.kind, "test", self.files.clone())
+            .unwrap_or_else(|e| panic!("test set: {e}"))
     }
 }
 
@@ -135,7 +153,10 @@ where
         if condition().await {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting until {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

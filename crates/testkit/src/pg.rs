@@ -47,7 +47,11 @@ impl TestDatabase {
     pub async fn create() -> Self {
         let mut admin = admin_connection().await;
         sweep_stale(&mut admin).await;
-        let name = format!("{TEST_PREFIX}{}_{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let name = format!(
+            "{TEST_PREFIX}{}_{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
             .execute(&mut admin)
             .await
@@ -96,7 +100,10 @@ impl Drop for TestDatabase {
 
 /// Drops `name` (and any tenant databases named after the same process).
 pub async fn drop_database(admin: &mut PgConnection, name: &str) {
-    let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", name.replace('"', "\"\""));
+    let sql = format!(
+        "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+        name.replace('"', "\"\"")
+    );
     let _ = sqlx::raw_sql(AssertSqlSafe(sql)).execute(admin).await;
 }
 
@@ -130,7 +137,10 @@ pub fn drop_databases_now(names: Vec<String>) {
         return;
     }
     let worker = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
         runtime.block_on(async {
             let mut admin = server_options().connect().await.ok()?;
             for name in &names {

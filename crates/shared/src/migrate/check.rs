@@ -69,13 +69,17 @@ pub struct CheckReport {
     /// The schema each set produced, per dialect that ran.
     pub schemas: Vec<(SetKind, Dialect, SchemaSnapshot)>,
     pub postgres: PostgresCheck,
-    /// Migrations proven to go up → down → up to the same schema, per dialect.
+    /// Migrations proven to go up → down → up to the same schema, per dialect (failures are
+    /// findings, not counted here).
     pub round_trips: Vec<(Dialect, usize)>,
 }
 
 impl CheckReport {
     pub fn errors(&self) -> usize {
-        self.findings.iter().filter(|f| f.severity == Severity::Error).count()
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count()
     }
 
     pub fn warnings(&self) -> usize {
@@ -102,7 +106,9 @@ pub fn static_findings(catalog: &Catalog) -> Vec<CheckFinding> {
 
 fn lint_set(set: &MigrationSet, findings: &mut Vec<CheckFinding>) {
     for migration in &set.migrations {
-        if migration.script(Dialect::Postgres, Direction::Down).is_none()
+        if migration
+            .script(Dialect::Postgres, Direction::Down)
+            .is_none()
             && migration.primary().directives.irreversible.is_none()
         {
             findings.push(CheckFinding {
@@ -119,7 +125,9 @@ fn lint_set(set: &MigrationSet, findings: &mut Vec<CheckFinding>) {
         }
         for dialect in Dialect::ALL {
             for direction in [Direction::Up, Direction::Down] {
-                let Some(script) = migration.script(dialect, direction) else { continue };
+                let Some(script) = migration.script(dialect, direction) else {
+                    continue;
+                };
                 let input = LintInput {
                     sql: &script.sql,
                     dialect,
@@ -128,9 +136,10 @@ fn lint_set(set: &MigrationSet, findings: &mut Vec<CheckFinding>) {
                     batched: script.directives.batch_size.is_some(),
                 };
                 for finding in lint::lint(&input) {
-                    // A destructive down is expected (it undoes a create); rollbacks warn about it
-                    // when they run. Destructive *ups* are what approvals are for.
-                    if finding.code.is_destructive() && direction == Direction::Down {
+                    // Destructive ups are reported once, with their approval status, by
+                    // `check_approvals`; destructive downs are expected (they undo a create) and
+                    // rollbacks ask for confirmation when they run them.
+                    if finding.code.is_destructive() {
                         continue;
                     }
                     findings.push(CheckFinding {
@@ -174,7 +183,11 @@ fn check_parity(set: &MigrationSet, findings: &mut Vec<CheckFinding>) {
                 message,
             });
         }
-        let batch = |d| migration.script(d, Direction::Up).map(|s| s.directives.batch_size.is_some());
+        let batch = |d| {
+            migration
+                .script(d, Direction::Up)
+                .map(|s| s.directives.batch_size.is_some())
+        };
         if let (Some(pg), Some(lite)) = (batch(Dialect::Postgres), batch(Dialect::Sqlite))
             && pg != lite
         {
@@ -204,7 +217,10 @@ fn check_approvals(set: &MigrationSet, findings: &mut Vec<CheckFinding>) {
                 file: Some(script.file.clone()),
                 line: destructive.first().map(|f| f.line),
                 code: "destructive-approved".into(),
-                message: format!("destroys data; approved by {}: {}", approval.approver, approval.reason),
+                message: format!(
+                    "destroys data; approved by {}: {}",
+                    approval.approver, approval.reason
+                ),
             });
         } else {
             findings.push(CheckFinding {
@@ -248,7 +264,10 @@ pub async fn run(catalog: &Catalog, options: &CheckOptions, scratch: &Path) -> C
         round_trips: Vec::new(),
     };
 
-    let sqlite = Engine::new(SqliteBackend::new(scratch.join("sqlite-check")), EngineOptions::default());
+    let sqlite = Engine::new(
+        SqliteBackend::new(scratch.join("sqlite-check")),
+        EngineOptions::default(),
+    );
     exercise(&sqlite, catalog, &mut report).await;
 
     if let Some(server) = &options.postgres {
@@ -261,7 +280,11 @@ pub async fn run(catalog: &Catalog, options: &CheckOptions, scratch: &Path) -> C
                         engine.backend().pool().close().await;
                         report.postgres = PostgresCheck::Ran;
                     }
-                    Err(e) => report.postgres = PostgresCheck::Skipped(format!("cannot connect to the throwaway database: {e}")),
+                    Err(e) => {
+                        report.postgres = PostgresCheck::Skipped(format!(
+                            "cannot connect to the throwaway database: {e}"
+                        ))
+                    }
                 }
                 database.drop().await;
             }
@@ -273,19 +296,32 @@ pub async fn run(catalog: &Catalog, options: &CheckOptions, scratch: &Path) -> C
 }
 
 /// Applies every set on one backend, proving up → down → up per reversible migration.
-async fn exercise<B: MigrationBackend>(engine: &Engine<B>, catalog: &Catalog, report: &mut CheckReport) {
+async fn exercise<B: MigrationBackend>(
+    engine: &Engine<B>,
+    catalog: &Catalog,
+    report: &mut CheckReport,
+) {
     let dialect = engine.backend().dialect();
     let tenant = Target::Tenant(TenantSlug::parse("check_tenant").expect("a valid literal slug"));
     if let Target::Tenant(slug) = &tenant {
         let _ = engine.backend().drop_storage(slug).await;
         if let Err(e) = engine.backend().create_storage(slug).await {
-            report.findings.push(runtime_finding(SetKind::Tenant, dialect, None, format!("cannot create the scratch tenant: {e}")));
+            report.findings.push(runtime_finding(
+                SetKind::Tenant,
+                dialect,
+                None,
+                format!("cannot create the scratch tenant: {e}"),
+            ));
             return;
         }
     }
     let mut round_trips = 0;
     for set in catalog.sets() {
-        let target = if set.kind.is_tenant_scoped() { tenant.clone() } else { Target::Platform };
+        let target = if set.kind.is_tenant_scoped() {
+            tenant.clone()
+        } else {
+            Target::Platform
+        };
         let mut previous = Version::ZERO;
         let mut ok = true;
         for migration in &set.migrations {
@@ -293,7 +329,12 @@ async fn exercise<B: MigrationBackend>(engine: &Engine<B>, catalog: &Catalog, re
             let file = Some(migration.file_name(dialect, Direction::Up));
             let before = engine.snapshot(&target).await;
             if let Err(e) = engine.apply(&target, set, Some(version), &()).await {
-                report.findings.push(runtime_finding(set.kind, dialect, file, format!("does not apply: {e}")));
+                report.findings.push(runtime_finding(
+                    set.kind,
+                    dialect,
+                    file,
+                    format!("does not apply: {e}"),
+                ));
                 ok = false;
                 break;
             }
@@ -303,13 +344,23 @@ async fn exercise<B: MigrationBackend>(engine: &Engine<B>, catalog: &Catalog, re
             }
             let after = engine.snapshot(&target).await;
             if let Err(e) = engine.revert(&target, set, previous, true, &()).await {
-                report.findings.push(runtime_finding(set.kind, dialect, file, format!("its down file fails: {e}")));
+                report.findings.push(runtime_finding(
+                    set.kind,
+                    dialect,
+                    file,
+                    format!("its down file fails: {e}"),
+                ));
                 ok = false;
                 break;
             }
             let reverted = engine.snapshot(&target).await;
             if let Err(e) = engine.apply(&target, set, Some(version), &()).await {
-                report.findings.push(runtime_finding(set.kind, dialect, file, format!("does not apply again after its down: {e}")));
+                report.findings.push(runtime_finding(
+                    set.kind,
+                    dialect,
+                    file,
+                    format!("does not apply again after its down: {e}"),
+                ));
                 ok = false;
                 break;
             }
@@ -317,16 +368,43 @@ async fn exercise<B: MigrationBackend>(engine: &Engine<B>, catalog: &Catalog, re
             match (before, after, reverted, again) {
                 (Ok(before), Ok(after), Ok(reverted), Ok(again)) => {
                     if reverted != before {
-                        report.findings.push(round_trip_finding(set.kind, dialect, &file, "its down file does not restore the schema it started from", &before, &reverted));
+                        report.findings.push(round_trip_finding(
+                            set.kind,
+                            dialect,
+                            &file,
+                            "its down file does not restore the schema it started from",
+                            &before,
+                            &reverted,
+                        ));
                     }
                     if again != after {
-                        report.findings.push(round_trip_finding(set.kind, dialect, &file, "applying it again after its down gives a different schema", &after, &again));
+                        report.findings.push(round_trip_finding(
+                            set.kind,
+                            dialect,
+                            &file,
+                            "applying it again after its down gives a different schema",
+                            &after,
+                            &again,
+                        ));
                     }
-                    round_trips += 1;
+                    if reverted == before && again == after {
+                        round_trips += 1;
+                    }
                 }
                 (a, b, c, d) => {
-                    let error = [a.err(), b.err(), c.err(), d.err()].into_iter().flatten().next();
-                    report.findings.push(runtime_finding(set.kind, dialect, file, format!("cannot read the schema: {}", error.map(|e| e.to_string()).unwrap_or_default())));
+                    let error = [a.err(), b.err(), c.err(), d.err()]
+                        .into_iter()
+                        .flatten()
+                        .next();
+                    report.findings.push(runtime_finding(
+                        set.kind,
+                        dialect,
+                        file,
+                        format!(
+                            "cannot read the schema: {}",
+                            error.map(|e| e.to_string()).unwrap_or_default()
+                        ),
+                    ));
                 }
             }
             previous = version;
@@ -344,7 +422,12 @@ async fn exercise<B: MigrationBackend>(engine: &Engine<B>, catalog: &Catalog, re
     }
 }
 
-fn runtime_finding(set: SetKind, dialect: Dialect, file: Option<String>, message: String) -> CheckFinding {
+fn runtime_finding(
+    set: SetKind,
+    dialect: Dialect,
+    file: Option<String>,
+    message: String,
+) -> CheckFinding {
     CheckFinding {
         severity: Severity::Error,
         set,
@@ -376,14 +459,24 @@ fn round_trip_finding(
 /// A short description of how two snapshots differ.
 pub fn describe_difference(expected: &SchemaSnapshot, actual: &SchemaSnapshot) -> String {
     let mut differences = Vec::new();
-    for name in expected.tables.keys().filter(|t| !actual.tables.contains_key(*t)) {
+    for name in expected
+        .tables
+        .keys()
+        .filter(|t| !actual.tables.contains_key(*t))
+    {
         differences.push(format!("table {name} is missing"));
     }
-    for name in actual.tables.keys().filter(|t| !expected.tables.contains_key(*t)) {
+    for name in actual
+        .tables
+        .keys()
+        .filter(|t| !expected.tables.contains_key(*t))
+    {
         differences.push(format!("table {name} is left over"));
     }
     for (name, table) in &expected.tables {
-        let Some(other) = actual.tables.get(name) else { continue };
+        let Some(other) = actual.tables.get(name) else {
+            continue;
+        };
         if table.columns != other.columns {
             differences.push(format!("columns of {name} differ"));
         }
@@ -419,7 +512,12 @@ fn compare_dialects(report: &mut CheckReport) {
             schema
                 .tables
                 .iter()
-                .map(|(t, shape)| (t.clone(), shape.columns.iter().map(|c| c.name.clone()).collect()))
+                .map(|(t, shape)| {
+                    (
+                        t.clone(),
+                        shape.columns.iter().map(|c| c.name.clone()).collect(),
+                    )
+                })
                 .collect()
         };
         let (pg, lite) = (names(postgres), names(sqlite));
@@ -467,10 +565,13 @@ impl ThrowawayDatabase {
             )
         };
         let mut admin = server.connect().await.map_err(unreachable)?;
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {}", quote_ident(&name))))
-            .execute(&mut admin)
-            .await
-            .map_err(|e| format!("cannot create a throwaway database: {e}"))?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE DATABASE {}",
+            quote_ident(&name)
+        )))
+        .execute(&mut admin)
+        .await
+        .map_err(|e| format!("cannot create a throwaway database: {e}"))?;
         let _ = admin.close().await;
         Ok(ThrowawayDatabase {
             server: server.clone(),
@@ -481,7 +582,10 @@ impl ThrowawayDatabase {
 
     async fn drop(self) {
         if let Ok(mut admin) = self.server.connect().await {
-            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&self.name));
+            let sql = format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(&self.name)
+            );
             let _ = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut admin).await;
             let _ = admin.close().await;
         }

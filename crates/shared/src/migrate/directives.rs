@@ -35,6 +35,14 @@ pub struct DirectiveError {
     pub message: String,
 }
 
+const NAMES: [&str; 5] = [
+    "no-transaction",
+    "irreversible",
+    "lock-timeout",
+    "statement-timeout",
+    "batch-size",
+];
+
 const KNOWN: &str = "no-transaction, irreversible: <reason>, lock-timeout: <duration>, statement-timeout: <duration>, batch-size: <rows>";
 
 /// Parses the directives at the top of `sql`: the `--` comment lines before the first statement.
@@ -80,8 +88,10 @@ pub fn parse(sql: &str) -> Result<Directives, DirectiveError> {
                 directives.irreversible = Some(reason.to_owned());
             }
             "lock-timeout" | "statement-timeout" => {
-                let text = value.ok_or_else(|| fail(format!("`{name}` needs a duration such as 5s")))?;
-                let duration = parse_duration(text).map_err(|why| fail(format!("`{name}: {text}`: {why}")))?;
+                let text =
+                    value.ok_or_else(|| fail(format!("`{name}` needs a duration such as 5s")))?;
+                let duration =
+                    parse_duration(text).map_err(|why| fail(format!("`{name}: {text}`: {why}")))?;
                 let slot = if name == "lock-timeout" {
                     &mut directives.lock_timeout
                 } else {
@@ -92,19 +102,25 @@ pub fn parse(sql: &str) -> Result<Directives, DirectiveError> {
                 }
             }
             "batch-size" => {
-                let text = value.ok_or_else(|| fail("`batch-size` needs a number of rows".into()))?;
-                let rows: u32 = text
-                    .parse()
-                    .ok()
-                    .filter(|rows| *rows > 0)
-                    .ok_or_else(|| fail(format!("`batch-size: {text}` is not a positive number of rows")))?;
+                let text =
+                    value.ok_or_else(|| fail("`batch-size` needs a number of rows".into()))?;
+                let rows: u32 = text.parse().ok().filter(|rows| *rows > 0).ok_or_else(|| {
+                    fail(format!(
+                        "`batch-size: {text}` is not a positive number of rows"
+                    ))
+                })?;
                 if directives.batch_size.replace(rows).is_some() {
                     return Err(duplicate());
                 }
             }
             other => {
+                let hint = NAMES
+                    .iter()
+                    .find(|known| edit_distance(known, other) <= 2)
+                    .map(|known| format!("did you mean `{known}`? "))
+                    .unwrap_or_default();
                 return Err(fail(format!(
-                    "unknown directive `{other}` (known: {KNOWN}); write ordinary comments as sentences"
+                    "unknown directive `{other}`: {hint}known directives are {KNOWN}"
                 )));
             }
         }
@@ -112,17 +128,34 @@ pub fn parse(sql: &str) -> Result<Directives, DirectiveError> {
     Ok(directives)
 }
 
-/// Splits `word` or `word: value` when `word` is lower-case letters and hyphens; anything else
-/// is an ordinary comment.
+/// Splits `word` or `word: value` when it is meant as a directive: a known name, a hyphenated
+/// lower-case word (every directive with two words is hyphenated), or a near miss of a known name.
+/// Anything else (`-- edited`, `-- note: see the docs`) is an ordinary comment.
 fn directive_shape(comment: &str) -> Option<(&str, Option<&str>)> {
     let (name, value) = match comment.split_once(':') {
         Some((name, value)) => (name.trim_end(), Some(value.trim())),
         None => (comment, None),
     };
-    let looks_like_directive = !name.is_empty()
+    let word = !name.is_empty()
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name.chars().all(|c| c.is_ascii_lowercase() || c == '-');
-    looks_like_directive.then_some((name, value))
+    let meant = name.contains('-') || NAMES.iter().any(|known| edit_distance(known, name) <= 2);
+    (word && meant).then_some((name, value))
+}
+
+/// Levenshtein distance, for "did you mean" on short directive names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
 }
 
 /// Parses `500ms`, `5s`, `2min`, `1h`.
@@ -130,7 +163,9 @@ fn directive_shape(comment: &str) -> Option<(&str, Option<&str>)> {
 /// # Errors
 /// A missing number, an unknown unit, or zero.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(digits_end);
     let amount: u64 = number
         .parse()
@@ -187,16 +222,37 @@ mod tests {
             ("-- lock-timeout: 0s\n", 1),
             ("-- batch-size: 0\n", 1),
             ("-- batch-size: -5\n", 1),
-            ("-- todo: write this\n", 1),
+            ("-- irreversable: typo\n", 1),
+            ("-- batchsize: 5\n", 1),
+            ("-- lock-wait: 5s\n", 1),
         ] {
             assert_eq!(parse(sql).err().map(|e| e.line), Some(line), "{sql:?}");
         }
     }
 
     #[test]
-    fn sentences_are_ordinary_comments() {
-        assert_eq!(parse("-- Creates users.\n-- see: the docs\nSELECT 1;").err().map(|e| e.line), Some(2));
-        assert_eq!(parse("-- Creates users.\n-- Note: it is fine\nSELECT 1;"), Ok(Directives::default()));
+    fn other_comments_stay_comments() {
+        for sql in [
+            "-- Creates users.\n",
+            "-- edited\n",
+            "-- note: see the docs\n",
+            "-- Note: it is fine\n",
+            "-- todo\n",
+        ] {
+            assert_eq!(parse(sql), Ok(Directives::default()), "{sql:?}");
+        }
+    }
+
+    #[test]
+    fn near_misses_suggest_the_directive() {
+        let message = parse("-- no-transactions\n")
+            .err()
+            .map(|e| e.message)
+            .unwrap_or_default();
+        assert!(
+            message.contains("did you mean `no-transaction`"),
+            "{message}"
+        );
     }
 
     #[test]

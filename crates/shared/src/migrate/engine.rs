@@ -31,7 +31,7 @@ use futures_util::stream;
 use super::backend::{BackendError, MigrationBackend, SchemaSnapshot, Session, Timeouts};
 use super::error::EngineError;
 use super::events::{MigrationEvent, ProgressSink};
-use super::history::{AppliedMigration, HistoryWrite};
+use super::history::{AppliedMigration, CommitWrite, HistoryWrite};
 use super::kinds::{Direction, SetKind};
 use super::lint::Finding;
 use super::plan::{self, PendingStep, Standing};
@@ -131,7 +131,11 @@ impl<B: MigrationBackend> Engine<B> {
     ///
     /// # Errors
     /// When the target cannot be reached or does not exist.
-    pub async fn status(&self, target: &Target, set: &MigrationSet) -> Result<Standing, EngineError> {
+    pub async fn status(
+        &self,
+        target: &Target,
+        set: &MigrationSet,
+    ) -> Result<Standing, EngineError> {
         let failed = backend_error(target);
         let mut session = self.backend.open(target).await.map_err(&failed)?;
         let history = session.read_history(set.kind).await.map_err(&failed);
@@ -179,8 +183,24 @@ impl<B: MigrationBackend> Engine<B> {
                     source,
                 })
         };
-        let history = session.read_history(set.kind).await.map_err(&failed)?;
-        if planned(&history)? == 0 {
+        let wanted = set
+            .migrations
+            .iter()
+            .filter(|m| to.is_none_or(|t| m.version <= t))
+            .count();
+        let (history, locked) = session
+            .read_history_locking_if_behind(set.kind, to, wanted)
+            .await
+            .map_err(&failed)?;
+        let pending = match planned(&history) {
+            Ok(pending) => pending,
+            Err(error) => {
+                self.unlock(session, target).await;
+                return Err(error);
+            }
+        };
+        if pending == 0 {
+            self.unlock(session, target).await;
             let version = plan::standing(set, &history, dialect).applied_version;
             return Ok(RunReport {
                 target: target.clone(),
@@ -191,13 +211,17 @@ impl<B: MigrationBackend> Engine<B> {
             });
         }
 
-        self.lock(session, target, sink).await?;
+        let history = if locked {
+            history
+        } else {
+            self.lock(session, target, set.kind, sink).await?
+        };
         let result = async {
-            session.ensure_history_table().await.map_err(&failed)?;
-            let history = session.read_history(set.kind).await.map_err(&failed)?;
-            let steps = plan::plan_apply(set, &history, dialect, to).map_err(|source| EngineError::Plan {
-                target: target.clone(),
-                source,
+            let steps = plan::plan_apply(set, &history, dialect, to).map_err(|source| {
+                EngineError::Plan {
+                    target: target.clone(),
+                    source,
+                }
             })?;
             let before = plan::standing(set, &history, dialect).applied_version;
             let mut report = RunReport {
@@ -207,9 +231,19 @@ impl<B: MigrationBackend> Engine<B> {
                 after: before,
                 steps: Vec::new(),
             };
-            for PendingStep { migration, resumes } in steps {
+            let last = steps.len().saturating_sub(1);
+            for (index, PendingStep { migration, resumes }) in steps.into_iter().enumerate() {
                 let duration = self
-                    .run_script(session, target, set.kind, migration, Direction::Up, resumes, sink)
+                    .run_script(
+                        session,
+                        target,
+                        set.kind,
+                        migration,
+                        Direction::Up,
+                        resumes,
+                        index == last,
+                        sink,
+                    )
                     .await
                     .map_err(|source| EngineError::Script {
                         target: target.clone(),
@@ -217,7 +251,7 @@ impl<B: MigrationBackend> Engine<B> {
                         file: script_file(migration, dialect, Direction::Up),
                         direction: Direction::Up,
                         completed: report.steps.iter().map(|s| s.version).collect(),
-                        source,
+                        source: Box::new(source),
                     })?;
                 report.after = Some(migration.version);
                 report.steps.push(StepReport {
@@ -250,10 +284,11 @@ impl<B: MigrationBackend> Engine<B> {
         session.close().await;
         let history = history?;
         let dialect = self.backend.dialect();
-        let steps = plan::plan_revert(set, &history, dialect, to).map_err(|source| EngineError::Plan {
-            target: target.clone(),
-            source,
-        })?;
+        let steps =
+            plan::plan_revert(set, &history, dialect, to).map_err(|source| EngineError::Plan {
+                target: target.clone(),
+                source,
+            })?;
         Ok(steps
             .into_iter()
             .map(|step| RevertPreview {
@@ -283,7 +318,9 @@ impl<B: MigrationBackend> Engine<B> {
     ) -> Result<RunReport, EngineError> {
         let failed = backend_error(target);
         let mut session = self.backend.open(target).await.map_err(&failed)?;
-        let result = self.revert_in(&mut session, target, set, to, allow_data_loss, sink).await;
+        let result = self
+            .revert_in(&mut session, target, set, to, allow_data_loss, sink)
+            .await;
         session.close().await;
         result
     }
@@ -300,13 +337,19 @@ impl<B: MigrationBackend> Engine<B> {
         let dialect = self.backend.dialect();
         let failed = backend_error(target);
         let checked = |history: &[AppliedMigration]| {
-            let steps = plan::plan_revert(set, history, dialect, to).map_err(|source| EngineError::Plan {
-                target: target.clone(),
-                source,
+            let steps = plan::plan_revert(set, history, dialect, to).map_err(|source| {
+                EngineError::Plan {
+                    target: target.clone(),
+                    source,
+                }
             })?;
             let destroys: Vec<(Version, Finding)> = steps
                 .iter()
-                .flat_map(|s| s.destroys_data.iter().map(|f| (s.migration.version, f.clone())))
+                .flat_map(|s| {
+                    s.destroys_data
+                        .iter()
+                        .map(|f| (s.migration.version, f.clone()))
+                })
                 .collect();
             if !destroys.is_empty() && !allow_data_loss {
                 return Err(EngineError::DataLoss {
@@ -328,9 +371,8 @@ impl<B: MigrationBackend> Engine<B> {
             });
         }
 
-        self.lock(session, target, sink).await?;
+        let history = self.lock(session, target, set.kind, sink).await?;
         let result = async {
-            let history = session.read_history(set.kind).await.map_err(&failed)?;
             let before = plan::standing(set, &history, dialect).applied_version;
             let steps = checked(&history)?;
             let mut report = RunReport {
@@ -343,7 +385,16 @@ impl<B: MigrationBackend> Engine<B> {
             for step in steps {
                 let migration = step.migration;
                 let duration = self
-                    .run_script(session, target, set.kind, migration, Direction::Down, None, sink)
+                    .run_script(
+                        session,
+                        target,
+                        set.kind,
+                        migration,
+                        Direction::Down,
+                        None,
+                        false,
+                        sink,
+                    )
                     .await
                     .map_err(|source| EngineError::Script {
                         target: target.clone(),
@@ -351,7 +402,7 @@ impl<B: MigrationBackend> Engine<B> {
                         file: script_file(migration, dialect, Direction::Down),
                         direction: Direction::Down,
                         completed: report.steps.iter().map(|s| s.version).collect(),
-                        source,
+                        source: Box::new(source),
                     })?;
                 report.steps.push(StepReport {
                     version: migration.version,
@@ -388,8 +439,15 @@ impl<B: MigrationBackend> Engine<B> {
             .await
     }
 
-    /// Takes the target's lock: try, back off with jitter, retry until `lock_wait` is spent.
-    async fn lock(&self, session: &mut B::Session, target: &Target, sink: &impl ProgressSink) -> Result<(), EngineError> {
+    /// Takes the target's lock (try, back off with jitter, retry until `lock_wait` is spent) and
+    /// returns the history as read under it: another runner may have finished in the meantime.
+    async fn lock(
+        &self,
+        session: &mut B::Session,
+        target: &Target,
+        set: SetKind,
+        sink: &impl ProgressSink,
+    ) -> Result<Vec<AppliedMigration>, EngineError> {
         let started = Instant::now();
         let deadline = started + self.options.lock_wait;
         let mut delays = ExponentialBuilder::new()
@@ -400,12 +458,19 @@ impl<B: MigrationBackend> Engine<B> {
             .build();
         let mut announced = false;
         loop {
-            if session.try_lock().await.map_err(backend_error(target))? {
-                return Ok(());
+            if let Some(history) = session
+                .lock_and_read(set)
+                .await
+                .map_err(backend_error(target))?
+            {
+                return Ok(history);
             }
             if !announced {
                 announced = true;
-                sink.emit(MigrationEvent::LockWaiting { target: target.clone() }).await;
+                sink.emit(MigrationEvent::LockWaiting {
+                    target: target.clone(),
+                })
+                .await;
             }
             let now = Instant::now();
             if now >= deadline {
@@ -427,8 +492,12 @@ impl<B: MigrationBackend> Engine<B> {
         }
     }
 
-    /// Runs one script in its mode and records it. See the module documentation.
-    #[expect(clippy::too_many_arguments, reason = "one call site per direction; a struct would only rename them")]
+    /// Runs one script in its mode and records it. See the module documentation. With `last`,
+    /// a transactional script releases the lock with its commit (one round trip fewer).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site per direction; a struct would only rename them"
+    )]
     async fn run_script(
         &self,
         session: &mut B::Session,
@@ -437,6 +506,7 @@ impl<B: MigrationBackend> Engine<B> {
         migration: &Migration,
         direction: Direction,
         resumes: Option<&AppliedMigration>,
+        last: bool,
         sink: &impl ProgressSink,
     ) -> Result<Duration, BackendError> {
         let dialect = self.backend.dialect();
@@ -458,14 +528,30 @@ impl<B: MigrationBackend> Engine<B> {
         let started = Instant::now();
         let outcome = match script.directives.batch_size {
             Some(batch_size) => {
-                self.run_batched(session, target, set, migration, script, direction, batch_size, timeouts, resumes, sink)
-                    .await
+                self.run_batched(
+                    session, target, set, migration, script, direction, batch_size, timeouts,
+                    resumes, sink,
+                )
+                .await
             }
             None if script.directives.no_transaction => {
                 self.run_outside_transaction(session, set, migration, script, direction, timeouts)
                     .await
             }
-            None => run_transactional(session, set, migration, script, direction, timeouts).await,
+            None => {
+                let replaces_unfinished = resumes.is_some();
+                run_transactional(
+                    session,
+                    set,
+                    migration,
+                    script,
+                    direction,
+                    timeouts,
+                    replaces_unfinished,
+                    last,
+                )
+                .await
+            }
         };
         let duration = started.elapsed();
         let event = match &outcome {
@@ -521,10 +607,21 @@ impl<B: MigrationBackend> Engine<B> {
             }
         }
         let reset = session.end_autocommit().await;
-        finish(session, set, migration, direction, started, outcome.and(reset)).await
+        finish(
+            session,
+            set,
+            migration,
+            direction,
+            started,
+            outcome.and(reset),
+        )
+        .await
     }
 
-    #[expect(clippy::too_many_arguments, reason = "the batch loop needs the whole context of the script")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the batch loop needs the whole context of the script"
+    )]
     async fn run_batched(
         &self,
         session: &mut B::Session,
@@ -552,7 +649,13 @@ impl<B: MigrationBackend> Engine<B> {
                     let touched = session.execute_counting(&statement).await?;
                     let touched = i64::try_from(touched).unwrap_or(i64::MAX);
                     session
-                        .record(set, HistoryWrite::BatchDone { version: migration.version, rows: touched })
+                        .record(
+                            set,
+                            HistoryWrite::BatchDone {
+                                version: migration.version,
+                                rows: touched,
+                            },
+                        )
                         .await?;
                     session.commit().await?;
                     Ok::<_, BackendError>(touched)
@@ -586,6 +689,10 @@ impl<B: MigrationBackend> Engine<B> {
 }
 
 /// The transactional mode: the script and its history write commit together or not at all.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the script's whole context, passed straight through"
+)]
 async fn run_transactional<S: Session>(
     session: &mut S,
     set: SetKind,
@@ -593,30 +700,24 @@ async fn run_transactional<S: Session>(
     script: &Script,
     direction: Direction,
     timeouts: Timeouts,
+    replaces_unfinished: bool,
+    release_lock: bool,
 ) -> Result<(), BackendError> {
-    session.begin(timeouts).await?;
-    let started = Instant::now();
-    let work = async {
-        session.execute(&script.sql).await?;
-        let write = match direction {
-            Direction::Up => HistoryWrite::Applied {
-                version: migration.version,
-                description: &migration.description,
-                checksum: &script.checksum.to_hex(),
-                duration_ms: millis(started.elapsed()),
-            },
-            Direction::Down => HistoryWrite::Removed { version: migration.version },
-        };
-        session.record(set, write).await?;
-        session.commit().await
-    }
-    .await;
-    if work.is_err() {
-        // If the rollback fails too, the session stays marked in-transaction and its connection
-        // is closed rather than reused; the server rolls back on disconnect.
-        let _ = session.rollback().await;
-    }
-    work
+    let checksum = script.checksum.to_hex();
+    let write = match direction {
+        Direction::Up => CommitWrite::Applied {
+            version: migration.version,
+            description: &migration.description,
+            checksum: &checksum,
+            replaces_unfinished,
+        },
+        Direction::Down => CommitWrite::Removed {
+            version: migration.version,
+        },
+    };
+    session
+        .run_in_transaction(set, &script.sql, timeouts, write, release_lock)
+        .await
 }
 
 /// First write of a non-transactional or batched script: the row exists, unfinished, before any
@@ -634,7 +735,9 @@ async fn mark_started<S: Session>(
             description: &migration.description,
             checksum: &script.checksum.to_hex(),
         },
-        Direction::Down => HistoryWrite::Reverting { version: migration.version },
+        Direction::Down => HistoryWrite::Reverting {
+            version: migration.version,
+        },
     };
     session.record(set, write).await
 }
@@ -667,7 +770,15 @@ async fn finish<S: Session>(
                 Direction::Down => format!("revert failed: {error}"),
             };
             // Best effort: if the connection is gone the row still says "unfinished".
-            let _ = session.record(set, HistoryWrite::Failed { version, error: &message }).await;
+            let _ = session
+                .record(
+                    set,
+                    HistoryWrite::Failed {
+                        version,
+                        error: &message,
+                    },
+                )
+                .await;
             Err(error)
         }
     }
@@ -686,10 +797,15 @@ fn batch_statement(script: &Script, batch_size: u32) -> Result<String, BackendEr
     Ok(sql::bind_batch_size(statement.text, batch_size))
 }
 
-fn script_file(migration: &Migration, dialect: super::kinds::Dialect, direction: Direction) -> String {
-    migration
-        .script(dialect, direction)
-        .map_or_else(|| migration.file_name(dialect, direction), |s| s.file.clone())
+fn script_file(
+    migration: &Migration,
+    dialect: super::kinds::Dialect,
+    direction: Direction,
+) -> String {
+    migration.script(dialect, direction).map_or_else(
+        || migration.file_name(dialect, direction),
+        |s| s.file.clone(),
+    )
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -699,6 +815,6 @@ fn millis(duration: Duration) -> i64 {
 fn backend_error(target: &Target) -> impl Fn(BackendError) -> EngineError + '_ {
     move |source| EngineError::Backend {
         target: target.clone(),
-        source,
+        source: Box::new(source),
     }
 }

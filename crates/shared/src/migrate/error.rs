@@ -24,7 +24,10 @@ pub enum EngineError {
     #[error("{target}: another runner held the migration lock for {}s; try again once it finishes", waited.as_secs())]
     LockTimeout { target: Target, waited: Duration },
     /// A revert would run down scripts that destroy data and the caller did not allow it.
-    #[error("{target}: reverting would destroy data ({}); pass allow_data_loss to go ahead", describe(findings))]
+    #[error(
+        "{target}: reverting would destroy data ({}); pass allow_data_loss to go ahead",
+        describe(findings)
+    )]
     DataLoss {
         target: Target,
         findings: Vec<(Version, Finding)>,
@@ -37,15 +40,16 @@ pub enum EngineError {
         file: String,
         direction: Direction,
         completed: Vec<Version>,
+        /// Boxed to keep `EngineError` small: it travels in every `Result` of the engine.
         #[source]
-        source: BackendError,
+        source: Box<BackendError>,
     },
     /// Reading the history, locking, connecting: anything around the scripts.
     #[error("{target}: {source}")]
     Backend {
         target: Target,
         #[source]
-        source: BackendError,
+        source: Box<BackendError>,
     },
 }
 
@@ -63,7 +67,9 @@ impl EngineError {
         match self {
             EngineError::Plan { .. } | EngineError::DataLoss { .. } => false,
             EngineError::LockTimeout { .. } => true,
-            EngineError::Script { source, .. } | EngineError::Backend { source, .. } => source.is_transient(),
+            EngineError::Script { source, .. } | EngineError::Backend { source, .. } => {
+                source.is_transient()
+            }
         }
     }
 

@@ -49,6 +49,40 @@ impl AppliedMigration {
     }
 }
 
+/// The history write that commits together with a transactional script.
+#[derive(Debug, Clone, Copy)]
+pub enum CommitWrite<'a> {
+    /// An up script: insert its row (replacing an unfinished one when `replaces_unfinished`).
+    Applied {
+        version: Version,
+        description: &'a str,
+        checksum: &'a str,
+        replaces_unfinished: bool,
+    },
+    /// A down script: delete its row.
+    Removed { version: Version },
+}
+
+impl<'a> CommitWrite<'a> {
+    /// The write, once the script's duration is known.
+    pub fn with_duration(self, duration_ms: i64) -> HistoryWrite<'a> {
+        match self {
+            CommitWrite::Applied {
+                version,
+                description,
+                checksum,
+                ..
+            } => HistoryWrite::Applied {
+                version,
+                description,
+                checksum,
+                duration_ms,
+            },
+            CommitWrite::Removed { version } => HistoryWrite::Removed { version },
+        }
+    }
+}
+
 /// A write to the history table, expressed once here so every backend records the same facts.
 #[derive(Debug, Clone)]
 pub enum HistoryWrite<'a> {

@@ -23,7 +23,10 @@ pub enum Drift {
         current: String,
     },
     /// The history names a version whose file no longer exists.
-    Missing { version: Version, description: String },
+    Missing {
+        version: Version,
+        description: String,
+    },
     /// A file that was never applied sorts before the newest applied version: it was written on
     /// a branch that merged late, and applying it now would run it in a different order than
     /// everywhere else.
@@ -37,17 +40,29 @@ pub enum Drift {
 impl fmt::Display for Drift {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Drift::Changed { version, file, recorded, current } => write!(
+            Drift::Changed {
+                version,
+                file,
+                recorded,
+                current,
+            } => write!(
                 f,
                 "{file} (version {version}) was edited after it was applied (recorded checksum {}, file now {}): applied migrations are never edited; restore the file and put the change in a new migration",
                 short(recorded),
                 short(current)
             ),
-            Drift::Missing { version, description } => write!(
+            Drift::Missing {
+                version,
+                description,
+            } => write!(
                 f,
                 "version {version} ({description}) is recorded as applied but its file is missing: restore the file (applied migrations are never deleted)"
             ),
-            Drift::OutOfOrder { version, file, last_applied } => write!(
+            Drift::OutOfOrder {
+                version,
+                file,
+                last_applied,
+            } => write!(
                 f,
                 "{file} (version {version}) is new but sorts before the last applied version {last_applied}: give it a version newer than {last_applied} (`tenantctl migrations new` does)"
             ),
@@ -85,7 +100,11 @@ pub enum PlanError {
 }
 
 fn list(drift: &[Drift]) -> String {
-    drift.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    drift
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// One migration to apply.
@@ -118,7 +137,8 @@ pub struct Standing {
 
 /// Compares the files with the history.
 pub fn verify(set: &MigrationSet, applied: &[AppliedMigration], dialect: Dialect) -> Vec<Drift> {
-    let files: BTreeMap<Version, &Migration> = set.migrations.iter().map(|m| (m.version, m)).collect();
+    let files: BTreeMap<Version, &Migration> =
+        set.migrations.iter().map(|m| (m.version, m)).collect();
     let mut drift = Vec::new();
     for row in applied {
         match files.get(&row.version) {
@@ -165,7 +185,11 @@ pub fn verify(set: &MigrationSet, applied: &[AppliedMigration], dialect: Dialect
 
 /// Summarises a target's standing.
 pub fn standing(set: &MigrationSet, applied: &[AppliedMigration], dialect: Dialect) -> Standing {
-    let done: BTreeSet<Version> = applied.iter().filter(|r| r.success).map(|r| r.version).collect();
+    let done: BTreeSet<Version> = applied
+        .iter()
+        .filter(|r| r.success)
+        .map(|r| r.version)
+        .collect();
     Standing {
         applied_version: done.last().copied(),
         pending: set
@@ -202,7 +226,8 @@ pub fn plan_apply<'a>(
     if !drift.is_empty() {
         return Err(PlanError::Drift(drift));
     }
-    let rows: BTreeMap<Version, &AppliedMigration> = applied.iter().map(|r| (r.version, r)).collect();
+    let rows: BTreeMap<Version, &AppliedMigration> =
+        applied.iter().map(|r| (r.version, r)).collect();
     let mut steps = Vec::new();
     for migration in &set.migrations {
         if target.is_some_and(|t| migration.version > t) {
@@ -262,7 +287,9 @@ pub fn plan_revert<'a>(
     versions.sort_unstable_by(|a, b| b.cmp(a));
     for version in versions {
         // `verify` above guarantees the file exists.
-        let Some(migration) = set.get(version) else { continue };
+        let Some(migration) = set.get(version) else {
+            continue;
+        };
         if let Some(reason) = migration.irreversible_reason(dialect) {
             return Err(PlanError::Irreversible {
                 version,
@@ -270,7 +297,10 @@ pub fn plan_revert<'a>(
                 reason,
             });
         }
-        let down = migration.script(dialect, Direction::Down).map(|s| s.sql.as_ref()).unwrap_or_default();
+        let down = migration
+            .script(dialect, Direction::Down)
+            .map(|s| s.sql.as_ref())
+            .unwrap_or_default();
         steps.push(RevertStep {
             migration,
             destroys_data: lint::destructive_statements(down, dialect),
@@ -319,7 +349,11 @@ mod tests {
             .iter()
             .map(|i| {
                 let m = set.get(v(*i)).unwrap();
-                AppliedMigration::succeeded(m.version, &m.description, &m.primary().checksum.to_hex())
+                AppliedMigration::succeeded(
+                    m.version,
+                    &m.description,
+                    &m.primary().checksum.to_hex(),
+                )
             })
             .collect()
     }
@@ -334,7 +368,10 @@ mod tests {
         let plan = plan_apply(&set, &[], PG, None).unwrap();
         assert_eq!(versions(&plan), [v(1), v(2), v(3)]);
         let history = applied(&set, &[1]);
-        assert_eq!(versions(&plan_apply(&set, &history, PG, None).unwrap()), [v(2), v(3)]);
+        assert_eq!(
+            versions(&plan_apply(&set, &history, PG, None).unwrap()),
+            [v(2), v(3)]
+        );
     }
 
     #[test]
@@ -350,15 +387,28 @@ mod tests {
     #[test]
     fn stops_at_the_target_version() {
         let set = set_of(3, &[], &[]);
-        assert_eq!(versions(&plan_apply(&set, &[], PG, Some(v(2))).unwrap()), [v(1), v(2)]);
-        assert!(plan_apply(&set, &[], PG, Some(Version::ZERO)).unwrap().is_empty());
+        assert_eq!(
+            versions(&plan_apply(&set, &[], PG, Some(v(2))).unwrap()),
+            [v(1), v(2)]
+        );
+        assert!(
+            plan_apply(&set, &[], PG, Some(Version::ZERO))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
     fn an_unknown_target_is_refused() {
         let set = set_of(2, &[], &[]);
         let err = plan_apply(&set, &[], PG, Some(v(9))).unwrap_err();
-        assert_eq!(err, PlanError::UnknownTarget { requested: v(9), latest: Some(v(2)) });
+        assert_eq!(
+            err,
+            PlanError::UnknownTarget {
+                requested: v(9),
+                latest: Some(v(2))
+            }
+        );
     }
 
     #[test]
@@ -367,9 +417,16 @@ mod tests {
         let mut history = applied(&set, &[1, 2]);
         history[0].checksum = Checksum::of("SELECT 'original';").to_hex();
         let err = plan_apply(&set, &history, PG, None).unwrap_err();
-        let PlanError::Drift(drift) = &err else { panic!("{err}") };
-        assert!(matches!(&drift[..], [Drift::Changed { version, file, .. }] if *version == v(1) && file == "20260101000001_m1.up.sql"));
-        assert!(err.to_string().contains("20260101000001_m1.up.sql"), "{err}");
+        let PlanError::Drift(drift) = &err else {
+            panic!("{err}")
+        };
+        assert!(
+            matches!(&drift[..], [Drift::Changed { version, file, .. }] if *version == v(1) && file == "20260101000001_m1.up.sql")
+        );
+        assert!(
+            err.to_string().contains("20260101000001_m1.up.sql"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -378,7 +435,13 @@ mod tests {
         let mut history = applied(&set, &[1, 2]);
         history.push(AppliedMigration::succeeded(v(3), "m3", "00"));
         let err = plan_apply(&set, &history, PG, None).unwrap_err();
-        assert_eq!(err, PlanError::Drift(vec![Drift::Missing { version: v(3), description: "m3".into() }]));
+        assert_eq!(
+            err,
+            PlanError::Drift(vec![Drift::Missing {
+                version: v(3),
+                description: "m3".into()
+            }])
+        );
     }
 
     #[test]
@@ -388,7 +451,11 @@ mod tests {
         let err = plan_apply(&set, &history, PG, None).unwrap_err();
         assert_eq!(
             err,
-            PlanError::Drift(vec![Drift::OutOfOrder { version: v(2), file: "20260101000002_m2.up.sql".into(), last_applied: v(3) }])
+            PlanError::Drift(vec![Drift::OutOfOrder {
+                version: v(2),
+                file: "20260101000002_m2.up.sql".into(),
+                last_applied: v(3)
+            }])
         );
     }
 
@@ -409,7 +476,16 @@ mod tests {
     fn a_pending_version_without_the_dialect_variant_is_refused() {
         let set = set_of(1, &[], &[]);
         let err = plan_apply(&set, &[], Dialect::Sqlite, None).unwrap_err();
-        assert!(matches!(err, PlanError::MissingVariant { dialect: Dialect::Sqlite, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                PlanError::MissingVariant {
+                    dialect: Dialect::Sqlite,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -419,9 +495,18 @@ mod tests {
         let plan = plan_revert(&set, &history, PG, v(1)).unwrap();
         let order: Vec<_> = plan.iter().map(|s| s.migration.version).collect();
         assert_eq!(order, [v(3), v(2)]);
-        assert_eq!(plan[0].destroys_data.len(), 1, "DROP TABLE in the down of 3 destroys data");
+        assert_eq!(
+            plan[0].destroys_data.len(),
+            1,
+            "DROP TABLE in the down of 3 destroys data"
+        );
         assert!(plan[1].destroys_data.is_empty());
-        assert_eq!(plan_revert(&set, &history, PG, Version::ZERO).unwrap().len(), 3);
+        assert_eq!(
+            plan_revert(&set, &history, PG, Version::ZERO)
+                .unwrap()
+                .len(),
+            3
+        );
     }
 
     #[test]
@@ -431,9 +516,17 @@ mod tests {
         let err = plan_revert(&set, &history, PG, Version::ZERO).unwrap_err();
         assert_eq!(
             err,
-            PlanError::Irreversible { version: v(2), file: "20260101000002_m2.up.sql".into(), reason: "step 2 cannot be undone".into() }
+            PlanError::Irreversible {
+                version: v(2),
+                file: "20260101000002_m2.up.sql".into(),
+                reason: "step 2 cannot be undone".into()
+            }
         );
-        assert_eq!(plan_revert(&set, &history, PG, v(2)).unwrap().len(), 1, "reverting above it is fine");
+        assert_eq!(
+            plan_revert(&set, &history, PG, v(2)).unwrap().len(),
+            1,
+            "reverting above it is fine"
+        );
     }
 
     #[test]
@@ -449,6 +542,9 @@ mod tests {
         let mut history = applied(&set, &[1, 2, 3]);
         history[0].checksum = "edited".into();
         assert!(plan_revert(&set, &history, PG, v(1)).is_ok());
-        assert!(matches!(plan_revert(&set, &history, PG, Version::ZERO), Err(PlanError::Drift(_))));
+        assert!(matches!(
+            plan_revert(&set, &history, PG, Version::ZERO),
+            Err(PlanError::Drift(_))
+        ));
     }
 }

@@ -66,12 +66,15 @@ pub struct Script {
     pub directives: Directives,
 }
 
+/// The files of one version, by dialect and direction.
+type Scripts = BTreeMap<(Dialect, DirectionKey), Script>;
+
 /// One version of a set: its up script and, unless irreversible, its down script, per dialect.
 #[derive(Debug, Clone)]
 pub struct Migration {
     pub version: Version,
     pub description: String,
-    scripts: BTreeMap<(Dialect, DirectionKey), Script>,
+    scripts: Scripts,
 }
 
 /// `Direction` is not `Ord`; this is the map key form of it.
@@ -126,7 +129,10 @@ impl Migration {
             Dialect::Postgres => "",
             Dialect::Sqlite => "sqlite/",
         };
-        format!("{prefix}{}_{}.{direction}.sql", self.version, self.description)
+        format!(
+            "{prefix}{}_{}.{direction}.sql",
+            self.version, self.description
+        )
     }
 }
 
@@ -169,6 +175,9 @@ pub enum LoadError {
     },
 }
 
+/// Longest description in a migration file name: it is stored in every history table.
+pub const DESCRIPTION_MAX: usize = 100;
+
 /// The name of the approvals file in a set directory.
 pub const APPROVALS_FILE: &str = "approvals.txt";
 
@@ -190,8 +199,7 @@ impl MigrationSet {
             file: file.to_owned(),
             message,
         };
-        let mut by_version: BTreeMap<Version, (String, BTreeMap<(Dialect, DirectionKey), Script>)> =
-            BTreeMap::new();
+        let mut by_version: BTreeMap<Version, (String, Scripts)> = BTreeMap::new();
         let mut approvals = Vec::new();
 
         for (file, contents) in files {
@@ -208,7 +216,8 @@ impl MigrationSet {
             }
             let (version, description, direction) =
                 parse_file_name(name).map_err(|message| fail(&file, message))?;
-            let directives = directives::parse(&contents).map_err(|e| fail(&file, e.to_string()))?;
+            let directives =
+                directives::parse(&contents).map_err(|e| fail(&file, e.to_string()))?;
             sql::check_balanced(&contents).map_err(|e| fail(&file, e.to_string()))?;
             if direction == Direction::Down && directives.irreversible.is_some() {
                 return Err(fail(
@@ -266,13 +275,18 @@ impl MigrationSet {
                 if has_down && !has_up {
                     return Err(fail(
                         &migration.file_name(dialect, Direction::Down),
-                        format!("down file without its up file `{}`", migration.file_name(dialect, Direction::Up)),
+                        format!(
+                            "down file without its up file `{}`",
+                            migration.file_name(dialect, Direction::Up)
+                        ),
                     ));
                 }
                 if has_down && migration.primary().directives.irreversible.is_some() {
                     return Err(fail(
                         &migration.file_name(dialect, Direction::Down),
-                        format!("{expected_up} is marked `-- irreversible`, so it must not have a down file"),
+                        format!(
+                            "{expected_up} is marked `-- irreversible`, so it must not have a down file"
+                        ),
                     ));
                 }
             }
@@ -324,10 +338,12 @@ impl MigrationSet {
     /// Only if the built-in files are invalid, which `migrations check` in CI prevents.
     pub fn builtin(kind: SetKind) -> Result<Self, LoadError> {
         let prefix = format!("{}/", kind.dir_name());
-        let files = super::embedded::FILES.iter().filter_map(|(path, contents)| {
-            path.strip_prefix(&prefix)
-                .map(|rest| (rest.to_owned(), (*contents).to_owned()))
-        });
+        let files = super::embedded::FILES
+            .iter()
+            .filter_map(|(path, contents)| {
+                path.strip_prefix(&prefix)
+                    .map(|rest| (rest.to_owned(), (*contents).to_owned()))
+            });
         Self::from_files(kind, format!("built-in {}", kind.dir_name()), files)
     }
 
@@ -393,7 +409,7 @@ impl Catalog {
 
 /// `<VERSION>_<description>.<up|down>.sql`
 fn parse_file_name(name: &str) -> Result<(Version, &str, Direction), String> {
-    let shape = "name migration files `<YYYYMMDDHHMMSS>_<description>.up.sql` / `.down.sql`, description in [a-z0-9_]";
+    let shape = "name migration files `<YYYYMMDDHHMMSS>_<description>.up.sql` / `.down.sql`, description in [a-z0-9_], at most 100 characters";
     let (stem, direction) = if let Some(stem) = name.strip_suffix(".up.sql") {
         (stem, Direction::Up)
     } else if let Some(stem) = name.strip_suffix(".down.sql") {
@@ -406,6 +422,7 @@ fn parse_file_name(name: &str) -> Result<(Version, &str, Direction), String> {
         .ok_or_else(|| format!("no `_` between version and description: {shape}"))?;
     let version: Version = version.parse().map_err(|e| format!("{e}"))?;
     let valid = !description.is_empty()
+        && description.len() <= DESCRIPTION_MAX
         && description
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
@@ -423,17 +440,25 @@ fn parse_approvals(text: &str) -> Result<Vec<Approval>, String> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let mut fields = line.splitn(4, char::is_whitespace).filter(|f| !f.is_empty());
-        let (Some(version), Some(checksum), Some(approver)) = (fields.next(), fields.next(), fields.next()) else {
+        let mut fields = line
+            .splitn(4, char::is_whitespace)
+            .filter(|f| !f.is_empty());
+        let (Some(version), Some(checksum), Some(approver)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
             return Err(format!(
                 "line {line_no}: expected `<version> <checksum> <approver> <reason>`"
             ));
         };
         let reason = fields.next().map(str::trim).unwrap_or_default();
-        let version: Version = version.parse().map_err(|e| format!("line {line_no}: {e}"))?;
+        let version: Version = version
+            .parse()
+            .map_err(|e| format!("line {line_no}: {e}"))?;
         let hex = checksum.len() >= 12
             && checksum.len() <= 64
-            && checksum.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+            && checksum
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
         if !hex {
             return Err(format!(
                 "line {line_no}: `{checksum}` is not a checksum (12 to 64 lower-case hex digits of the up file's SHA-256)"
@@ -458,7 +483,9 @@ mod tests {
     use super::*;
 
     fn files(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+        list.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -475,7 +502,11 @@ mod tests {
             ]),
         )
         .unwrap();
-        let versions: Vec<_> = set.migrations.iter().map(|m| m.version.to_string()).collect();
+        let versions: Vec<_> = set
+            .migrations
+            .iter()
+            .map(|m| m.version.to_string())
+            .collect();
         assert_eq!(versions, ["20260101000000", "20260102000000"]);
         let first = &set.migrations[0];
         assert!(first.script(Dialect::Sqlite, Direction::Up).is_some());
@@ -491,18 +522,29 @@ mod tests {
             &[("20260101000000-a.up.sql", "")],
             &[("20260101000000_A.up.sql", "")],
             &[("20260101000000_a.sql", "")],
-            &[("20260101000000_a.up.sql", ""), ("20260101000000_b.up.sql", "")],
+            &[
+                ("20260101000000_a.up.sql", ""),
+                ("20260101000000_b.up.sql", ""),
+            ],
             &[("sqlite/20260101000000_a.up.sql", "")],
             &[("20260101000000_a.down.sql", "")],
-            &[("20260101000000_a.up.sql", "-- irreversible: gone\n"), ("20260101000000_a.down.sql", "")],
+            &[
+                ("20260101000000_a.up.sql", "-- irreversible: gone\n"),
+                ("20260101000000_a.down.sql", ""),
+            ],
             &[("20260101000000_a.up.sql", "-- no-transactoin\n")],
             &[("20260101000000_a.up.sql", "SELECT 'unterminated;")],
             &[("approvals.txt", "20260101000000 nothex ana because")],
         ];
         for case in cases {
             let err = MigrationSet::from_files(SetKind::Tenant, "t", files(case)).unwrap_err();
-            let LoadError::File { file, .. } = &err else { panic!("{err}") };
-            assert!(case.iter().any(|(name, _)| name == file) || file.ends_with(".sql"), "{err}");
+            let LoadError::File { file, .. } = &err else {
+                panic!("{err}")
+            };
+            assert!(
+                case.iter().any(|(name, _)| name == file) || file.ends_with(".sql"),
+                "{err}"
+            );
         }
     }
 
@@ -510,26 +552,45 @@ mod tests {
     fn checksums_ignore_line_endings_but_not_content() {
         assert_eq!(Checksum::of("a\r\nb\r\n"), Checksum::of("a\nb\n"));
         assert_ne!(Checksum::of("a\nb\n"), Checksum::of("a\nb \n"));
-        assert_eq!(Checksum::of("").to_hex(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            Checksum::of("").to_hex(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 
     #[test]
     fn approvals_match_the_current_checksum_only() {
         let up = "DROP TABLE legacy;";
         let sum = Checksum::of(up).to_hex();
-        let approvals = format!("# approved\n20260101000000 {} ana.sre exported first\n", &sum[..16]);
+        let approvals = format!(
+            "# approved\n20260101000000 {} ana.sre exported first\n",
+            &sum[..16]
+        );
         let set = MigrationSet::from_files(
             SetKind::Tenant,
             "t",
-            files(&[("20260101000000_drop_legacy.up.sql", up), ("approvals.txt", &approvals)]),
+            files(&[
+                ("20260101000000_drop_legacy.up.sql", up),
+                ("approvals.txt", &approvals),
+            ]),
         )
         .unwrap();
-        assert_eq!(set.approval_for(&set.migrations[0]).map(|a| a.approver.as_str()), Some("ana.sre"));
+        assert_eq!(
+            set.approval_for(&set.migrations[0])
+                .map(|a| a.approver.as_str()),
+            Some("ana.sre")
+        );
 
         let edited = MigrationSet::from_files(
             SetKind::Tenant,
             "t",
-            files(&[("20260101000000_drop_legacy.up.sql", "DROP TABLE legacy CASCADE;"), ("approvals.txt", &approvals)]),
+            files(&[
+                (
+                    "20260101000000_drop_legacy.up.sql",
+                    "DROP TABLE legacy CASCADE;",
+                ),
+                ("approvals.txt", &approvals),
+            ]),
         )
         .unwrap();
         assert!(edited.approval_for(&edited.migrations[0]).is_none());

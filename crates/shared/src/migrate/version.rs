@@ -13,7 +13,9 @@ pub struct Version(i64);
 
 /// Why a string is not a version.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{input}` is not a migration version: {reason} (expected a UTC timestamp YYYYMMDDHHMMSS, e.g. 20261124093000)")]
+#[error(
+    "`{input}` is not a migration version: {reason} (expected a UTC timestamp YYYYMMDDHHMMSS, e.g. 20261124093000)"
+)]
 pub struct VersionError {
     input: String,
     reason: &'static str,
@@ -104,7 +106,16 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_timestamp() {
-        for bad in ["", "1", "2026112409300", "202611240930000", "20261324093000", "20261124253000", "2026112409300a", "-2026112409300"] {
+        for bad in [
+            "",
+            "1",
+            "2026112409300",
+            "202611240930000",
+            "20261324093000",
+            "20261124253000",
+            "2026112409300a",
+            "-2026112409300",
+        ] {
             assert!(bad.parse::<Version>().is_err(), "{bad} should be rejected");
         }
     }

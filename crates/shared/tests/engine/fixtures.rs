@@ -3,7 +3,9 @@
 use std::fs::{OpenOptions, TryLockError};
 use std::sync::Mutex;
 
-use shared::migrate::backend::{MigrationBackend, PgDatabaseBackend, PgSchemaBackend, Session, SqliteBackend, Timeouts};
+use shared::migrate::backend::{
+    MigrationBackend, PgDatabaseBackend, PgSchemaBackend, Session, SqliteBackend, Timeouts,
+};
 use shared::migrate::{Engine, EngineOptions, Target};
 use shared::tenant::TenantSlug;
 use sqlx::postgres::PgConnection;
@@ -27,7 +29,10 @@ pub trait Fixture: Sized + Send + Sync + 'static {
     /// A fresh tenant with its storage created.
     async fn tenant(&self) -> Target {
         let slug = unique_slug();
-        self.backend().create_storage(&slug).await.unwrap_or_else(|e| panic!("creating {slug}: {e}"));
+        self.backend()
+            .create_storage(&slug)
+            .await
+            .unwrap_or_else(|e| panic!("creating {slug}: {e}"));
         self.track(&slug);
         Target::Tenant(slug)
     }
@@ -44,9 +49,19 @@ pub trait Fixture: Sized + Send + Sync + 'static {
 
     /// Runs SQL in `target` (search path on its schema) and returns the rows it affected.
     async fn execute(&self, target: &Target, sql: &str) -> u64 {
-        let mut session = self.backend().open(target).await.unwrap_or_else(|e| panic!("{e}"));
-        session.begin(Timeouts::default()).await.unwrap_or_else(|e| panic!("{e}"));
-        let rows = session.execute_counting(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let mut session = self
+            .backend()
+            .open(target)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        session
+            .begin(Timeouts::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let rows = session
+            .execute_counting(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
         session.commit().await.unwrap_or_else(|e| panic!("{e}"));
         session.close().await;
         rows
@@ -93,7 +108,10 @@ async fn pg_lock_held(conn: &mut PgConnection, database: &str, key: i64) -> bool
 
 async fn pg_hold(mut conn: PgConnection, schema: &str, table: &str) -> LockHolder {
     let sql = format!("BEGIN; LOCK TABLE \"{schema}\".\"{table}\" IN ACCESS SHARE MODE");
-    sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await.unwrap_or_else(|e| panic!("locking {table}: {e}"));
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("locking {table}: {e}"));
     LockHolder::Pg(conn)
 }
 
@@ -108,7 +126,9 @@ impl Fixture for PgSchema {
 
     async fn new() -> Self {
         let database = TestDatabase::create().await;
-        let backend = PgSchemaBackend::connect(database.options(), 6).await.unwrap_or_else(|e| panic!("{e}"));
+        let backend = PgSchemaBackend::connect(database.options(), 6)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         PgSchema { database, backend }
     }
 
@@ -117,7 +137,9 @@ impl Fixture for PgSchema {
     }
 
     async fn hold_write_lock(&self, target: &Target, table: &str) -> LockHolder {
-        let schema = target.tenant().map_or("public".to_owned(), TenantSlug::storage_name);
+        let schema = target
+            .tenant()
+            .map_or("public".to_owned(), TenantSlug::storage_name);
         pg_hold(self.database.connect().await, &schema, table).await
     }
 
@@ -141,7 +163,9 @@ impl Fixture for PgDatabase {
 
     async fn new() -> Self {
         let database = TestDatabase::create().await;
-        let backend = PgDatabaseBackend::connect(database.options()).await.unwrap_or_else(|e| panic!("{e}"));
+        let backend = PgDatabaseBackend::connect(database.options())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         PgDatabase {
             database,
             backend,
@@ -154,7 +178,10 @@ impl Fixture for PgDatabase {
     }
 
     fn track(&self, slug: &TenantSlug) {
-        self.tenants.lock().unwrap_or_else(|e| e.into_inner()).push(slug.storage_name());
+        self.tenants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(slug.storage_name());
     }
 
     async fn hold_write_lock(&self, target: &Target, table: &str) -> LockHolder {
@@ -221,8 +248,13 @@ impl Fixture for Sqlite {
 
     async fn hold_write_lock(&self, target: &Target, _table: &str) -> LockHolder {
         let options = SqliteConnectOptions::new().filename(self.file(target));
-        let mut conn = SqliteConnection::connect_with(&options).await.unwrap_or_else(|e| panic!("{e}"));
-        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut conn).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut conn = SqliteConnection::connect_with(&options)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         LockHolder::Sqlite(conn)
     }
 

@@ -74,10 +74,21 @@ fn bad_slugs_and_identifiers_are_rejected_before_any_sql() {
         "",
         &"x".repeat(64),
     ] {
-        assert!(TenantSlug::parse(hostile).is_err(), "{hostile:?} was accepted");
+        assert!(
+            TenantSlug::parse(hostile).is_err(),
+            "{hostile:?} was accepted"
+        );
     }
-    for name in ["20260101000001_x;drop.up.sql", "20260101000001_x\".up.sql", "20260101000001_X.up.sql"] {
-        let loaded = MigrationSet::from_files(SetKind::Tenant, "test", [(name.to_owned(), "SELECT 1;".to_owned())]);
+    for name in [
+        "20260101000001_x;drop.up.sql",
+        "20260101000001_x\".up.sql",
+        "20260101000001_X.up.sql",
+    ] {
+        let loaded = MigrationSet::from_files(
+            SetKind::Tenant,
+            "test",
+            [(name.to_owned(), "SELECT 1;".to_owned())],
+        );
         assert!(loaded.is_err(), "{name} was accepted as a migration file");
     }
 }

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::directives::Directives;
-use super::history::{AppliedMigration, HistoryWrite};
+use super::history::{AppliedMigration, CommitWrite, HistoryWrite};
 use super::kinds::{Dialect, SetKind};
 use super::target::Target;
 use crate::tenant::TenantSlug;
@@ -110,7 +110,10 @@ impl BackendError {
     /// The SQLSTATE (PostgreSQL) or extended result code (SQLite) of a database error.
     pub fn code(&self) -> Option<String> {
         match self {
-            BackendError::Sql { source: sqlx::Error::Database(db), .. } => db.code().map(|c| c.into_owned()),
+            BackendError::Sql {
+                source: sqlx::Error::Database(db),
+                ..
+            } => db.code().map(|c| c.into_owned()),
             _ => None,
         }
     }
@@ -127,7 +130,9 @@ fn is_transient_sqlx(error: &sqlx::Error) -> bool {
             if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
                 // SQLite primary result codes: 5 BUSY, 6 LOCKED, 9 INTERRUPT (our statement
                 // timeout), 10 IOERR; extended codes keep the primary in the low byte.
-                return code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 9 | 10));
+                return code
+                    .parse::<i64>()
+                    .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 9 | 10));
             }
             // PostgreSQL SQLSTATEs: 08 connection exception, 40001 serialization failure,
             // 40P01 deadlock, 53 insufficient resources, 55P03 lock not available
@@ -136,7 +141,18 @@ fn is_transient_sqlx(error: &sqlx::Error) -> bool {
             code.starts_with("08")
                 || code.starts_with("53")
                 || code.starts_with("58")
-                || matches!(&*code, "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P02" | "57P03" | "57P04" | "57P05")
+                || matches!(
+                    &*code,
+                    "40001"
+                        | "40P01"
+                        | "55P03"
+                        | "57014"
+                        | "57P01"
+                        | "57P02"
+                        | "57P03"
+                        | "57P04"
+                        | "57P05"
+                )
         }
         _ => false,
     }
@@ -170,7 +186,12 @@ impl fmt::Display for SchemaSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (name, table) in &self.tables {
             writeln!(f, "{name}")?;
-            let width = table.columns.iter().map(|c| c.name.len()).max().unwrap_or(0);
+            let width = table
+                .columns
+                .iter()
+                .map(|c| c.name.len())
+                .max()
+                .unwrap_or(0);
             for column in &table.columns {
                 write!(f, "  {:width$}  {}", column.name, column.data_type)?;
                 if column.not_null {
@@ -202,16 +223,28 @@ pub trait MigrationBackend: Send + Sync {
     fn dialect(&self) -> Dialect;
 
     /// Opens a session on `target`: a connection, no lock, no transaction.
-    fn open(&self, target: &Target) -> impl Future<Output = Result<Self::Session, BackendError>> + Send;
+    fn open(
+        &self,
+        target: &Target,
+    ) -> impl Future<Output = Result<Self::Session, BackendError>> + Send;
 
     /// Creates the tenant's schema, database or file if it does not exist. Idempotent and safe
     /// to call concurrently.
-    fn create_storage(&self, tenant: &TenantSlug) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn create_storage(
+        &self,
+        tenant: &TenantSlug,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Drops the tenant's schema, database or file and everything in it, if it exists.
-    fn drop_storage(&self, tenant: &TenantSlug) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn drop_storage(
+        &self,
+        tenant: &TenantSlug,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
-    fn storage_exists(&self, tenant: &TenantSlug) -> impl Future<Output = Result<bool, BackendError>> + Send;
+    fn storage_exists(
+        &self,
+        tenant: &TenantSlug,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 }
 
 /// A connection to one target. Dropping a session that holds its lock or is inside a
@@ -221,7 +254,10 @@ pub trait Session: Send {
     fn dialect(&self) -> Dialect;
 
     /// Rows of `set` in the history table, by version; empty when the table does not exist yet.
-    fn read_history(&mut self, set: SetKind) -> impl Future<Output = Result<Vec<AppliedMigration>, BackendError>> + Send;
+    fn read_history(
+        &mut self,
+        set: SetKind,
+    ) -> impl Future<Output = Result<Vec<AppliedMigration>, BackendError>> + Send;
 
     /// Creates the history table if needed. Called under the lock.
     fn ensure_history_table(&mut self) -> impl Future<Output = Result<(), BackendError>> + Send;
@@ -229,17 +265,96 @@ pub trait Session: Send {
     /// Takes the target's lock if it is free; never waits.
     fn try_lock(&mut self) -> impl Future<Output = Result<bool, BackendError>> + Send;
 
+    /// Takes the lock if it is free (never waits) and, when taken, makes sure the history table
+    /// exists and returns the history as read under the lock; `None` when the lock is held
+    /// elsewhere. Backends may do this in fewer round trips.
+    fn lock_and_read(
+        &mut self,
+        set: SetKind,
+    ) -> impl Future<Output = Result<Option<Vec<AppliedMigration>>, BackendError>> + Send
+    where
+        Self: Sized,
+    {
+        async move {
+            if !self.try_lock().await? {
+                return Ok(None);
+            }
+            self.ensure_history_table().await?;
+            self.read_history(set).await.map(Some)
+        }
+    }
+
+    /// Reads the history and, in the same step, takes the lock if the history looks behind: fewer
+    /// than `wanted` successful rows at or below `target`, or an unfinished row. Returns the
+    /// history (read under the lock when it was taken) and whether the lock is now held. A
+    /// target that is up to date costs one read and no lock. Backends may do this in one round
+    /// trip; the default only reads.
+    fn read_history_locking_if_behind(
+        &mut self,
+        set: SetKind,
+        target: Option<super::version::Version>,
+        wanted: usize,
+    ) -> impl Future<Output = Result<(Vec<AppliedMigration>, bool), BackendError>> + Send
+    where
+        Self: Sized,
+    {
+        let _ = (target, wanted);
+        async move { Ok((self.read_history(set).await?, false)) }
+    }
+
+    /// Runs `sql` and the history write `write` in one transaction with `timeouts`: both commit,
+    /// or neither does. With `release_lock`, the target's lock is released once it committed
+    /// (the last script of a run). Backends may do this in fewer round trips.
+    fn run_in_transaction(
+        &mut self,
+        set: SetKind,
+        sql: &str,
+        timeouts: Timeouts,
+        write: CommitWrite<'_>,
+        release_lock: bool,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send
+    where
+        Self: Sized,
+    {
+        async move {
+            self.begin(timeouts).await?;
+            let started = std::time::Instant::now();
+            let work = async {
+                self.execute(sql).await?;
+                let elapsed = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+                self.record(set, write.with_duration(elapsed)).await?;
+                self.commit().await
+            }
+            .await;
+            if work.is_err() {
+                // If the rollback fails too, the session stays marked in-transaction and its
+                // connection is closed rather than reused; the server rolls back on disconnect.
+                let _ = self.rollback().await;
+            } else if release_lock {
+                self.unlock().await?;
+            }
+            work
+        }
+    }
+
+    /// Releases the lock; does nothing when it is not held.
     fn unlock(&mut self) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Starts a transaction scoped to the target, with `timeouts`.
-    fn begin(&mut self, timeouts: Timeouts) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn begin(
+        &mut self,
+        timeouts: Timeouts,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     fn commit(&mut self) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     fn rollback(&mut self) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Scopes the session to the target with `timeouts` for statements run outside a transaction.
-    fn begin_autocommit(&mut self, timeouts: Timeouts) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn begin_autocommit(
+        &mut self,
+        timeouts: Timeouts,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Undoes [`Session::begin_autocommit`].
     fn end_autocommit(&mut self) -> impl Future<Output = Result<(), BackendError>> + Send;
@@ -248,10 +363,17 @@ pub trait Session: Send {
     fn execute(&mut self, sql: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Runs one statement and returns the number of rows it affected.
-    fn execute_counting(&mut self, sql: &str) -> impl Future<Output = Result<u64, BackendError>> + Send;
+    fn execute_counting(
+        &mut self,
+        sql: &str,
+    ) -> impl Future<Output = Result<u64, BackendError>> + Send;
 
     /// Writes the history table.
-    fn record(&mut self, set: SetKind, write: HistoryWrite<'_>) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn record(
+        &mut self,
+        set: SetKind,
+        write: HistoryWrite<'_>,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// The tables, columns, indexes and constraints of the target (history table excluded).
     fn snapshot(&mut self) -> impl Future<Output = Result<SchemaSnapshot, BackendError>> + Send;

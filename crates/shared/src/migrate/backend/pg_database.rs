@@ -8,8 +8,9 @@
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
-use super::pg::{PgConn, PgSession};
+use super::pg::{PgConn, PgSession, history_table_ddl};
 use super::{BackendError, MigrationBackend};
+use crate::migrate::history::HISTORY_TABLE;
 use crate::migrate::kinds::Dialect;
 use crate::migrate::target::Target;
 use crate::tenant::{TenantSlug, quote_ident};
@@ -60,20 +61,41 @@ impl MigrationBackend for PgDatabaseBackend {
             }
             Err(e) => return Err(e.into()),
         };
-        Ok(PgSession::new(PgConn::Owned(conn), "public".to_owned(), target.lock_key()))
+        Ok(PgSession::new(
+            PgConn::Owned(conn),
+            "public".to_owned(),
+            target.lock_key(),
+        ))
     }
 
     async fn create_storage(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
-        if self.storage_exists(tenant).await? {
-            return Ok(());
+        if !self.storage_exists(tenant).await? {
+            // CREATE DATABASE has no IF NOT EXISTS and cannot run in a transaction.
+            let sql = format!("CREATE DATABASE {}", quote_ident(&tenant.storage_name()));
+            match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.admin).await {
+                Ok(_) => {}
+                // Created concurrently by another runner: 42P04 duplicate_database, or the unique
+                // index on pg_database.
+                Err(sqlx::Error::Database(db))
+                    if matches!(db.code().as_deref(), Some("42P04" | "23505")) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        // CREATE DATABASE has no IF NOT EXISTS and cannot run in a transaction.
-        let sql = format!("CREATE DATABASE {}", quote_ident(&tenant.storage_name()));
-        match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.admin).await {
+        // The history table comes with the database, so the engine's first read of the new
+        // tenant finds an empty history rather than a missing table.
+        let mut conn =
+            PgConnection::connect_with(&self.server.clone().database(&tenant.storage_name()))
+                .await?;
+        let ddl = history_table_ddl(&format!("\"public\".{}", quote_ident(HISTORY_TABLE)));
+        let created = sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut conn).await;
+        let _ = conn.close().await;
+        match created {
             Ok(_) => Ok(()),
-            // Created concurrently by another runner: 42P04 duplicate_database, or the unique
-            // index on pg_database.
-            Err(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("42P04" | "23505")) => Ok(()),
+            Err(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("23505" | "42P07")) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -83,15 +105,18 @@ impl MigrationBackend for PgDatabaseBackend {
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             quote_ident(&tenant.storage_name())
         );
-        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.admin).await?;
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&self.admin)
+            .await?;
         Ok(())
     }
 
     async fn storage_exists(&self, tenant: &TenantSlug) -> Result<bool, BackendError> {
-        let exists = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(tenant.storage_name())
-            .fetch_one(&self.admin)
-            .await?;
+        let exists =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(tenant.storage_name())
+                .fetch_one(&self.admin)
+                .await?;
         Ok(exists)
     }
 }

@@ -7,8 +7,9 @@
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions};
 
-use super::pg::{PgConn, PgSession};
+use super::pg::{PgConn, PgSession, history_table_ddl};
 use super::{BackendError, MigrationBackend};
+use crate::migrate::history::HISTORY_TABLE;
 use crate::migrate::kinds::Dialect;
 use crate::migrate::target::Target;
 use crate::tenant::{TenantSlug, quote_ident};
@@ -29,10 +30,21 @@ impl PgSchemaBackend {
     ///
     /// # Errors
     /// When the database cannot be reached.
-    pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<Self, BackendError> {
+    pub async fn connect(
+        options: PgConnectOptions,
+        max_connections: u32,
+    ) -> Result<Self, BackendError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .connect_with(options.application_name("tenancy-migrations").disable_statement_logging())
+            // No ping before every checkout: it would add a round trip per tenant. A connection
+            // that died since its last use fails that tenant's run with a transient error, which
+            // callers retry, and the pool replaces it.
+            .test_before_acquire(false)
+            .connect_with(
+                options
+                    .application_name("tenancy-migrations")
+                    .disable_statement_logging(),
+            )
             .await?;
         Ok(PgSchemaBackend { pool })
     }
@@ -55,31 +67,52 @@ impl MigrationBackend for PgSchemaBackend {
             Target::Platform => "public".to_owned(),
             Target::Tenant(slug) => slug.storage_name(),
         };
-        Ok(PgSession::new(PgConn::Pooled(conn), schema, target.lock_key()))
+        Ok(PgSession::new(
+            PgConn::Pooled(conn),
+            schema,
+            target.lock_key(),
+        ))
     }
 
     async fn create_storage(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
-        let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&tenant.storage_name()));
+        // The schema and its history table in one transaction (one message): the engine's first
+        // read of a new tenant then finds an empty history instead of a missing table.
+        let schema = quote_ident(&tenant.storage_name());
+        let sql = format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}; {}",
+            history_table_ddl(&format!("{schema}.{}", quote_ident(HISTORY_TABLE)))
+        );
         match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.pool).await {
             Ok(_) => Ok(()),
-            // Two concurrent `IF NOT EXISTS` can both pass the check; the loser sees the unique
-            // index on pg_namespace (23505) or duplicate_schema (42P06). Either way it exists.
-            Err(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("23505" | "42P06")) => Ok(()),
+            // Two concurrent `IF NOT EXISTS` can both pass the check; the loser sees a unique
+            // index of the catalog (23505), duplicate_schema (42P06) or duplicate_table (42P07).
+            // Either way it exists.
+            Err(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("23505" | "42P06" | "42P07")) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     async fn drop_storage(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
-        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(&tenant.storage_name()));
-        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.pool).await?;
+        let sql = format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            quote_ident(&tenant.storage_name())
+        );
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn storage_exists(&self, tenant: &TenantSlug) -> Result<bool, BackendError> {
-        let exists = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-            .bind(tenant.storage_name())
-            .fetch_one(&self.pool)
-            .await?;
+        let exists =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                .bind(tenant.storage_name())
+                .fetch_one(&self.pool)
+                .await?;
         Ok(exists)
     }
 }

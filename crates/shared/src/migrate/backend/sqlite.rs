@@ -15,7 +15,9 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
-use super::{BackendError, ColumnShape, MigrationBackend, SchemaSnapshot, Session, TableShape, Timeouts};
+use super::{
+    BackendError, ColumnShape, MigrationBackend, SchemaSnapshot, Session, TableShape, Timeouts,
+};
 use crate::migrate::history::{AppliedMigration, HISTORY_TABLE, HistoryWrite};
 use crate::migrate::kinds::{Dialect, SetKind};
 use crate::migrate::target::Target;
@@ -80,7 +82,8 @@ impl MigrationBackend for SqliteBackend {
             });
         }
         if create && let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(io(format!("creating {}", parent.display())))?;
         }
         let options = SqliteConnectOptions::new()
             .filename(&file)
@@ -99,14 +102,19 @@ impl MigrationBackend for SqliteBackend {
     }
 
     async fn create_storage(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
-        std::fs::create_dir_all(&self.dir).map_err(io(format!("creating {}", self.dir.display())))?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(io(format!("creating {}", self.dir.display())))?;
         let options = SqliteConnectOptions::new()
             .filename(self.tenant_file(tenant))
             .create_if_missing(true)
             // WAL lets readers (status, the application) proceed while a migration writes.
             .journal_mode(SqliteJournalMode::Wal)
             .disable_statement_logging();
-        let conn = SqliteConnection::connect_with(&options).await?;
+        let mut conn = SqliteConnection::connect_with(&options).await?;
+        // The history table comes with the file, as with the PostgreSQL backends.
+        sqlx::raw_sql(AssertSqlSafe(history_table_ddl()))
+            .execute(&mut conn)
+            .await?;
         conn.close().await?;
         Ok(())
     }
@@ -142,19 +150,46 @@ pub struct SqliteSession {
 const HISTORY: &str = "\"main\".\"_tenancy_history\"";
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
+fn history_table_ddl() -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {HISTORY} (
+            migration_set TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            description TEXT NOT NULL,
+            checksum TEXT NOT NULL,
+            success INTEGER NOT NULL,
+            started_at TEXT NOT NULL DEFAULT ({NOW}),
+            finished_at TEXT,
+            duration_ms REAL,
+            error TEXT,
+            batches_done INTEGER NOT NULL DEFAULT 0,
+            rows_done INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (migration_set, version)
+        )"
+    )
+}
+
 impl SqliteSession {
     fn conn(&mut self) -> &mut SqliteConnection {
-        self.conn.as_mut().expect("a SqliteSession is used only while it holds its connection")
+        self.conn
+            .as_mut()
+            .expect("a SqliteSession is used only while it holds its connection")
     }
 
     async fn simple(&mut self, sql: &str) -> Result<(), BackendError> {
-        sqlx::raw_sql(AssertSqlSafe(sql)).execute(self.conn()).await?;
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 
     async fn set_busy_timeout(&mut self, timeouts: Timeouts) -> Result<(), BackendError> {
         self.statement_timeout = timeouts.statement;
-        self.simple(&format!("PRAGMA busy_timeout = {}", timeouts.lock.as_millis())).await
+        self.simple(&format!(
+            "PRAGMA busy_timeout = {}",
+            timeouts.lock.as_millis()
+        ))
+        .await
     }
 
     /// Runs `sql`, interrupted once the statement timeout passes.
@@ -171,7 +206,8 @@ impl SqliteSession {
 }
 
 fn decode_time(text: Option<String>) -> Option<DateTime<Utc>> {
-    text.and_then(|t| DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.with_timezone(&Utc))
+    text.and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.with_timezone(&Utc))
 }
 
 impl Session for SqliteSession {
@@ -189,7 +225,9 @@ impl Session for SqliteSession {
         .await;
         let rows = match rows {
             Ok(rows) => rows,
-            Err(sqlx::Error::Database(db)) if db.message().starts_with("no such table") => return Ok(Vec::new()),
+            Err(sqlx::Error::Database(db)) if db.message().starts_with("no such table") => {
+                return Ok(Vec::new());
+            }
             Err(e) => return Err(e.into()),
         };
         rows.iter()
@@ -202,7 +240,9 @@ impl Session for SqliteSession {
                     success: row.try_get("success")?,
                     started_at: decode_time(row.try_get("started_at")?),
                     finished_at: decode_time(row.try_get("finished_at")?),
-                    duration_ms: row.try_get::<Option<f64>, _>("duration_ms")?.map(|ms| ms.round() as i64),
+                    duration_ms: row
+                        .try_get::<Option<f64>, _>("duration_ms")?
+                        .map(|ms| ms.round() as i64),
                     error: row.try_get("error")?,
                     batches_done: row.try_get("batches_done")?,
                     rows_done: row.try_get("rows_done")?,
@@ -213,23 +253,7 @@ impl Session for SqliteSession {
     }
 
     async fn ensure_history_table(&mut self) -> Result<(), BackendError> {
-        self.simple(&format!(
-            "CREATE TABLE IF NOT EXISTS {HISTORY} (
-                migration_set TEXT NOT NULL,
-                version INTEGER NOT NULL,
-                description TEXT NOT NULL,
-                checksum TEXT NOT NULL,
-                success INTEGER NOT NULL,
-                started_at TEXT NOT NULL DEFAULT ({NOW}),
-                finished_at TEXT,
-                duration_ms REAL,
-                error TEXT,
-                batches_done INTEGER NOT NULL DEFAULT 0,
-                rows_done INTEGER NOT NULL DEFAULT 0,
-                PRIMARY KEY (migration_set, version)
-            )"
-        ))
-        .await
+        self.simple(&history_table_ddl()).await
     }
 
     async fn try_lock(&mut self) -> Result<bool, BackendError> {
@@ -245,7 +269,9 @@ impl Session for SqliteSession {
                 Ok(true)
             }
             Err(TryLockError::WouldBlock) => Ok(false),
-            Err(TryLockError::Error(e)) => Err(io(format!("locking {}", self.lock_path.display()))(e)),
+            Err(TryLockError::Error(e)) => {
+                Err(io(format!("locking {}", self.lock_path.display()))(e))
+            }
         }
     }
 
@@ -368,9 +394,14 @@ impl Session for SqliteSession {
         .await?;
         for row in columns {
             let table: String = row.try_get("table_name")?;
-            let entry = snapshot.tables.entry(table).or_insert_with(TableShape::default);
+            let entry = snapshot
+                .tables
+                .entry(table)
+                .or_insert_with(TableShape::default);
             if entry.constraints.is_empty() {
-                entry.constraints.insert("definition".to_owned(), row.try_get("definition")?);
+                entry
+                    .constraints
+                    .insert("definition".to_owned(), row.try_get("definition")?);
             }
             entry.columns.push(ColumnShape {
                 name: row.try_get("column_name")?,

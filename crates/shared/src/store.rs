@@ -1,0 +1,231 @@
+//! The platform database: connecting (and creating it on first start), and reading the tenant
+//! registry. Later services add their tables' repositories here.
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
+
+use crate::config::{DatabaseUrl, Isolation};
+use crate::migrate::Version;
+use crate::tenant::{TenantSlug, quote_ident};
+
+/// Why the platform database could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("the platform database {0} does not exist yet: `tenantctl up` creates and migrates it")]
+    DatabaseMissing(String),
+    #[error(
+        "the platform database has no `{0}` table yet: apply the platform migrations (`tenantctl up` does)"
+    )]
+    NotMigrated(&'static str),
+    #[error("the platform database holds an invalid row: {0}")]
+    InvalidRow(String),
+    #[error("platform database: {0}")]
+    Sql(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// Whether a retry may succeed (the database is unreachable or overloaded, not wrong).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Sql(error) => {
+                matches!(
+                    error,
+                    sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed
+                ) || matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A connection pool on the platform database.
+#[derive(Debug, Clone)]
+pub enum PlatformDb {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// One row of `tenants`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRecord {
+    pub id: uuid::Uuid,
+    pub slug: TenantSlug,
+    pub status: String,
+    pub isolation: Isolation,
+    /// Newest applied tenant migration, as recorded by the services (0 = none).
+    pub schema_version: Version,
+}
+
+impl PlatformDb {
+    /// Connects; with `create`, creates a missing PostgreSQL database or SQLite file first.
+    ///
+    /// # Errors
+    /// An unreachable server, or a missing database when `create` is false.
+    pub async fn connect(
+        url: &DatabaseUrl,
+        create: bool,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
+        match url {
+            DatabaseUrl::Postgres { options, .. } => {
+                let options = options.clone().disable_statement_logging();
+                if create {
+                    create_pg_database_if_missing(&options).await?;
+                }
+                let pool = PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .connect_with(options.clone())
+                    .await
+                    .map_err(|e| missing_database(e, &options))?;
+                Ok(PlatformDb::Postgres(pool))
+            }
+            DatabaseUrl::Sqlite { path } => {
+                if !create && !path.exists() {
+                    return Err(StoreError::DatabaseMissing(path.display().to_string()));
+                }
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| StoreError::Sql(sqlx::Error::Io(e)))?;
+                }
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(create)
+                    .foreign_keys(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .disable_statement_logging();
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(max_connections)
+                    .connect_with(options)
+                    .await?;
+                Ok(PlatformDb::Sqlite(pool))
+            }
+        }
+    }
+
+    /// Every tenant, or the one with `slug`, ordered by slug.
+    ///
+    /// # Errors
+    /// [`StoreError::NotMigrated`] before the platform migrations ran.
+    pub async fn tenants(
+        &self,
+        slug: Option<&TenantSlug>,
+    ) -> Result<Vec<TenantRecord>, StoreError> {
+        let filter = slug.map(|s| s.as_str().to_owned());
+        const COLUMNS: &str = "SELECT id, slug, status, isolation, schema_version FROM tenants";
+        match self {
+            PlatformDb::Postgres(pool) => {
+                let sql = format!("{COLUMNS} WHERE ($1::text IS NULL OR slug = $1) ORDER BY slug");
+                let rows = sqlx::query(AssertSqlSafe(sql))
+                    .bind(filter)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(not_migrated("tenants"))?;
+                rows.iter()
+                    .map(|row| {
+                        tenant_record(
+                            row.try_get("id")?,
+                            row.try_get("slug")?,
+                            row.try_get("status")?,
+                            row.try_get("isolation")?,
+                            row.try_get("schema_version")?,
+                        )
+                    })
+                    .collect()
+            }
+            PlatformDb::Sqlite(pool) => {
+                let sql = format!("{COLUMNS} WHERE (?1 IS NULL OR slug = ?1) ORDER BY slug");
+                let rows = sqlx::query(AssertSqlSafe(sql))
+                    .bind(filter)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(not_migrated("tenants"))?;
+                rows.iter()
+                    .map(|row| {
+                        let id: String = row.try_get("id")?;
+                        let id = uuid::Uuid::parse_str(&id).map_err(|e| {
+                            StoreError::InvalidRow(format!("tenant id {id:?}: {e}"))
+                        })?;
+                        tenant_record(
+                            id,
+                            row.try_get("slug")?,
+                            row.try_get("status")?,
+                            row.try_get("isolation")?,
+                            row.try_get("schema_version")?,
+                        )
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+fn tenant_record(
+    id: uuid::Uuid,
+    slug: String,
+    status: String,
+    isolation: String,
+    schema_version: i64,
+) -> Result<TenantRecord, StoreError> {
+    Ok(TenantRecord {
+        id,
+        slug: TenantSlug::parse(&slug).map_err(|e| StoreError::InvalidRow(e.to_string()))?,
+        status,
+        isolation: isolation.parse().map_err(StoreError::InvalidRow)?,
+        schema_version: Version::new(schema_version)
+            .map_err(|e| StoreError::InvalidRow(e.to_string()))?,
+    })
+}
+
+/// Maps "no such table" to [`StoreError::NotMigrated`].
+fn not_migrated(table: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |error| match &error {
+        sqlx::Error::Database(db)
+            if db.code().as_deref() == Some("42P01")
+                || db.message().starts_with("no such table") =>
+        {
+            StoreError::NotMigrated(table)
+        }
+        _ => StoreError::Sql(error),
+    }
+}
+
+fn missing_database(error: sqlx::Error, options: &PgConnectOptions) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000") => {
+            StoreError::DatabaseMissing(options.get_database().unwrap_or_default().to_owned())
+        }
+        _ => StoreError::Sql(error),
+    }
+}
+
+/// Creates the database `options` names, through the server's `postgres` database, if missing.
+async fn create_pg_database_if_missing(options: &PgConnectOptions) -> Result<(), StoreError> {
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    let mut admin = options.clone().database("postgres").connect().await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
+    if !exists {
+        let created = sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE DATABASE {}",
+            quote_ident(&name)
+        )))
+        .execute(&mut admin)
+        .await;
+        match created {
+            Ok(_) => tracing::info!(database = %name, "created the platform database"),
+            // Another process created it in the meantime.
+            Err(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("42P04" | "23505")) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let _ = admin.close().await;
+    Ok(())
+}

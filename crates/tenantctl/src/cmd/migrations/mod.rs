@@ -1,0 +1,84 @@
+//! `tenantctl migrations …`
+
+mod approve;
+mod check;
+mod new;
+mod status;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Subcommand, ValueEnum};
+use shared::migrate::{Catalog, SetKind};
+
+#[derive(Debug, Subcommand)]
+pub enum Migrations {
+    /// Create a timestamped up/down pair (PostgreSQL and SQLite variants) in a set.
+    New(new::Args),
+    /// Load and lint every set, check dialect parity and approvals, apply every set on SQLite
+    /// and a throwaway PostgreSQL database, prove up → down → up, and print the schema.
+    /// Exits non-zero when anything would stop a deploy.
+    Check(check::Args),
+    /// Show the platform's and every tenant's applied version, pending migrations and drift.
+    Status(status::Args),
+    /// Record the approval of a destructive migration in the set's approvals.txt.
+    Approve(approve::Args),
+}
+
+pub async fn run(command: Migrations) -> anyhow::Result<ExitCode> {
+    match command {
+        Migrations::New(args) => new::run(args),
+        Migrations::Check(args) => check::run(args).await,
+        Migrations::Status(args) => status::run(args).await,
+        Migrations::Approve(args) => approve::run(args),
+    }
+}
+
+/// A migration set, as named on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SetArg {
+    Platform,
+    Tenant,
+    TenantSeeds,
+}
+
+impl From<SetArg> for SetKind {
+    fn from(set: SetArg) -> Self {
+        match set {
+            SetArg::Platform => SetKind::Platform,
+            SetArg::Tenant => SetKind::Tenant,
+            SetArg::TenantSeeds => SetKind::TenantSeeds,
+        }
+    }
+}
+
+/// The sets to read: `--dir`, else `MIGRATIONS_DIR`, else the ones built into this binary.
+fn load_catalog(dir: Option<&Path>) -> anyhow::Result<(Catalog, String)> {
+    let from_env = std::env::var_os("MIGRATIONS_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
+    let dir = dir.map(Path::to_path_buf).or(from_env);
+    let catalog = Catalog::load(dir.as_deref()).context("loading the migration sets")?;
+    let origin = dir.map_or_else(
+        || "built into this binary".to_owned(),
+        |d| d.display().to_string(),
+    );
+    Ok((catalog, origin))
+}
+
+/// The directory to write into: `--dir`, else `MIGRATIONS_DIR`, else `./migrations`.
+fn writable_dir(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let from_env = std::env::var_os("MIGRATIONS_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
+    let dir = dir
+        .or(from_env)
+        .unwrap_or_else(|| PathBuf::from("migrations"));
+    anyhow::ensure!(
+        dir.is_dir(),
+        "no migrations directory at {}: run from the repository root, or pass --dir / set MIGRATIONS_DIR",
+        dir.display()
+    );
+    Ok(dir)
+}

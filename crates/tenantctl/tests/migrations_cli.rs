@@ -1,0 +1,404 @@
+//! `tenantctl migrations …` as an operator runs it: the real binary, real files, real PostgreSQL.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use shared::migrate::{Catalog, Engine, EngineOptions, MigrationBackend, PgSchemaBackend, Target};
+use shared::tenant::TenantSlug;
+use testkit::ScratchDir;
+use testkit::pg::TestDatabase;
+
+fn tenantctl(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tenantctl"));
+    command
+        .args(args)
+        .env_remove("MIGRATIONS_DIR")
+        .env_remove("DATABASE_URL")
+        .env_remove("TENANT_DATABASE_URL");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("running tenantctl: {e}"))
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A copy of the repository's migration sets to modify.
+fn copy_of_the_sets() -> ScratchDir {
+    let scratch = ScratchDir::new();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    copy_dir(&source, scratch.path());
+    scratch
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{e}"));
+    for entry in std::fs::read_dir(from)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+    {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
+
+fn write(path: PathBuf, sql: &str) {
+    std::fs::write(&path, sql).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+#[test]
+fn the_repository_sets_pass_the_check_without_postgres() {
+    let output = tenantctl(&["migrations", "check", "--no-postgres", "--quiet"], &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("sqlite: every set applied"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn new_creates_both_dialects_after_the_latest_version_and_the_set_still_checks() {
+    let sets = copy_of_the_sets();
+    let dir = sets.path().to_str().unwrap_or_default();
+    let output = tenantctl(&["migrations", "new", "add_space_rules", "--dir", dir], &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    let created: Vec<String> = text(&output)
+        .lines()
+        .filter_map(|l| l.strip_prefix("created "))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(created.len(), 4, "{}", text(&output));
+    assert!(
+        created
+            .iter()
+            .any(|f| f.contains("/tenant/sqlite/") && f.ends_with("_add_space_rules.down.sql"))
+    );
+
+    let catalog = Catalog::load(Some(sets.path())).unwrap_or_else(|e| panic!("{e}"));
+    let newest = catalog
+        .tenant
+        .migrations
+        .last()
+        .map(|m| m.description.clone());
+    assert_eq!(newest.as_deref(), Some("add_space_rules"));
+
+    let check = tenantctl(
+        &[
+            "migrations",
+            "check",
+            "--no-postgres",
+            "--quiet",
+            "--dir",
+            dir,
+        ],
+        &[],
+    );
+    assert!(check.status.success(), "{}", text(&check));
+
+    let bad = tenantctl(&["migrations", "new", "Add Rules!", "--dir", dir], &[]);
+    assert!(
+        !bad.status.success() && text(&bad).contains("not a valid migration name"),
+        "{}",
+        text(&bad)
+    );
+}
+
+#[test]
+fn check_refuses_a_tenant_migration_that_reaches_another_schema() {
+    let sets = copy_of_the_sets();
+    let tenant = sets.path().join("tenant");
+    write(
+        tenant.join("20270101000000_peek.up.sql"),
+        "-- Peeks at the platform.\nCREATE VIEW peek AS SELECT slug FROM public.tenants;\n",
+    );
+    write(
+        tenant.join("20270101000000_peek.down.sql"),
+        "DROP VIEW peek;\n",
+    );
+    write(
+        tenant.join("sqlite/20270101000000_peek.up.sql"),
+        "CREATE VIEW peek AS SELECT 1 AS slug;\n",
+    );
+    write(
+        tenant.join("sqlite/20270101000000_peek.down.sql"),
+        "DROP VIEW peek;\n",
+    );
+    let output = tenantctl(
+        &[
+            "migrations",
+            "check",
+            "--no-postgres",
+            "--quiet",
+            "--dir",
+            sets.path().to_str().unwrap_or_default(),
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("error[cross-schema] tenant/20270101000000_peek.up.sql:2"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn check_flags_missing_down_files_and_dialect_gaps() {
+    let sets = copy_of_the_sets();
+    let tenant = sets.path().join("tenant");
+    write(
+        tenant.join("20270101000000_only_up.up.sql"),
+        "CREATE TABLE only_up (id integer);\n",
+    );
+    write(
+        tenant.join("sqlite/20270101000000_only_up.up.sql"),
+        "CREATE TABLE only_up (id INTEGER);\n",
+    );
+    write(
+        tenant.join("20270101000100_no_sqlite.up.sql"),
+        "CREATE TABLE no_sqlite (id integer);\n",
+    );
+    write(
+        tenant.join("20270101000100_no_sqlite.down.sql"),
+        "DROP TABLE no_sqlite;\n",
+    );
+    let output = tenantctl(
+        &[
+            "migrations",
+            "check",
+            "--no-postgres",
+            "--quiet",
+            "--dir",
+            sets.path().to_str().unwrap_or_default(),
+        ],
+        &[],
+    );
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("error[missing-down] tenant/20270101000000_only_up.up.sql"),
+        "{out}"
+    );
+    assert!(
+        out.contains("error[dialect-parity] tenant/20270101000100_no_sqlite.up.sql"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_destructive_migration_needs_an_approval_that_an_edit_voids() {
+    let sets = copy_of_the_sets();
+    let dir = sets.path().to_str().unwrap_or_default();
+    let tenant = sets.path().join("tenant");
+    let up = "-- Drops the embeddings table: the feature moved to a search service.\nDROP TABLE embeddings;\n";
+    write(tenant.join("20270101000000_drop_embeddings.up.sql"), up);
+    write(
+        tenant.join("sqlite/20270101000000_drop_embeddings.up.sql"),
+        up,
+    );
+    // The down recreates the table exactly as the migration that created it did.
+    for dialect_dir in ["", "sqlite/"] {
+        let create = std::fs::read_to_string(tenant.join(format!(
+            "{dialect_dir}20261124110500_create_embeddings.up.sql"
+        )))
+        .unwrap_or_else(|e| panic!("{e}"));
+        write(
+            tenant.join(format!(
+                "{dialect_dir}20270101000000_drop_embeddings.down.sql"
+            )),
+            &create,
+        );
+    }
+
+    let check = |expect: Option<i32>, needle: &str| {
+        let output = tenantctl(
+            &[
+                "migrations",
+                "check",
+                "--no-postgres",
+                "--quiet",
+                "--dir",
+                dir,
+            ],
+            &[],
+        );
+        assert_eq!(output.status.code(), expect, "{}", text(&output));
+        assert!(
+            text(&output).contains(needle),
+            "{needle}\n{}",
+            text(&output)
+        );
+    };
+    check(
+        Some(1),
+        "error[unapproved-destructive] tenant/20270101000000_drop_embeddings.up.sql:2",
+    );
+
+    let refused = tenantctl(
+        &[
+            "migrations",
+            "approve",
+            "20270101000000",
+            "--by",
+            "ana@example.com",
+            "--reason",
+            "x",
+            "--dir",
+            dir,
+        ],
+        &[],
+    );
+    assert!(
+        !refused.status.success() && text(&refused).contains("not an email"),
+        "{}",
+        text(&refused)
+    );
+    let approved = tenantctl(
+        &[
+            "migrations",
+            "approve",
+            "20270101000000",
+            "--by",
+            "ana.sre",
+            "--reason",
+            "moved to the search service",
+            "--dir",
+            dir,
+        ],
+        &[],
+    );
+    assert!(approved.status.success(), "{}", text(&approved));
+    check(Some(0), "warning[destructive-approved]");
+
+    write(
+        tenant.join("20270101000000_drop_embeddings.up.sql"),
+        &format!("{up}DROP TABLE audit_log;\n"),
+    );
+    check(Some(1), "warning[stale-approval]");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_tenants_with_version_pending_and_drift() {
+    let database = TestDatabase::create().await;
+    let backend = PgSchemaBackend::connect(database.options(), 2)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let engine = Engine::new(backend, EngineOptions::default());
+    let catalog = Catalog::load(None).unwrap_or_else(|e| panic!("{e}"));
+    engine
+        .apply(&Target::Platform, &catalog.platform, None, &())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let (current, behind) = (
+        TenantSlug::parse("current_co").unwrap_or_else(|e| panic!("{e}")),
+        TenantSlug::parse("behind_co").unwrap_or_else(|e| panic!("{e}")),
+    );
+    for (slug, to) in [
+        (&current, None),
+        (&behind, catalog.tenant.migrations.get(2).map(|m| m.version)),
+    ] {
+        engine
+            .backend()
+            .create_storage(slug)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let target = Target::Tenant(slug.clone());
+        engine
+            .apply(&target, &catalog.tenant, to, &())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if to.is_none() {
+            engine
+                .apply(&target, &catalog.tenant_seeds, None, &())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        sqlx::query("INSERT INTO tenants (id, slug, name, status, isolation) VALUES (gen_random_uuid(), $1, 'Co', 'active', 'schema')")
+            .bind(slug.as_str())
+            .execute(engine.backend().pool())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let url = database.url();
+    let env = [("DATABASE_URL", url.as_str())];
+
+    let output = tenantctl(&["migrations", "status"], &env);
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    let line = |slug: &str| {
+        out.lines()
+            .find(|l| l.starts_with(slug))
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    let latest = catalog
+        .tenant
+        .latest()
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        line("current_co")[..6],
+        ["current_co", "schema", "active", latest.as_str(), "0", "ok"],
+        "{out}"
+    );
+    let pending = (catalog.tenant.migrations.len() - 3).to_string();
+    assert_eq!(line("behind_co")[4..6], [pending.as_str(), "1"], "{out}");
+    assert!(out.contains("2 tenant(s)"), "{out}");
+
+    // An applied file edited after the fact shows up as drift, and the command fails.
+    let sets = copy_of_the_sets();
+    let first = &catalog.tenant.migrations[0];
+    write(
+        sets.path().join("tenant").join(&first.primary().file),
+        "-- edited\nSELECT 1;\n",
+    );
+    let dir = sets.path().to_str().unwrap_or_default();
+    let drifted = tenantctl(
+        &["migrations", "status", "--tenant", "behind_co"],
+        &[("DATABASE_URL", url.as_str()), ("MIGRATIONS_DIR", dir)],
+    );
+    let out = text(&drifted);
+    assert_eq!(drifted.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("tenant behind_co") && out.contains("was edited after it was applied"),
+        "{out}"
+    );
+
+    let unknown = tenantctl(&["migrations", "status", "--tenant", "nobody_here"], &env);
+    assert!(
+        !unknown.status.success() && text(&unknown).contains("no tenant nobody_here"),
+        "{}",
+        text(&unknown)
+    );
+    let hostile = tenantctl(
+        &[
+            "migrations",
+            "status",
+            "--tenant",
+            "x'; drop table tenants; --",
+        ],
+        &env,
+    );
+    assert!(
+        !hostile.status.success() && text(&hostile).contains("is not valid"),
+        "{}",
+        text(&hostile)
+    );
+
+    engine.backend().pool().close().await;
+}
