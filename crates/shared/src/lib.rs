@@ -1,5 +1,4 @@
-//! The library every service of the fleet uses: configuration, tenant identity, and the
-//! migration engine (later: telemetry, messages, the bus, the platform store).
+#![doc = include_str!("../README.md")]
 //!
 //! # Error policy
 //! - Each module has its own `thiserror` enum (`migrate::EngineError`, `migrate::PlanError`,

@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! Test support for the workspace's integration tests (never a dependency of production code).
 //!
 //! - [`pg::TestDatabase`]: a PostgreSQL database of the test's own, dropped afterwards; stale

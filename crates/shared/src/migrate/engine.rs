@@ -175,14 +175,6 @@ impl<B: MigrationBackend> Engine<B> {
     ) -> Result<RunReport, EngineError> {
         let dialect = self.backend.dialect();
         let failed = backend_error(target);
-        let planned = |history: &[AppliedMigration]| {
-            plan::plan_apply(set, history, dialect, to)
-                .map(|steps| steps.len())
-                .map_err(|source| EngineError::Plan {
-                    target: target.clone(),
-                    source,
-                })
-        };
         let wanted = set
             .migrations
             .iter()
@@ -192,8 +184,8 @@ impl<B: MigrationBackend> Engine<B> {
             .read_history_locking_if_behind(set.kind, to, wanted)
             .await
             .map_err(&failed)?;
-        let pending = match planned(&history) {
-            Ok(pending) => pending,
+        let pending = match self.plan_apply(target, set, &history, to) {
+            Ok(steps) => steps.len(),
             Err(error) => {
                 self.unlock(session, target).await;
                 return Err(error);
@@ -217,12 +209,7 @@ impl<B: MigrationBackend> Engine<B> {
             self.lock(session, target, set.kind, sink).await?
         };
         let result = async {
-            let steps = plan::plan_apply(set, &history, dialect, to).map_err(|source| {
-                EngineError::Plan {
-                    target: target.clone(),
-                    source,
-                }
-            })?;
+            let steps = self.plan_apply(target, set, &history, to)?;
             let before = plan::standing(set, &history, dialect).applied_version;
             let mut report = RunReport {
                 target: target.clone(),
@@ -265,6 +252,21 @@ impl<B: MigrationBackend> Engine<B> {
         .await;
         self.unlock(session, target).await;
         result
+    }
+
+    fn plan_apply<'a>(
+        &self,
+        target: &Target,
+        set: &'a MigrationSet,
+        history: &'a [AppliedMigration],
+        to: Option<Version>,
+    ) -> Result<Vec<PendingStep<'a>>, EngineError> {
+        plan::plan_apply(set, history, self.backend.dialect(), to).map_err(|source| {
+            EngineError::Plan {
+                target: target.clone(),
+                source,
+            }
+        })
     }
 
     /// The down scripts a revert of `target` to `to` would run, newest first, with the
