@@ -9,6 +9,8 @@
 //! | `TENANCY_NAMESPACE` | prefix of every exchange and queue name | empty |
 //! | `MIGRATIONS_DIR` | overrides the built-in migrations (`platform/`, `tenant/`, `tenant-seeds/`) | built in |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME` | OpenTelemetry export; unset endpoint = none | unset |
+//! | `HEALTH_ADDR` | where a service serves `/healthz` and `/readyz` (not part of the contract) | `127.0.0.1:8080` |
+//! | `LOG_FORMAT` | `auto` (human on a terminal, JSON otherwise), `human` or `json` (not part of the contract) | `auto` |
 //!
 //! Tests build a [`Config`] from a map with [`Config::from_lookup`]; nothing here calls
 //! `set_var`. URLs are kept in [`SecretUrl`], whose `Display` and `Debug` hide the password.
@@ -172,6 +174,8 @@ pub struct Config {
     pub namespace: String,
     pub migrations_dir: Option<PathBuf>,
     pub otel: OtelConfig,
+    pub health_addr: std::net::SocketAddr,
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 /// Everything wrong with a configuration, listed together.
@@ -183,6 +187,7 @@ pub struct ConfigError {
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/tenancy";
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const DEFAULT_HEALTH_ADDR: &str = "127.0.0.1:8080";
 
 impl Config {
     /// Reads the process environment.
@@ -246,25 +251,49 @@ impl Config {
             ));
         }
 
+        let health_addr = get("HEALTH_ADDR")
+            .unwrap_or_else(|| DEFAULT_HEALTH_ADDR.to_owned())
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| {
+                problems.push(format!(
+                    "HEALTH_ADDR: {e} (expected an address such as 0.0.0.0:8080)"
+                ))
+            })
+            .ok();
+        let log_format = get("LOG_FORMAT")
+            .map_or(Ok(crate::telemetry::LogFormat::Auto), |v| v.parse())
+            .map_err(|e| problems.push(format!("LOG_FORMAT: {e}")))
+            .ok();
+
         let otel = OtelConfig {
             endpoint: get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             service_name: get("OTEL_SERVICE_NAME"),
         };
 
-        match (database_url, tenant_database_url, tenant_isolation) {
-            (Some(database_url), Some(tenant_database_url), Some(tenant_isolation))
-                if problems.is_empty() =>
-            {
-                Ok(Config {
-                    database_url,
-                    tenant_database_url,
-                    tenant_isolation,
-                    amqp_url,
-                    namespace,
-                    migrations_dir,
-                    otel,
-                })
-            }
+        match (
+            database_url,
+            tenant_database_url,
+            tenant_isolation,
+            health_addr,
+            log_format,
+        ) {
+            (
+                Some(database_url),
+                Some(tenant_database_url),
+                Some(tenant_isolation),
+                Some(health_addr),
+                Some(log_format),
+            ) if problems.is_empty() => Ok(Config {
+                database_url,
+                tenant_database_url,
+                tenant_isolation,
+                amqp_url,
+                namespace,
+                migrations_dir,
+                otel,
+                health_addr,
+                log_format,
+            }),
             _ => Err(ConfigError { problems }),
         }
     }

@@ -11,7 +11,13 @@
 //! - Messages say what was wrong and what to do about it, and never carry credentials or
 //!   personal data.
 
+pub mod bus;
 pub mod config;
+pub mod health;
+pub mod message;
 pub mod migrate;
+pub mod service;
+pub mod shutdown;
 pub mod store;
+pub mod telemetry;
 pub mod tenant;

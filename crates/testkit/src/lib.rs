@@ -7,7 +7,12 @@
 //! - [`SetBuilder`]: a migration set written in the test, in both dialects.
 //! - [`unique_slug`]: tenant slugs that cannot collide between tests running in parallel.
 //! - [`wait_until`]: polls a condition with a deadline instead of sleeping a fixed time.
+//! - [`cluster::PrivatePostgres`] and [`broker::PrivateBroker`]: a PostgreSQL cluster or a
+//!   RabbitMQ node of the test's own, on free ports, for fault tests that stop, kill or
+//!   disconnect servers without disturbing the tests running beside them.
 
+pub mod broker;
+pub mod cluster;
 pub mod pg;
 
 use std::future::Future;

@@ -1,10 +1,14 @@
 //! One module per top-level command.
 
+mod audit;
+mod dlq;
+mod event;
 mod migrations;
+mod up;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Operator CLI of the tenant fleet: schema lifecycle of the platform database and of every
 /// tenant's schema or database.
@@ -20,13 +24,48 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole system in this process (for development and the quick start): apply the
+    /// platform migrations, declare the RabbitMQ topology, run the services, serve /healthz and
+    /// /readyz. Stops cleanly on Ctrl-C or SIGTERM.
+    Up(up::Args),
+    /// Print the audit trail.
+    Audit(audit::Args),
+    /// Publish an event by hand.
+    #[command(subcommand)]
+    Event(event::EventCommand),
+    /// Inspect, replay and purge dead-letter queues.
+    #[command(subcommand)]
+    Dlq(dlq::Dlq),
     /// Author, check and inspect migrations.
     #[command(subcommand)]
     Migrations(migrations::Migrations),
 }
 
+/// How a command prints what it found.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutputFormat {
+    /// For people.
+    Text,
+    /// One JSON object per line, for scripts.
+    Json,
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if !matches!(cli.command, Command::Up(_)) {
+        // Commands log warnings and errors to stderr; `up` sets up the services' telemetry.
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .init();
+    }
     match cli.command {
+        Command::Up(args) => up::run(args).await,
+        Command::Audit(args) => audit::run(args).await,
+        Command::Dlq(command) => dlq::run(command).await,
+        Command::Event(command) => event::run(command).await,
         Command::Migrations(command) => migrations::run(command).await,
     }
 }

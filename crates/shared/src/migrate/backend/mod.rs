@@ -103,7 +103,7 @@ impl BackendError {
         match self {
             BackendError::StorageMissing { .. } | BackendError::InvalidScript(_) => false,
             BackendError::Io { .. } => true,
-            BackendError::Sql { source, .. } => is_transient_sqlx(source),
+            BackendError::Sql { source, .. } => crate::store::is_transient_sql_error(source),
         }
     }
 
@@ -116,45 +116,6 @@ impl BackendError {
             } => db.code().map(|c| c.into_owned()),
             _ => None,
         }
-    }
-}
-
-fn is_transient_sqlx(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-                // SQLite primary result codes: 5 BUSY, 6 LOCKED, 9 INTERRUPT (our statement
-                // timeout), 10 IOERR; extended codes keep the primary in the low byte.
-                return code
-                    .parse::<i64>()
-                    .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 9 | 10));
-            }
-            // PostgreSQL SQLSTATEs: 08 connection exception, 40001 serialization failure,
-            // 40P01 deadlock, 53 insufficient resources, 55P03 lock not available
-            // (lock_timeout), 57014 query canceled (statement_timeout), 57P01..57P05
-            // shutdown / cannot connect now / idle timeouts, 58 system error.
-            code.starts_with("08")
-                || code.starts_with("53")
-                || code.starts_with("58")
-                || matches!(
-                    &*code,
-                    "40001"
-                        | "40P01"
-                        | "55P03"
-                        | "57014"
-                        | "57P01"
-                        | "57P02"
-                        | "57P03"
-                        | "57P04"
-                        | "57P05"
-                )
-        }
-        _ => false,
     }
 }
 

@@ -1,5 +1,10 @@
-//! The platform database: connecting (and creating it on first start), and reading the tenant
-//! registry. Later services add their tables' repositories here.
+//! The platform database: connecting (and creating it on first start), the tenant registry,
+//! the audit trail ([`audit`]) and the dead-letter replay log ([`replays`]).
+
+pub mod audit;
+mod replays;
+
+pub use audit::{AuditFilter, AuditRecord, AuditRow};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
@@ -29,14 +34,51 @@ impl StoreError {
     /// Whether a retry may succeed (the database is unreachable or overloaded, not wrong).
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Sql(error) => {
-                matches!(
-                    error,
-                    sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed
-                ) || matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")))
-            }
+            StoreError::Sql(error) => is_transient_sql_error(error),
             _ => false,
         }
+    }
+}
+
+/// Whether a database error may go away if the same work is tried again later: lost
+/// connections, timeouts, serialization failures, a server starting or stopping, a busy SQLite
+/// file. Syntax errors, constraint violations and conflicting objects are permanent.
+pub fn is_transient_sql_error(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // SQLite primary result codes: 5 BUSY, 6 LOCKED, 9 INTERRUPT (our statement
+                // timeout), 10 IOERR; extended codes keep the primary in the low byte.
+                return code
+                    .parse::<i64>()
+                    .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 9 | 10));
+            }
+            // PostgreSQL SQLSTATEs: 08 connection exception, 40001 serialization failure,
+            // 40P01 deadlock, 53 insufficient resources, 55P03 lock not available
+            // (lock_timeout), 57014 query canceled (statement_timeout), 57P01..57P05
+            // shutdown / cannot connect now / idle timeouts, 58 system error.
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("58")
+                || matches!(
+                    &*code,
+                    "40001"
+                        | "40P01"
+                        | "55P03"
+                        | "57014"
+                        | "57P01"
+                        | "57P02"
+                        | "57P03"
+                        | "57P04"
+                        | "57P05"
+                )
+        }
+        _ => false,
     }
 }
 
@@ -179,7 +221,7 @@ fn tenant_record(
 }
 
 /// Maps "no such table" to [`StoreError::NotMigrated`].
-fn not_migrated(table: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+pub(crate) fn not_migrated(table: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |error| match &error {
         sqlx::Error::Database(db)
             if db.code().as_deref() == Some("42P01")

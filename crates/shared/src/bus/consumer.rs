@@ -1,0 +1,548 @@
+//! The consume loops. Handlers decide ([`Outcome`]); the loop owns every ack, reject and
+//! dead-letter, so a handler can be tested without a broker.
+//!
+//! For each delivery:
+//! 1. decode: bytes that are not a valid CloudEvent of the expected type go to the dead-letter
+//!    queue with the reason in a header, and are never retried;
+//! 2. handle, inside a `process` span whose parent is the publisher's trace;
+//! 3. [`Outcome::Retry`] is retried in-process with exponential backoff and jitter, then given
+//!    back with `basic.reject(requeue)`, which (unlike `nack` on RabbitMQ ≥ 4.3) counts toward
+//!    the queue's delivery limit; on the last delivery the loop dead-letters the message itself,
+//!    so the dead-letter queue holds the reason;
+//! 4. a handler that panics is treated as a retry: nothing is lost.
+//!
+//! Shutdown: stop consuming, let in-flight handlers finish within the drain timeout, close the
+//! channel (the broker requeues whatever was not acknowledged).
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::{FutureExt, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
+};
+use lapin::types::FieldTable;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::BusError;
+use super::connection::Bus;
+use super::dead_letter;
+use super::propagation;
+use super::publisher::{Publisher, header_i64};
+use super::topology::WorkQueue;
+use crate::message::{AnyEvent, CloudEvent, Event, decode, decode_any};
+use crate::telemetry;
+
+/// What a handler decided about one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done (or nothing to do): acknowledge.
+    Ack,
+    /// A transient failure: try again later.
+    Retry { reason: String },
+    /// A permanent failure: move it to the dead-letter queue with this reason.
+    DeadLetter { reason: String },
+}
+
+/// A decoded message and what the broker says about its deliveries.
+#[derive(Debug, Clone)]
+pub struct Delivered<T> {
+    pub event: T,
+    /// 1 for the first delivery; counts redeliveries (the queue's `x-delivery-count` + 1).
+    pub delivery: u32,
+    /// The queue's delivery limit: on delivery `limit + 1` a failure is final.
+    pub delivery_limit: u32,
+}
+
+impl<T> Delivered<T> {
+    /// Whether a failure now would be final (the message goes to the dead-letter queue).
+    pub fn is_last_delivery(&self) -> bool {
+        self.delivery > self.delivery_limit
+    }
+}
+
+/// Handles one message at a time (several in parallel, up to the concurrency).
+pub trait Handler: Send + Sync + 'static {
+    type Event: Event;
+
+    fn handle(
+        &self,
+        message: &Delivered<CloudEvent<Self::Event>>,
+    ) -> impl Future<Output = Outcome> + Send;
+}
+
+/// Handles batches of valid events of any type (the auditor).
+pub trait BatchHandler: Send + Sync + 'static {
+    /// `Ok` once every event is durably handled (then the batch is acknowledged); `Err(reason)`
+    /// for a transient failure: the batch is kept, unacknowledged, and retried.
+    fn handle_batch(
+        &self,
+        events: &[Delivered<AnyEvent>],
+    ) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// How a consumer runs.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// Messages handled at once; also the prefetch, so the broker never sends more than can be
+    /// worked on.
+    pub concurrency: u16,
+    /// Attempts of a transient failure within one delivery, before it is given back.
+    pub attempts_per_delivery: u32,
+    pub retry_min_delay: Duration,
+    pub retry_max_delay: Duration,
+    /// How long in-flight work may take to finish on shutdown.
+    pub drain_timeout: Duration,
+    /// Batch consumers: largest batch, and how long to wait for it to fill.
+    pub batch_size: usize,
+    pub batch_linger: Duration,
+    /// Set to `true` while the consumer is registered with the broker (readiness).
+    pub ready: Option<watch::Sender<bool>>,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        ConsumerOptions {
+            concurrency: 8,
+            attempts_per_delivery: 3,
+            retry_min_delay: Duration::from_millis(100),
+            retry_max_delay: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(20),
+            batch_size: 500,
+            batch_linger: Duration::from_millis(20),
+            ready: None,
+        }
+    }
+}
+
+impl ConsumerOptions {
+    fn backoff(&self) -> impl Iterator<Item = Duration> + use<> {
+        ExponentialBuilder::new()
+            .with_min_delay(self.retry_min_delay)
+            .with_max_delay(self.retry_max_delay)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    fn set_ready(&self, ready: bool) {
+        if let Some(sender) = &self.ready {
+            sender.send_replace(ready);
+        }
+    }
+}
+
+/// Consumes `queue` with `handler` until `shutdown`.
+///
+/// # Errors
+/// The channel could not be opened or the connection could not be recovered.
+pub async fn consume<H: Handler>(
+    bus: &Bus,
+    queue: WorkQueue,
+    handler: Arc<H>,
+    options: ConsumerOptions,
+    shutdown: CancellationToken,
+) -> Result<(), BusError> {
+    let channel = bus.channel().await?;
+    let name = bus.topology().queue(queue);
+    channel
+        .basic_qos(options.concurrency, BasicQosOptions::default())
+        .await
+        .map_err(|e| BusError::Broker {
+            context: format!("setting the prefetch on {name}"),
+            source: e,
+        })?;
+    let mut consumer = channel
+        .basic_consume(
+            name.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| BusError::Broker {
+            context: format!("consuming {name}"),
+            source: e,
+        })?;
+    options.set_ready(true);
+    tracing::info!(queue = %name, concurrency = options.concurrency, "consuming");
+
+    let permits = Arc::new(Semaphore::new(usize::from(options.concurrency.max(1))));
+    let tasks = TaskTracker::new();
+    let options = Arc::new(options);
+    let result = loop {
+        let next = tokio::select! {
+            () = shutdown.cancelled() => break Ok(()),
+            next = consumer.next() => next,
+        };
+        match next {
+            Some(Ok(delivery)) => {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break Ok(());
+                };
+                let (handler, publisher, options, shutdown) = (
+                    handler.clone(),
+                    bus.publisher().clone(),
+                    options.clone(),
+                    shutdown.clone(),
+                );
+                tasks.spawn(async move {
+                    process(
+                        &*handler,
+                        &publisher,
+                        queue,
+                        &name_of(&delivery),
+                        delivery,
+                        &options,
+                        &shutdown,
+                    )
+                    .await;
+                    drop(permit);
+                });
+            }
+            Some(Err(error)) => {
+                options.set_ready(false);
+                if let Err(error) = channel.wait_for_recovery(error).await {
+                    break Err(BusError::Broker {
+                        context: format!("consuming {name}"),
+                        source: error,
+                    });
+                }
+                options.set_ready(true);
+            }
+            None => break Ok(()),
+        }
+    };
+    options.set_ready(false);
+    let _ = channel
+        .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+        .await;
+    tasks.close();
+    if tokio::time::timeout(options.drain_timeout, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(queue = %name, "in-flight messages did not finish in time; the broker will redeliver them");
+    }
+    let _ = channel.close(200, "consumer stopped".into()).await;
+    result
+}
+
+fn name_of(delivery: &Delivery) -> String {
+    delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|id| id.to_string())
+        .unwrap_or_default()
+}
+
+fn delivery_count(delivery: &Delivery) -> u32 {
+    let redeliveries =
+        header_i64(delivery.properties.headers().as_ref(), "x-delivery-count").unwrap_or(0);
+    u32::try_from(redeliveries)
+        .unwrap_or(u32::MAX)
+        .saturating_add(1)
+}
+
+async fn process<H: Handler>(
+    handler: &H,
+    publisher: &Publisher,
+    queue: WorkQueue,
+    message_id: &str,
+    delivery: Delivery,
+    options: &ConsumerOptions,
+    shutdown: &CancellationToken,
+) {
+    let span = telemetry::process_span(queue.base_name(), message_id, H::Event::TYPE);
+    propagation::set_parent_from(
+        &span,
+        &delivery.properties.headers().clone().unwrap_or_default(),
+    );
+    async {
+        let event = match decode::<H::Event>(&delivery.data) {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!(queue = queue.base_name(), reason = %error.reason(), "message refused; moving it to the dead-letter queue");
+                dead_letter_and_ack(publisher, queue, &delivery, &error.reason(), delivery_count(&delivery)).await;
+                return;
+            }
+        };
+        let delivered = Delivered {
+            event,
+            delivery: delivery_count(&delivery),
+            delivery_limit: queue.delivery_limit(),
+        };
+        let mut delays = options.backoff();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = AssertUnwindSafe(handler.handle(&delivered))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| Outcome::Retry {
+                    reason: format!("the handler panicked: {}", panic_message(&*panic)),
+                });
+            match outcome {
+                Outcome::Ack => {
+                    ack(&delivery).await;
+                    return;
+                }
+                Outcome::DeadLetter { reason } => {
+                    tracing::warn!(queue = queue.base_name(), %reason, "message failed permanently; moving it to the dead-letter queue");
+                    dead_letter_and_ack(publisher, queue, &delivery, &reason, delivered.delivery).await;
+                    return;
+                }
+                Outcome::Retry { reason } if attempt < options.attempts_per_delivery && !shutdown.is_cancelled() => {
+                    let delay = delays.next().unwrap_or(options.retry_max_delay);
+                    tracing::info!(queue = queue.base_name(), %reason, attempt, retry_in_ms = delay.as_millis() as u64, "transient failure; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Outcome::Retry { reason } if delivered.is_last_delivery() => {
+                    let reason = format!("gave up after {} deliveries: {reason}", delivered.delivery);
+                    tracing::warn!(queue = queue.base_name(), %reason, "moving the message to the dead-letter queue");
+                    dead_letter_and_ack(publisher, queue, &delivery, &reason, delivered.delivery).await;
+                    return;
+                }
+                Outcome::Retry { reason } => {
+                    tracing::info!(queue = queue.base_name(), %reason, delivery = delivered.delivery, "giving the message back for a later delivery");
+                    reject(&delivery).await;
+                    return;
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Consumes `queue` in batches with `handler` until `shutdown`: deliveries are gathered up to
+/// `batch_size` or for `batch_linger`, invalid ones are dead-lettered, the valid ones handed to
+/// the handler; the whole batch is acknowledged at once (`multiple`) after the handler
+/// succeeded. While the handler fails transiently the batch is retried and nothing is
+/// acknowledged; on shutdown it is given back.
+///
+/// # Errors
+/// The channel could not be opened or the connection could not be recovered.
+pub async fn consume_batches<H: BatchHandler>(
+    bus: &Bus,
+    queue: WorkQueue,
+    handler: Arc<H>,
+    options: ConsumerOptions,
+    shutdown: CancellationToken,
+) -> Result<(), BusError> {
+    let channel = bus.channel().await?;
+    let name = bus.topology().queue(queue);
+    // Prefetch twice the batch, so the next batch is on its way while one is written.
+    let prefetch = u16::try_from(options.batch_size.saturating_mul(2)).unwrap_or(u16::MAX);
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .map_err(|e| BusError::Broker {
+            context: format!("setting the prefetch on {name}"),
+            source: e,
+        })?;
+    let mut consumer = channel
+        .basic_consume(
+            name.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| BusError::Broker {
+            context: format!("consuming {name}"),
+            source: e,
+        })?;
+    options.set_ready(true);
+    tracing::info!(queue = %name, batch_size = options.batch_size, "consuming in batches");
+    let publisher = bus.publisher();
+
+    let result = 'consume: loop {
+        // Wait for the first delivery of a batch, then gather until full or the linger ends.
+        let first = tokio::select! {
+            () = shutdown.cancelled() => break Ok(()),
+            next = consumer.next() => next,
+        };
+        let mut batch = Vec::with_capacity(options.batch_size);
+        match first {
+            Some(Ok(delivery)) => batch.push(delivery),
+            Some(Err(error)) => {
+                options.set_ready(false);
+                if let Err(error) = channel.wait_for_recovery(error).await {
+                    break Err(BusError::Broker {
+                        context: format!("consuming {name}"),
+                        source: error,
+                    });
+                }
+                options.set_ready(true);
+                continue;
+            }
+            None => break Ok(()),
+        }
+        let linger = tokio::time::sleep(options.batch_linger);
+        tokio::pin!(linger);
+        while batch.len() < options.batch_size {
+            tokio::select! {
+                () = &mut linger => break,
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => batch.push(delivery),
+                    // The connection dropped: what was gathered cannot be acknowledged any more
+                    // (the broker redelivers it); start over once recovered.
+                    Some(Err(error)) => {
+                        options.set_ready(false);
+                        batch.clear();
+                        if let Err(error) = channel.wait_for_recovery(error).await {
+                            break 'consume Err(BusError::Broker { context: format!("consuming {name}"), source: error });
+                        }
+                        options.set_ready(true);
+                        continue 'consume;
+                    }
+                    None => break,
+                },
+            }
+        }
+
+        // Deliveries still to acknowledge or give back: dead-lettered ones are acknowledged on
+        // the spot (a tag must never be acknowledged or rejected twice).
+        let mut pending: Vec<&Delivery> = Vec::with_capacity(batch.len());
+        let mut valid = Vec::with_capacity(batch.len());
+        for delivery in &batch {
+            match decode_any(&delivery.data) {
+                Ok(event) => {
+                    pending.push(delivery);
+                    valid.push(Delivered {
+                        event,
+                        delivery: delivery_count(delivery),
+                        delivery_limit: queue.delivery_limit(),
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(queue = queue.base_name(), reason = %error.reason(), "message refused; moving it to the dead-letter queue");
+                    match dead_letter::move_to_dead_letters(
+                        publisher,
+                        queue,
+                        delivery,
+                        &error.reason(),
+                        delivery_count(delivery),
+                    )
+                    .await
+                    {
+                        Ok(()) => ack(delivery).await,
+                        // Keep it: given back, it is tried again on a later delivery.
+                        Err(publish) => {
+                            tracing::warn!(error = %publish, "could not move the message to the dead-letter queue; giving it back");
+                            reject(delivery).await;
+                        }
+                    }
+                }
+            }
+        }
+
+        let mut delays = options.backoff();
+        let mut failures = 0_u32;
+        loop {
+            let outcome = if valid.is_empty() {
+                Ok(())
+            } else {
+                AssertUnwindSafe(handler.handle_batch(&valid))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| {
+                        Err(format!("the handler panicked: {}", panic_message(&*panic)))
+                    })
+            };
+            match outcome {
+                Ok(()) => {
+                    if let Some(last) = pending.last() {
+                        // `multiple` acknowledges every unacknowledged delivery of the channel up
+                        // to this one: the whole batch in one frame.
+                        if let Err(error) = last.acker.ack(BasicAckOptions { multiple: true }).await
+                        {
+                            tracing::debug!(%error, "ack after a reconnection failed; the broker redelivers and the handler deduplicates");
+                        }
+                    }
+                    break;
+                }
+                Err(reason) => {
+                    failures += 1;
+                    if shutdown.is_cancelled() {
+                        for delivery in &pending {
+                            reject(delivery).await;
+                        }
+                        break 'consume Ok(());
+                    }
+                    let delay = delays.next().unwrap_or(options.retry_max_delay);
+                    // Logged on the first failure and every tenth, not on every retry.
+                    if failures == 1 || failures.is_multiple_of(10) {
+                        tracing::warn!(queue = queue.base_name(), %reason, failures, retry_in_ms = delay.as_millis() as u64, batch = pending.len(), "batch failed; keeping it and retrying");
+                    }
+                    options.set_ready(false);
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        options.set_ready(true);
+    };
+    options.set_ready(false);
+    let _ = channel
+        .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+        .await;
+    let _ = channel.close(200, "consumer stopped".into()).await;
+    result
+}
+
+async fn ack(delivery: &Delivery) {
+    if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
+        // After a reconnection the old delivery cannot be acknowledged; the broker redelivers
+        // it, and handlers are idempotent.
+        tracing::debug!(%error, "ack failed");
+    }
+}
+
+async fn reject(delivery: &Delivery) {
+    if let Err(error) = delivery
+        .acker
+        .reject(BasicRejectOptions { requeue: true })
+        .await
+    {
+        tracing::debug!(%error, "reject failed; the broker redelivers the message when the channel closes");
+    }
+}
+
+async fn dead_letter_and_ack(
+    publisher: &Publisher,
+    queue: WorkQueue,
+    delivery: &Delivery,
+    reason: &str,
+    deliveries: u32,
+) {
+    match dead_letter::move_to_dead_letters(publisher, queue, delivery, reason, deliveries).await {
+        Ok(()) => ack(delivery).await,
+        Err(error) => {
+            tracing::warn!(%error, "could not move the message to the dead-letter queue; giving it back");
+            reject(delivery).await;
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic".to_owned())
+}

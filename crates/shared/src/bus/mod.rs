@@ -1,0 +1,105 @@
+//! The RabbitMQ bus: the only code in the workspace that touches lapin.
+//!
+//! ```text
+//!                    ┌──────────── Bus (one connection, auto-recovering) ────────────┐
+//!  services ──publish──► Publisher (confirm channel) ──► tenancy.events / tenancy.commands
+//!                    │                                                              │
+//!  tenancy.* ──► work queue (quorum, delivery limit, DLX) ──► consume / consume_batches
+//!                    │        │                                 │ decode ─ invalid ──► tenancy.dlx ──► <queue>.dlq
+//!                    │        │                                 │ handler ─ Ack / Retry / DeadLetter
+//!                    │        └── delivery limit reached ──────────────────────────► <queue>.dlq
+//!                    └──────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! - [`topology`]: the contract's exchanges and queues, behind the namespace prefix.
+//! - [`connection`]: connecting (waiting for a broker that is down), the [`Bus`] handle.
+//! - [`publisher`]: confirmed, persistent, mandatory publishes that survive reconnections.
+//! - [`consumer`]: the consume loops; handlers decide, the loop acks.
+//! - [`dead_letter`]: the dead-letter headers, and listing, replaying and purging dead-letter
+//!   queues.
+//! - [`propagation`]: W3C trace context in AMQP headers.
+
+pub mod connection;
+pub mod consumer;
+pub mod dead_letter;
+pub mod propagation;
+pub mod publisher;
+pub mod topology;
+
+pub use connection::Bus;
+pub use consumer::{BatchHandler, ConsumerOptions, Delivered, Handler, Outcome};
+pub use publisher::Publisher;
+pub use topology::{Exchange, Topology, WorkQueue};
+
+/// A failure of the bus.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BusError {
+    #[error("AMQP_URL {url} is not a valid AMQP URL: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("RabbitMQ at {url} is unreachable: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: lapin::Error,
+    },
+    #[error("{context}: {source}")]
+    Broker {
+        context: String,
+        #[source]
+        source: lapin::Error,
+    },
+    #[error(
+        "the broker refused the message published to {exchange} with routing key {routing_key} (nack): the queue may be full"
+    )]
+    Nacked {
+        exchange: String,
+        routing_key: String,
+    },
+    #[error(
+        "no queue is bound to {exchange} with routing key {routing_key}: the broker returned the message"
+    )]
+    Unroutable {
+        exchange: String,
+        routing_key: String,
+    },
+    #[error("publishing to {exchange} with routing key {routing_key} did not complete within {}s (last error: {last})", waited.as_secs())]
+    PublishTimeout {
+        exchange: String,
+        routing_key: String,
+        waited: std::time::Duration,
+        last: String,
+    },
+    #[error("the replay log is unavailable ({0}); the message was left in its dead-letter queue")]
+    ReplayLog(String),
+    #[error("refusing to publish an invalid {event_type} event: {reason}")]
+    InvalidEvent {
+        event_type: &'static str,
+        reason: String,
+    },
+    #[error("the bus is shutting down")]
+    Cancelled,
+}
+
+impl BusError {
+    pub(crate) fn topology(context: String, source: lapin::Error) -> Self {
+        BusError::Broker { context, source }
+    }
+
+    /// Whether trying again later may succeed: a broker that is down or restarting, a full
+    /// queue, a connection being recovered. An unroutable message or a topology conflict is a
+    /// configuration problem, not a transient one.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            BusError::Unreachable { .. }
+            | BusError::Nacked { .. }
+            | BusError::PublishTimeout { .. }
+            | BusError::ReplayLog(_) => true,
+            BusError::Broker { source, .. } => source.can_be_recovered() || source.is_io_error(),
+            BusError::Unroutable { .. }
+            | BusError::InvalidUrl { .. }
+            | BusError::InvalidEvent { .. }
+            | BusError::Cancelled => false,
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The RabbitMQ topology of the contract (ARCHITECTURE §2.2), every name behind the
+//! `TENANCY_NAMESPACE` prefix, declared idempotently by every service at start-up.
+
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, ExchangeKind};
+
+use super::BusError;
+
+/// The exchanges of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exchange {
+    /// `tenancy.events` (topic): `tenant.registered` and every lifecycle event.
+    Events,
+    /// `tenancy.commands` (direct): `migrate.tenant`, `rollback.tenant`.
+    Commands,
+    /// `tenancy.dlx` (direct): dead letters, routed by the name of the queue they died in.
+    DeadLetters,
+}
+
+impl Exchange {
+    pub const ALL: [Exchange; 3] = [Exchange::Events, Exchange::Commands, Exchange::DeadLetters];
+
+    pub fn base_name(self) -> &'static str {
+        match self {
+            Exchange::Events => "tenancy.events",
+            Exchange::Commands => "tenancy.commands",
+            Exchange::DeadLetters => "tenancy.dlx",
+        }
+    }
+
+    fn kind(self) -> ExchangeKind {
+        match self {
+            Exchange::Events => ExchangeKind::Topic,
+            Exchange::Commands | Exchange::DeadLetters => ExchangeKind::Direct,
+        }
+    }
+}
+
+/// The work queues of the contract; each has a dead-letter queue `<queue>.dlq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WorkQueue {
+    /// `provisioner.tenant-registered` ← `tenancy.events` / `tenant.registered`
+    TenantRegistered,
+    /// `migrator.migrate-tenant` ← `tenancy.commands` / `migrate.tenant`
+    MigrateTenant,
+    /// `migrator.rollback-tenant` ← `tenancy.commands` / `rollback.tenant`: its own queue, so a
+    /// rollback never waits behind a deploy's fan-out.
+    RollbackTenant,
+    /// `auditor.events` ← `tenancy.events` / `#`
+    AuditorEvents,
+}
+
+impl WorkQueue {
+    pub const ALL: [WorkQueue; 4] = [
+        WorkQueue::TenantRegistered,
+        WorkQueue::MigrateTenant,
+        WorkQueue::RollbackTenant,
+        WorkQueue::AuditorEvents,
+    ];
+
+    /// The queue's name before the namespace prefix; also the routing key of its dead letters.
+    pub fn base_name(self) -> &'static str {
+        match self {
+            WorkQueue::TenantRegistered => "provisioner.tenant-registered",
+            WorkQueue::MigrateTenant => "migrator.migrate-tenant",
+            WorkQueue::RollbackTenant => "migrator.rollback-tenant",
+            WorkQueue::AuditorEvents => "auditor.events",
+        }
+    }
+
+    fn source(self) -> (Exchange, &'static str) {
+        match self {
+            WorkQueue::TenantRegistered => (Exchange::Events, "tenant.registered"),
+            WorkQueue::MigrateTenant => (Exchange::Commands, "migrate.tenant"),
+            WorkQueue::RollbackTenant => (Exchange::Commands, "rollback.tenant"),
+            WorkQueue::AuditorEvents => (Exchange::Events, "#"),
+        }
+    }
+
+    /// How many deliveries a message gets before the broker dead-letters it. Consumers retry a
+    /// transient failure a few times in-process first (with backoff), so each delivery is itself
+    /// several attempts; five deliveries ride out a broker or database restart.
+    pub fn delivery_limit(self) -> u32 {
+        5
+    }
+
+    /// Finds a queue by its base name, with or without `.dlq`, or by a short alias
+    /// (`provisioner`, `migrator`, `rollback`, `auditor`).
+    pub fn parse(name: &str) -> Option<WorkQueue> {
+        let name = name.strip_suffix(".dlq").unwrap_or(name);
+        WorkQueue::ALL
+            .into_iter()
+            .find(|q| q.base_name() == name)
+            .or(match name {
+                "provisioner" => Some(WorkQueue::TenantRegistered),
+                "migrator" => Some(WorkQueue::MigrateTenant),
+                "rollback" => Some(WorkQueue::RollbackTenant),
+                "auditor" => Some(WorkQueue::AuditorEvents),
+                _ => None,
+            })
+    }
+}
+
+/// Where a message of a given CloudEvents type is published.
+pub fn route_of(event_type: &str) -> Exchange {
+    match event_type {
+        "migrate.tenant" | "rollback.tenant" => Exchange::Commands,
+        _ => Exchange::Events,
+    }
+}
+
+/// Upper bound of messages in a work queue: with `reject-publish`, a full queue refuses
+/// publishes (the publisher sees a nack) instead of dropping the oldest message, which at-least
+/// once dead-lettering requires.
+const MAX_LENGTH: i64 = 1_000_000;
+
+/// Delivery limit of a dead-letter queue: high enough never to be reached by operators
+/// inspecting it (`tenantctl dlq list` takes and returns each message). It must be explicit:
+/// RabbitMQ 4 defaults to 20, and `-1`, which means "unlimited" on 4.x, means "zero" on 3.10.
+const DLQ_DELIVERY_LIMIT: i32 = 1_000_000;
+
+/// The contract's names under one namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    namespace: String,
+}
+
+impl Topology {
+    pub fn new(namespace: impl Into<String>) -> Self {
+        Topology {
+            namespace: namespace.into(),
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn prefixed(&self, name: &str) -> String {
+        if self.namespace.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}.{name}", self.namespace)
+        }
+    }
+
+    pub fn exchange(&self, exchange: Exchange) -> String {
+        self.prefixed(exchange.base_name())
+    }
+
+    pub fn queue(&self, queue: WorkQueue) -> String {
+        self.prefixed(queue.base_name())
+    }
+
+    pub fn dead_letter_queue(&self, queue: WorkQueue) -> String {
+        self.prefixed(&format!("{}.dlq", queue.base_name()))
+    }
+
+    /// Declares every exchange, queue and binding. Idempotent; the arguments must not change
+    /// between releases (RabbitMQ refuses a redeclaration with other arguments), so they live
+    /// here and only here.
+    ///
+    /// # Errors
+    /// A broker error, e.g. `PRECONDITION_FAILED` when a queue exists with other arguments.
+    pub async fn declare(&self, channel: &Channel) -> Result<(), BusError> {
+        for exchange in Exchange::ALL {
+            channel
+                .exchange_declare(
+                    self.exchange(exchange).as_str().into(),
+                    exchange.kind(),
+                    ExchangeDeclareOptions {
+                        durable: true,
+                        ..ExchangeDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| {
+                    BusError::topology(format!("declaring exchange {}", self.exchange(exchange)), e)
+                })?;
+        }
+        for queue in WorkQueue::ALL {
+            let dlq = self.dead_letter_queue(queue);
+            let mut dlq_args = FieldTable::default();
+            dlq_args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
+            dlq_args.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongInt(DLQ_DELIVERY_LIMIT),
+            );
+            channel
+                .queue_declare(
+                    dlq.as_str().into(),
+                    QueueDeclareOptions::durable(),
+                    dlq_args,
+                )
+                .await
+                .map_err(|e| BusError::topology(format!("declaring queue {dlq}"), e))?;
+            channel
+                .queue_bind(
+                    dlq.as_str().into(),
+                    self.exchange(Exchange::DeadLetters).as_str().into(),
+                    queue.base_name().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| BusError::topology(format!("binding {dlq}"), e))?;
+
+            let name = self.queue(queue);
+            channel
+                .queue_declare(
+                    name.as_str().into(),
+                    QueueDeclareOptions::durable(),
+                    self.work_queue_arguments(queue),
+                )
+                .await
+                .map_err(|e| BusError::topology(format!("declaring queue {name}"), e))?;
+            let (exchange, routing_key) = queue.source();
+            channel
+                .queue_bind(
+                    name.as_str().into(),
+                    self.exchange(exchange).as_str().into(),
+                    routing_key.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| BusError::topology(format!("binding {name}"), e))?;
+        }
+        Ok(())
+    }
+
+    /// Quorum queue arguments: <https://www.rabbitmq.com/docs/quorum-queues>.
+    fn work_queue_arguments(&self, queue: WorkQueue) -> FieldTable {
+        let mut args = FieldTable::default();
+        // Replicated, and required for at-least-once dead-lettering.
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        // Counted on `basic.reject` and on lost consumers (not on `basic.nack` from 4.3 on),
+        // which is why consumers give failures back with reject.
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongInt(i32::try_from(queue.delivery_limit()).unwrap_or(5)),
+        );
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(self.exchange(Exchange::DeadLetters).as_str().into()),
+        );
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(queue.base_name().into()),
+        );
+        // A message is removed from the source queue only once the dead-letter queue confirmed it.
+        args.insert(
+            "x-dead-letter-strategy".into(),
+            AMQPValue::LongString("at-least-once".into()),
+        );
+        // at-least-once dead-lettering silently falls back to at-most-once with the default
+        // `drop-head` overflow: reject new publishes instead.
+        args.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("reject-publish".into()),
+        );
+        args.insert("x-max-length".into(), AMQPValue::LongLongInt(MAX_LENGTH));
+        args
+    }
+
+    /// Deletes every exchange and queue of this namespace (tests, and tearing a namespace down).
+    ///
+    /// # Errors
+    /// A broker error other than "not found".
+    pub async fn delete(&self, channel: &Channel) -> Result<(), BusError> {
+        for queue in WorkQueue::ALL {
+            for name in [self.queue(queue), self.dead_letter_queue(queue)] {
+                channel
+                    .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                    .await
+                    .map_err(|e| BusError::topology(format!("deleting queue {name}"), e))?;
+            }
+        }
+        for exchange in Exchange::ALL {
+            channel
+                .exchange_delete(
+                    self.exchange(exchange).as_str().into(),
+                    ExchangeDeleteOptions::default(),
+                )
+                .await
+                .map_err(|e| {
+                    BusError::topology(format!("deleting exchange {}", self.exchange(exchange)), e)
+                })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_namespace() {
+        let plain = Topology::new("");
+        assert_eq!(plain.queue(WorkQueue::AuditorEvents), "auditor.events");
+        assert_eq!(plain.exchange(Exchange::Events), "tenancy.events");
+        let ns = Topology::new("t1");
+        assert_eq!(
+            ns.queue(WorkQueue::MigrateTenant),
+            "t1.migrator.migrate-tenant"
+        );
+        assert_eq!(
+            ns.dead_letter_queue(WorkQueue::MigrateTenant),
+            "t1.migrator.migrate-tenant.dlq"
+        );
+        assert_eq!(ns.exchange(Exchange::DeadLetters), "t1.tenancy.dlx");
+    }
+
+    #[test]
+    fn queues_are_found_by_name_dlq_name_or_alias() {
+        assert_eq!(
+            WorkQueue::parse("auditor.events.dlq"),
+            Some(WorkQueue::AuditorEvents)
+        );
+        assert_eq!(WorkQueue::parse("migrator"), Some(WorkQueue::MigrateTenant));
+        assert_eq!(
+            WorkQueue::parse("provisioner.tenant-registered"),
+            Some(WorkQueue::TenantRegistered)
+        );
+        assert_eq!(WorkQueue::parse("nope"), None);
+    }
+
+    #[test]
+    fn commands_and_events_are_routed_to_their_exchanges() {
+        assert_eq!(route_of("migrate.tenant"), Exchange::Commands);
+        assert_eq!(route_of("rollback.tenant"), Exchange::Commands);
+        assert_eq!(route_of("tenant.registered"), Exchange::Events);
+        assert_eq!(route_of("migration.completed"), Exchange::Events);
+    }
+}

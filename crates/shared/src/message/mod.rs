@@ -1,0 +1,336 @@
+//! The messages of the contract (§2.3): the CloudEvents 1.0 envelope in structured JSON mode,
+//! one typed struct per message kind, and the rules each must follow.
+//!
+//! Pure: no I/O, no async, no clock reads except in [`CloudEvent::new`], which stamps the
+//! event's `time`. The bus adapter calls [`encode`] and [`decode`] / [`decode_any`]; nothing
+//! here knows about AMQP.
+//!
+//! # Wire format
+//! ```json
+//! {"specversion":"1.0","id":"<uuid>","source":"provisioner","type":"tenant.provisioned",
+//!  "time":"2026-11-24T10:00:00Z","subject":"<tenant id>","datacontenttype":"application/json",
+//!  "data":{...}}
+//! ```
+//! `subject` is the tenant id when the event concerns one tenant, and is omitted otherwise.
+//!
+//! # Decoding
+//! A message is refused ([`DecodeError`]) when it is over 64 KiB, is not a CloudEvent, or its
+//! `data` breaks its type's rules. Unknown fields inside `data` are accepted and ignored, so a
+//! newer publisher can add fields without breaking older consumers; required fields must be
+//! present. Errors name the field and the rule, never the value: they go to logs and
+//! dead-letter headers, and the value may be personal data. The rules of every type are listed
+//! in `docs/MESSAGES.md`.
+//!
+//! # Layout
+//! - this file: [`CloudEvent`], [`Event`], [`encode`], [`decode`], [`decode_any`], [`AnyEvent`];
+//! - one file per message kind: [`tenant_registered`], [`migrate_tenant`], [`rollback_tenant`],
+//!   and [`lifecycle`] for the events the services publish as work progresses;
+//! - private: `envelope` (reading the envelope), `wire` (reading `data` field by field, writing
+//!   the shared types), `rules` (the content rules), `error`.
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::de::DeserializeOwned;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+mod envelope;
+mod error;
+pub mod lifecycle;
+pub mod migrate_tenant;
+pub mod rollback_tenant;
+mod rules;
+pub mod tenant_registered;
+mod wire;
+
+pub use error::{DecodeError, ValidationError};
+pub use lifecycle::{
+    DlqReplayed, MigrationCompleted, MigrationFailed, MigrationRollback, MigrationStarted,
+    Provisioned, ProvisioningFailed, ProvisioningStep, clip_reason,
+};
+pub use migrate_tenant::MigrateTenant;
+pub use rollback_tenant::RollbackTenant;
+pub use tenant_registered::{Admin, TenantRegistered};
+
+/// Largest message accepted, in bytes. Our largest event is a few KiB; the limit bounds what a
+/// hostile or broken publisher can make a consumer parse and the auditor store.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// The data of one kind of message.
+///
+/// Implementations are plain structs mirroring the contract; [`Event::TYPE`] is the CloudEvents
+/// `type` (and the routing key).
+pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The CloudEvents `type`, e.g. `tenant.registered`.
+    const TYPE: &'static str;
+
+    /// Checks the contract's content rules.
+    ///
+    /// # Errors
+    /// The first broken rule, with the field's path from the envelope root (`data.slug`).
+    fn validate(&self) -> Result<(), ValidationError>;
+
+    /// The tenant the event concerns, if one: the envelope's `subject`, and the tenant of the
+    /// log lines and the audit row.
+    fn tenant_id(&self) -> Option<Uuid>;
+
+    /// Reads and validates `data` (JSON `null` when the message had none).
+    ///
+    /// The default deserializes with serde and then calls [`Event::validate`]; since serde's
+    /// messages may quote the offending value, it reports only the missing field or a generic
+    /// rule. The types of this module override it to name the exact field.
+    ///
+    /// # Errors
+    /// A missing or ill-typed field, or a broken rule.
+    fn from_data(data: &Value) -> Result<Self, ValidationError> {
+        let event: Self = serde_json::from_value(data.clone()).map_err(|error| {
+            let text = error.to_string();
+            match text
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split_once('`'))
+            {
+                Some((field, _)) if rules::is_type_name(field) => {
+                    ValidationError::new(format!("data.{field}"), "is required")
+                }
+                _ => ValidationError::new(
+                    "data",
+                    format!("does not match the data of {}", Self::TYPE),
+                ),
+            }
+        })?;
+        event.validate()?;
+        Ok(event)
+    }
+}
+
+/// A CloudEvent with typed data.
+///
+/// Serializes to the structured-JSON form (see the module docs), with `type` from
+/// [`Event::TYPE`] and `datacontenttype` always `application/json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudEvent<T> {
+    /// Unique per event (a UUIDv7 from [`CloudEvent::new`]): the AMQP `message_id`, and the key
+    /// that makes the auditor and every consumer idempotent.
+    pub id: Uuid,
+    /// Who published it (`provisioner`, `platform-backend`): 1 to 256 characters.
+    pub source: String,
+    /// When it happened.
+    pub time: DateTime<Utc>,
+    /// The tenant id, when the event concerns one tenant.
+    pub subject: Option<String>,
+    /// The payload.
+    pub data: T,
+}
+
+impl<T: Event> CloudEvent<T> {
+    /// A new event from `source`: a fresh UUIDv7 `id`, `time` now, `subject` the data's tenant.
+    /// The only clock read of this module.
+    pub fn new(source: &str, data: T) -> Self {
+        CloudEvent {
+            id: Uuid::now_v7(),
+            source: source.to_owned(),
+            time: Utc::now(),
+            subject: data.tenant_id().map(|id| id.to_string()),
+            data,
+        }
+    }
+
+    /// The CloudEvents `type`.
+    pub fn event_type(&self) -> &'static str {
+        T::TYPE
+    }
+
+    /// Checks what a consumer's [`decode`] would: `source`, `subject` and the data's rules.
+    /// Publishers call it before publishing, so a bad event fails where it was made.
+    ///
+    /// # Errors
+    /// The first broken rule.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        envelope::attribute("source", &self.source)?;
+        if let Some(subject) = &self.subject {
+            envelope::attribute("subject", subject)?;
+        }
+        self.data.validate()?;
+        check_subject(self.subject.as_deref(), self.data.tenant_id())
+    }
+}
+
+impl<T: Event> Serialize for CloudEvent<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut event = serializer.serialize_struct("CloudEvent", 8)?;
+        event.serialize_field("specversion", envelope::SPEC_VERSION)?;
+        event.serialize_field("id", &self.id)?;
+        event.serialize_field("source", &self.source)?;
+        event.serialize_field("type", T::TYPE)?;
+        event.serialize_field(
+            "time",
+            &self.time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        )?;
+        match &self.subject {
+            Some(subject) => event.serialize_field("subject", subject)?,
+            None => event.skip_field("subject")?,
+        }
+        event.serialize_field("datacontenttype", envelope::DATA_CONTENT_TYPE)?;
+        event.serialize_field("data", &self.data)?;
+        event.end()
+    }
+}
+
+/// The event as JSON bytes, ready to publish. Does not validate: see [`CloudEvent::validate`].
+pub fn encode<T: Event>(event: &CloudEvent<T>) -> Vec<u8> {
+    serde_json::to_vec(event)
+        .expect("event data are structs of strings, numbers, booleans and lists: always JSON")
+}
+
+/// Decodes a message of type `T`.
+///
+/// # Errors
+/// [`DecodeError::Malformed`] when it is not a CloudEvent, [`DecodeError::WrongType`] when it is
+/// another type, [`DecodeError::Invalid`] when it is over [`MAX_MESSAGE_BYTES`], its data break
+/// `T`'s rules, or its `subject` is not its data's tenant.
+pub fn decode<T: Event>(bytes: &[u8]) -> Result<CloudEvent<T>, DecodeError> {
+    let any = envelope::parse(bytes)?;
+    if any.type_ != T::TYPE {
+        return Err(DecodeError::WrongType {
+            expected: T::TYPE,
+            found: any.type_,
+        });
+    }
+    let data = T::from_data(&any.data)?;
+    check_subject(any.subject.as_deref(), data.tenant_id())?;
+    Ok(CloudEvent {
+        id: any.id,
+        source: any.source,
+        time: any.time,
+        subject: any.subject,
+        data,
+    })
+}
+
+/// Decodes a message of any type, for consumers that handle them all (the auditor, the DLQ
+/// tools). A message of a known type (see [`known_types`]) must also pass that type's rules; one
+/// of an unknown type is accepted when its envelope is valid.
+///
+/// # Errors
+/// As [`decode`], without [`DecodeError::WrongType`].
+pub fn decode_any(bytes: &[u8]) -> Result<AnyEvent, DecodeError> {
+    let any = envelope::parse(bytes)?;
+    if let Some((_, check)) = KNOWN.iter().find(|(type_, _)| *type_ == any.type_) {
+        let tenant_id = check(&any.data)?;
+        check_subject(any.subject.as_deref(), tenant_id)?;
+    }
+    Ok(any)
+}
+
+/// The types this module knows, in contract order.
+pub fn known_types() -> impl Iterator<Item = &'static str> {
+    KNOWN.iter().map(|(type_, _)| *type_)
+}
+
+/// Reads `data` as an event's type and returns its tenant.
+type Check = fn(&Value) -> Result<Option<Uuid>, ValidationError>;
+
+fn check<T: Event>(data: &Value) -> Result<Option<Uuid>, ValidationError> {
+    T::from_data(data).map(|event| event.tenant_id())
+}
+
+/// Every known type and how to check its data; [`decode_any`] uses it.
+const KNOWN: [(&str, Check); 11] = [
+    (TenantRegistered::TYPE, check::<TenantRegistered>),
+    (MigrateTenant::TYPE, check::<MigrateTenant>),
+    (RollbackTenant::TYPE, check::<RollbackTenant>),
+    (ProvisioningStep::TYPE, check::<ProvisioningStep>),
+    (Provisioned::TYPE, check::<Provisioned>),
+    (ProvisioningFailed::TYPE, check::<ProvisioningFailed>),
+    (MigrationStarted::TYPE, check::<MigrationStarted>),
+    (MigrationCompleted::TYPE, check::<MigrationCompleted>),
+    (MigrationFailed::TYPE, check::<MigrationFailed>),
+    (MigrationRollback::TYPE, check::<MigrationRollback>),
+    (DlqReplayed::TYPE, check::<DlqReplayed>),
+];
+
+/// A `subject` must name the data's tenant when both are there: routing, logs and the audit
+/// trail must agree on which tenant an event is about.
+fn check_subject(subject: Option<&str>, tenant_id: Option<Uuid>) -> Result<(), ValidationError> {
+    match (subject, tenant_id) {
+        (Some(subject), Some(tenant_id)) if wire::parse_uuid(subject) != Some(tenant_id) => Err(
+            ValidationError::new("subject", "must be data.tenant_id when both are present"),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// A CloudEvent of any type, its data as JSON: what the auditor stores.
+///
+/// `Debug` shows [`AnyEvent::redacted_data`], never the raw data.
+#[derive(Clone, PartialEq)]
+pub struct AnyEvent {
+    /// The event id (the audit row's primary key).
+    pub id: Uuid,
+    /// Who published it.
+    pub source: String,
+    /// The CloudEvents `type`: 1 to 128 of `[A-Za-z0-9._-]`.
+    pub type_: String,
+    /// When it happened.
+    pub time: DateTime<Utc>,
+    /// The tenant id, for events about one tenant.
+    pub subject: Option<String>,
+    /// The data as received, unknown fields included (`null` when the message had none). May
+    /// hold personal data: store [`AnyEvent::redacted_data`] instead.
+    pub data: Value,
+}
+
+/// The fields of `tenant.registered` the audit trail keeps; everything else (the `admin` block,
+/// and any field a newer publisher adds, which nobody has vetted for personal data) is left out.
+const TENANT_REGISTERED_AUDITED: [&str; 5] = ["tenant_id", "slug", "name", "plan", "isolation"];
+
+impl AnyEvent {
+    /// The data as the audit trail stores it, with no personal data (contract §2.3): for
+    /// `tenant.registered`, the `admin` block becomes `{"redacted": true}` and fields beyond the
+    /// contract's are dropped; other types are unchanged.
+    pub fn redacted_data(&self) -> Value {
+        if self.type_ != TenantRegistered::TYPE {
+            return self.data.clone();
+        }
+        let mut kept: Map<String, Value> = self
+            .data
+            .as_object()
+            .map(|data| {
+                TENANT_REGISTERED_AUDITED
+                    .iter()
+                    .filter_map(|key| data.get(*key).map(|v| ((*key).to_owned(), v.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        kept.insert("admin".to_owned(), json!({ "redacted": true }));
+        Value::Object(kept)
+    }
+
+    /// The tenant the event concerns: `data.tenant_id` when it is a UUID (for any type, known
+    /// or not).
+    pub fn tenant_id(&self) -> Option<Uuid> {
+        self.data
+            .get("tenant_id")
+            .and_then(Value::as_str)
+            .and_then(wire::parse_uuid)
+    }
+}
+
+impl fmt::Debug for AnyEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnyEvent")
+            .field("id", &self.id)
+            .field("source", &self.source)
+            .field("type_", &self.type_)
+            .field("time", &self.time)
+            .field("subject", &self.subject)
+            .field("data", &self.redacted_data())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

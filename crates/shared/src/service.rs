@@ -1,0 +1,184 @@
+//! What every service process shares, and how it starts: configuration, the platform
+//! database, the bus, the migration sets, and health.
+//!
+//! Each service library exposes `run(ctx: Context, shutdown: CancellationToken)`; its binary
+//! and `tenantctl up` build the [`Context`] here and call it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{Bus, BusError, Topology};
+use crate::config::{Config, DatabaseUrl};
+use crate::health::Health;
+use crate::migrate::source::LoadError;
+use crate::migrate::{
+    Catalog, Engine, EngineError, EngineOptions, PgSchemaBackend, RunReport, SqliteBackend, Target,
+};
+use crate::store::{PlatformDb, StoreError};
+
+/// Why a service could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Migrations(#[from] LoadError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("shutdown requested while starting")]
+    Cancelled,
+}
+
+/// The shared state of a service process. Cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    pub config: Arc<Config>,
+    pub platform: PlatformDb,
+    pub bus: Arc<Bus>,
+    pub catalog: Arc<Catalog>,
+    pub health: Health,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("bus", &self.bus)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// Connects to the platform database (creating it if missing) and to the broker (declaring
+    /// the topology), waiting with backoff for either while it is down, and loads the
+    /// migration sets. `process` names the connection and the CloudEvents `source`.
+    ///
+    /// # Errors
+    /// Invalid migration sets, a database or broker that refuses (as opposed to one that is
+    /// down), or `shutdown` while waiting.
+    pub async fn connect(
+        config: Config,
+        process: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, StartError> {
+        let catalog = Catalog::load(config.migrations_dir.as_deref())?;
+        let platform = connect_platform(&config.database_url, shutdown).await?;
+        let topology = Topology::new(config.namespace.clone());
+        let bus = Bus::connect(&config.amqp_url, topology, process, process, shutdown).await?;
+        Ok(Context {
+            config: Arc::new(config),
+            platform,
+            bus: Arc::new(bus),
+            catalog: Arc::new(catalog),
+            health: Health::default(),
+        })
+    }
+
+    /// Applies pending platform migrations (under the platform's migration lock: safe to run
+    /// from several processes at once).
+    ///
+    /// # Errors
+    /// As [`Engine::apply`].
+    pub async fn apply_platform_migrations(&self) -> Result<RunReport, EngineError> {
+        let options = EngineOptions {
+            lock_wait: Duration::from_secs(120),
+            ..EngineOptions::default()
+        };
+        match (&self.platform, &self.config.database_url) {
+            (PlatformDb::Postgres(pool), _) => {
+                Engine::new(PgSchemaBackend::new(pool.clone()), options)
+                    .apply(&Target::Platform, &self.catalog.platform, None, &())
+                    .await
+            }
+            (PlatformDb::Sqlite(_), DatabaseUrl::Sqlite { path }) => {
+                Engine::new(SqliteBackend::beside_platform_file(path), options)
+                    .apply(&Target::Platform, &self.catalog.platform, None, &())
+                    .await
+            }
+            (PlatformDb::Sqlite(_), DatabaseUrl::Postgres { .. }) => {
+                unreachable!("the pool follows the URL")
+            }
+        }
+    }
+
+    /// Waits until the platform database has every platform migration this build knows (a
+    /// service never runs against an older platform schema; `tenantctl deploy` or `up` apply
+    /// them), logging while it waits.
+    ///
+    /// # Errors
+    /// Drift in the platform history, or `shutdown`.
+    pub async fn wait_for_platform_schema(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<(), StartError> {
+        let ready = self.health.component("platform-schema");
+        loop {
+            let standing = match (&self.platform, &self.config.database_url) {
+                (PlatformDb::Postgres(pool), _) => {
+                    Engine::new(PgSchemaBackend::new(pool.clone()), EngineOptions::default())
+                        .status(&Target::Platform, &self.catalog.platform)
+                        .await?
+                }
+                (PlatformDb::Sqlite(_), DatabaseUrl::Sqlite { path }) => {
+                    Engine::new(
+                        SqliteBackend::beside_platform_file(path),
+                        EngineOptions::default(),
+                    )
+                    .status(&Target::Platform, &self.catalog.platform)
+                    .await?
+                }
+                (PlatformDb::Sqlite(_), DatabaseUrl::Postgres { .. }) => {
+                    unreachable!("the pool follows the URL")
+                }
+            };
+            if standing.pending.is_empty() && standing.drift.is_empty() {
+                ready.send_replace(true);
+                return Ok(());
+            }
+            tracing::warn!(
+                pending = standing.pending.len(),
+                drift = standing.drift.len(),
+                "the platform database is behind this build: waiting for `tenantctl deploy` (or `tenantctl up`) to migrate it"
+            );
+            tokio::select! {
+                () = shutdown.cancelled() => return Err(StartError::Cancelled),
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    }
+}
+
+/// Connects to the platform database, waiting with backoff (and a log line per attempt) while
+/// it is unreachable.
+async fn connect_platform(
+    url: &DatabaseUrl,
+    shutdown: &CancellationToken,
+) -> Result<PlatformDb, StartError> {
+    let mut delays = ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    let mut attempt = 0_u32;
+    loop {
+        attempt += 1;
+        match PlatformDb::connect(url, true, 8).await {
+            Ok(platform) => return Ok(platform),
+            Err(error) if error.is_transient() => {
+                let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                tracing::warn!(database = %url.redacted(), attempt, retry_in_ms = delay.as_millis() as u64, %error, "the platform database is not reachable yet; waiting for it");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Err(StartError::Cancelled),
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}

@@ -1,0 +1,2 @@
+-- Drops dlq_replays.
+DROP TABLE dlq_replays;
