@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()> {
     let handler = Arc::new(Auditor::new(ctx.platform.clone()));
     let options = ConsumerOptions {
-        batch_size: 500,
+        batch_size: 1000,
         ready: Some(ctx.health.component("auditor")),
         ..ConsumerOptions::default()
     };

@@ -150,89 +150,142 @@ pub async fn consume<H: Handler>(
     options: ConsumerOptions,
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
-    let channel = bus.channel().await?;
-    let name = bus.topology().queue(queue);
-    channel
-        .basic_qos(options.concurrency, BasicQosOptions::default())
-        .await
-        .map_err(|e| BusError::Broker {
-            context: format!("setting the prefetch on {name}"),
-            source: e,
-        })?;
-    let mut consumer = channel
-        .basic_consume(
-            name.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| BusError::Broker {
-            context: format!("consuming {name}"),
-            source: e,
-        })?;
-    options.set_ready(true);
-    tracing::info!(queue = %name, concurrency = options.concurrency, "consuming");
-
     let permits = Arc::new(Semaphore::new(usize::from(options.concurrency.max(1))));
     let tasks = TaskTracker::new();
     let options = Arc::new(options);
-    let result = loop {
-        let next = tokio::select! {
-            () = shutdown.cancelled() => break Ok(()),
-            next = consumer.next() => next,
-        };
-        match next {
-            Some(Ok(delivery)) => {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break Ok(());
-                };
-                let (handler, publisher, options, shutdown) = (
-                    handler.clone(),
-                    bus.publisher().clone(),
-                    options.clone(),
-                    shutdown.clone(),
-                );
-                tasks.spawn(async move {
-                    process(
-                        &*handler,
-                        &publisher,
-                        queue,
-                        &name_of(&delivery),
-                        delivery,
-                        &options,
-                        &shutdown,
-                    )
-                    .await;
-                    drop(permit);
-                });
-            }
-            Some(Err(error)) => {
-                options.set_ready(false);
-                if let Err(error) = channel.wait_for_recovery(error).await {
-                    break Err(BusError::Broker {
-                        context: format!("consuming {name}"),
-                        source: error,
+    let mut subscription = None;
+    let result = 'subscribe: loop {
+        let (channel, mut consumer) =
+            match subscribe(bus, queue, options.concurrency, &options, &shutdown).await {
+                Ok(Some(subscribed)) => subscribed,
+                Ok(None) => break Ok(()),
+                Err(error) => break Err(error),
+            };
+        subscription = Some((channel.clone(), consumer.tag()));
+        loop {
+            let next = tokio::select! {
+                () = shutdown.cancelled() => break 'subscribe Ok(()),
+                next = consumer.next() => next,
+            };
+            match next {
+                Some(Ok(delivery)) => {
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        break 'subscribe Ok(());
+                    };
+                    let (handler, publisher, options, shutdown) = (
+                        handler.clone(),
+                        bus.publisher().clone(),
+                        options.clone(),
+                        shutdown.clone(),
+                    );
+                    tasks.spawn(async move {
+                        process(
+                            &*handler,
+                            &publisher,
+                            queue,
+                            &name_of(&delivery),
+                            delivery,
+                            &options,
+                            &shutdown,
+                        )
+                        .await;
+                        drop(permit);
                     });
                 }
-                options.set_ready(true);
+                // The channel or the connection went away: subscribe again (the broker
+                // redelivers what was not acknowledged).
+                Some(Err(error)) => {
+                    options.set_ready(false);
+                    tracing::warn!(queue = queue.base_name(), %error, "lost the consumer's channel; subscribing again");
+                    continue 'subscribe;
+                }
+                None => {
+                    options.set_ready(false);
+                    tracing::warn!(
+                        queue = queue.base_name(),
+                        "the broker cancelled the consumer; subscribing again"
+                    );
+                    continue 'subscribe;
+                }
             }
-            None => break Ok(()),
         }
     };
     options.set_ready(false);
-    let _ = channel
-        .basic_cancel(consumer.tag(), BasicCancelOptions::default())
-        .await;
+    if let Some((channel, tag)) = &subscription {
+        let _ = channel
+            .basic_cancel(tag.clone(), BasicCancelOptions::default())
+            .await;
+    }
     tasks.close();
     if tokio::time::timeout(options.drain_timeout, tasks.wait())
         .await
         .is_err()
     {
-        tracing::warn!(queue = %name, "in-flight messages did not finish in time; the broker will redeliver them");
+        tracing::warn!(
+            queue = queue.base_name(),
+            "in-flight messages did not finish in time; the broker will redeliver them"
+        );
     }
-    let _ = channel.close(200, "consumer stopped".into()).await;
+    if let Some((channel, _)) = subscription {
+        let _ = channel.close(200, "consumer stopped".into()).await;
+    }
     result
+}
+
+/// Opens a channel on the live connection, sets the prefetch and starts consuming `queue`.
+/// Retries with backoff while the broker is unreachable; `None` on shutdown.
+async fn subscribe(
+    bus: &Bus,
+    queue: WorkQueue,
+    prefetch: u16,
+    options: &ConsumerOptions,
+    shutdown: &CancellationToken,
+) -> Result<Option<(lapin::Channel, lapin::Consumer)>, BusError> {
+    let name = bus.topology().queue(queue);
+    let mut delays = options.backoff();
+    loop {
+        let attempt = async {
+            let channel = bus.channel().await?;
+            channel
+                .basic_qos(prefetch, BasicQosOptions::default())
+                .await
+                .map_err(|e| BusError::Broker {
+                    context: format!("setting the prefetch on {name}"),
+                    source: e,
+                })?;
+            let consumer = channel
+                .basic_consume(
+                    name.as_str().into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| BusError::Broker {
+                    context: format!("consuming {name}"),
+                    source: e,
+                })?;
+            Ok::<_, BusError>((channel, consumer))
+        }
+        .await;
+        match attempt {
+            Ok(subscribed) => {
+                options.set_ready(true);
+                tracing::info!(queue = %name, prefetch, "consuming");
+                return Ok(Some(subscribed));
+            }
+            Err(BusError::Cancelled) => return Ok(None),
+            Err(error) if error.is_transient() => {
+                let delay = delays.next().unwrap_or(options.retry_max_delay);
+                tracing::warn!(queue = %name, %error, retry_in_ms = delay.as_millis() as u64, "could not subscribe; trying again");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(None),
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 fn name_of(delivery: &Delivery) -> String {
@@ -341,31 +394,13 @@ pub async fn consume_batches<H: BatchHandler>(
     options: ConsumerOptions,
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
-    let channel = bus.channel().await?;
-    let name = bus.topology().queue(queue);
     // Prefetch twice the batch, so the next batch is on its way while one is written.
     let prefetch = u16::try_from(options.batch_size.saturating_mul(2)).unwrap_or(u16::MAX);
-    channel
-        .basic_qos(prefetch, BasicQosOptions::default())
-        .await
-        .map_err(|e| BusError::Broker {
-            context: format!("setting the prefetch on {name}"),
-            source: e,
-        })?;
-    let mut consumer = channel
-        .basic_consume(
-            name.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| BusError::Broker {
-            context: format!("consuming {name}"),
-            source: e,
-        })?;
-    options.set_ready(true);
-    tracing::info!(queue = %name, batch_size = options.batch_size, "consuming in batches");
+    let Some((mut channel, mut consumer)) =
+        subscribe(bus, queue, prefetch, &options, &shutdown).await?
+    else {
+        return Ok(());
+    };
     let publisher = bus.publisher();
 
     let result = 'consume: loop {
@@ -377,18 +412,20 @@ pub async fn consume_batches<H: BatchHandler>(
         let mut batch = Vec::with_capacity(options.batch_size);
         match first {
             Some(Ok(delivery)) => batch.push(delivery),
-            Some(Err(error)) => {
+            // The channel or the connection went away: subscribe again (the broker redelivers
+            // what was not acknowledged).
+            lost => {
                 options.set_ready(false);
-                if let Err(error) = channel.wait_for_recovery(error).await {
-                    break Err(BusError::Broker {
-                        context: format!("consuming {name}"),
-                        source: error,
-                    });
+                if let Some(Err(error)) = lost {
+                    tracing::warn!(queue = queue.base_name(), %error, "lost the consumer's channel; subscribing again");
                 }
-                options.set_ready(true);
+                match subscribe(bus, queue, prefetch, &options, &shutdown).await {
+                    Ok(Some(subscribed)) => (channel, consumer) = subscribed,
+                    Ok(None) => break Ok(()),
+                    Err(error) => break Err(error),
+                }
                 continue;
             }
-            None => break Ok(()),
         }
         let linger = tokio::time::sleep(options.batch_linger);
         tokio::pin!(linger);
@@ -397,18 +434,20 @@ pub async fn consume_batches<H: BatchHandler>(
                 () = &mut linger => break,
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => batch.push(delivery),
-                    // The connection dropped: what was gathered cannot be acknowledged any more
-                    // (the broker redelivers it); start over once recovered.
-                    Some(Err(error)) => {
+                    // The channel dropped: what was gathered cannot be acknowledged any more (the
+                    // broker redelivers it); subscribe again.
+                    lost => {
                         options.set_ready(false);
-                        batch.clear();
-                        if let Err(error) = channel.wait_for_recovery(error).await {
-                            break 'consume Err(BusError::Broker { context: format!("consuming {name}"), source: error });
+                        if let Some(Err(error)) = lost {
+                            tracing::warn!(queue = queue.base_name(), %error, "lost the consumer's channel; subscribing again");
                         }
-                        options.set_ready(true);
+                        match subscribe(bus, queue, prefetch, &options, &shutdown).await {
+                            Ok(Some(subscribed)) => (channel, consumer) = subscribed,
+                            Ok(None) => break 'consume Ok(()),
+                            Err(error) => break 'consume Err(error),
+                        }
                         continue 'consume;
                     }
-                    None => break,
                 },
             }
         }
@@ -449,6 +488,25 @@ pub async fn consume_batches<H: BatchHandler>(
             }
         }
 
+        // One `process` span per message, in the message's own trace (its publisher's), open
+        // while its batch is being stored: every event's trace reaches its insert.
+        let message_spans: Vec<tracing::Span> = pending
+            .iter()
+            .zip(&valid)
+            .map(|(delivery, delivered)| {
+                let span = telemetry::process_span(
+                    queue.base_name(),
+                    &delivered.event.id.to_string(),
+                    &delivered.event.type_,
+                );
+                propagation::set_parent_from(
+                    &span,
+                    &delivery.properties.headers().clone().unwrap_or_default(),
+                );
+                span
+            })
+            .collect();
+
         let mut delays = options.backoff();
         let mut failures = 0_u32;
         loop {
@@ -477,6 +535,7 @@ pub async fn consume_batches<H: BatchHandler>(
                 Err(reason) => {
                     failures += 1;
                     if shutdown.is_cancelled() {
+                        drop(message_spans);
                         for delivery in &pending {
                             reject(delivery).await;
                         }

@@ -302,7 +302,8 @@ impl<'a> DeadLetterQueue<'a> {
     /// routing key, confirmed, recorded in `log`, and only then removed from the dead-letter
     /// queue. An interruption at any point loses nothing; a run again skips (and removes) what
     /// the log says was replayed. `on_replayed` runs for each replayed message (the audit
-    /// event). With `dry_run`, nothing is published or removed.
+    /// event). With `dry_run`, nothing is published or removed. `stop` ends the replay between
+    /// two messages (Ctrl-C): what was replayed stays replayed, the rest stays queued.
     ///
     /// # Errors
     /// A broker error, or the replay log failing (the message is then left in the queue).
@@ -311,6 +312,7 @@ impl<'a> DeadLetterQueue<'a> {
         selection: &Selection,
         dry_run: bool,
         log: &impl ReplayLog,
+        stop: &tokio_util::sync::CancellationToken,
         mut on_replayed: F,
     ) -> Result<ReplaySummary, BusError>
     where
@@ -325,7 +327,10 @@ impl<'a> DeadLetterQueue<'a> {
         // it is left for the operator rather than replayed in a loop.
         let mut seen: HashSet<String> = HashSet::new();
         let result = async {
-            while let Some(message) = get(&channel, &name).await? {
+            while !stop.is_cancelled() {
+                let Some(message) = get(&channel, &name).await? else {
+                    break;
+                };
                 let delivery = message.delivery;
                 let info = DeadLetterInfo::of(&delivery);
                 let key = info.replay_key();

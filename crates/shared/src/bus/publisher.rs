@@ -3,19 +3,20 @@
 //! Every message is persistent, published with the `mandatory` flag on a channel in confirm
 //! mode. A nack (e.g. a full queue refusing publishes) or a returned message (no queue bound) is
 //! an error to the caller, never a silent loss. When the connection drops, the publish waits for
-//! lapin's automatic recovery and is sent again: the broker may then hold it twice, which is
-//! why every consumer is idempotent by message id.
+//! the bus to reconnect and is sent again: the broker may then hold it twice, which is why every
+//! consumer is idempotent by message id.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lapin::BasicProperties;
 use lapin::Confirmation;
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel};
 use tracing::Instrument;
 
 use super::BusError;
+use super::connection::Link;
 use super::propagation;
 use super::topology::{Topology, route_of};
 use crate::message::{AnyEvent, CloudEvent, Event, encode};
@@ -27,8 +28,7 @@ const PUBLISH_DEADLINE: Duration = Duration::from_secs(60);
 /// Publishes CloudEvents (and raw messages, for dead-letter tools). Cheap to clone.
 #[derive(Clone)]
 pub struct Publisher {
-    channel: Channel,
-    topology: Topology,
+    link: Arc<Link>,
     source: Arc<str>,
 }
 
@@ -41,20 +41,15 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    pub(super) fn new(channel: Channel, topology: Topology, source: &str) -> Self {
+    pub(super) fn new(link: Arc<Link>, source: &str) -> Self {
         Publisher {
-            channel,
-            topology,
+            link,
             source: source.into(),
         }
     }
 
-    pub(super) fn channel(&self) -> &Channel {
-        &self.channel
-    }
-
     pub fn topology(&self) -> &Topology {
-        &self.topology
+        &self.link.topology
     }
 
     /// The CloudEvents `source` of this process's events.
@@ -79,7 +74,7 @@ impl Publisher {
             event_type: T::TYPE,
             reason: e.to_string(),
         })?;
-        let exchange = self.topology.exchange(route_of(T::TYPE));
+        let exchange = self.topology().exchange(route_of(T::TYPE));
         let message_id = event.id.to_string();
         let span = telemetry::publish_span(&exchange, T::TYPE, &message_id, T::TYPE);
         async {
@@ -105,7 +100,7 @@ impl Publisher {
     /// # Errors
     /// As [`Publisher::publish`].
     pub async fn publish_encoded(&self, event: &AnyEvent, bytes: &[u8]) -> Result<(), BusError> {
-        let exchange = self.topology.exchange(route_of(&event.type_));
+        let exchange = self.topology().exchange(route_of(&event.type_));
         let message_id = event.id.to_string();
         let span = telemetry::publish_span(&exchange, &event.type_, &message_id, &event.type_);
         async {
@@ -138,8 +133,9 @@ impl Publisher {
         let properties = properties.with_delivery_mode(2);
         let started = Instant::now();
         loop {
-            let error = match self
-                .channel
+            let live = self.link.current().await?;
+            let error = match live
+                .publisher
                 .basic_publish(
                     exchange.into(),
                     routing_key.into(),
@@ -172,11 +168,12 @@ impl Publisher {
                         )
                     }
                     // The channel failed before the broker answered: the broker may or may not
-                    // have the message. Publish it again once the channel is back.
+                    // have the message. Publish it again on a new connection.
                     Err(error) => error,
                 },
                 Err(error) => error,
             };
+            self.link.invalidate(&live);
             if started.elapsed() > PUBLISH_DEADLINE {
                 return Err(BusError::PublishTimeout {
                     exchange: exchange.to_owned(),
@@ -185,13 +182,7 @@ impl Publisher {
                     last: error.to_string(),
                 });
             }
-            tracing::debug!(%error, exchange, routing_key, "publish interrupted; waiting for the connection to recover");
-            if let Err(error) = self.channel.wait_for_recovery(error).await {
-                return Err(BusError::Broker {
-                    context: format!("publishing to {exchange}"),
-                    source: error,
-                });
-            }
+            tracing::debug!(%error, exchange, routing_key, "publish interrupted; publishing again once reconnected");
         }
     }
 }

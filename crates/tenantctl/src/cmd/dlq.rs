@@ -147,8 +147,10 @@ pub async fn run(command: Dlq) -> anyhow::Result<ExitCode> {
             let platform = PlatformDb::connect(&config.database_url, false, 2).await?;
             let publisher = bus.publisher().clone();
             let queue_name = queue.base_name().to_owned();
+            // Ctrl-C stops between two messages: nothing is lost or replayed twice.
+            let stop = shared::shutdown::on_signal();
             let summary = dlq
-                .replay(&selection, dry_run, &platform, |info| {
+                .replay(&selection, dry_run, &platform, &stop, |info| {
                     let (publisher, operator, queue_name) = (publisher.clone(), operator.clone(), queue_name.clone());
                     async move {
                         let event = publisher.event(DlqReplayed {

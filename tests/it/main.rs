@@ -1,0 +1,10 @@
+//! End-to-end tests: real PostgreSQL and RabbitMQ, the services in-process, real messages.
+//! Each test has its own database and its own `TENANCY_NAMESPACE`; fault tests that stop or
+//! disconnect a server use a private one (`testkit::cluster`, `testkit::broker`).
+
+mod audit;
+mod consumer;
+mod dlq;
+mod faults;
+mod support;
+mod trace;

@@ -1,0 +1,224 @@
+//! The test environment: a platform database and a RabbitMQ namespace of the test's own, and
+//! the services running in-process.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::bus::consumer::ConsumerOptions;
+use shared::bus::{Bus, Topology};
+use shared::config::Config;
+use shared::message::{CloudEvent, Event, TenantRegistered};
+use shared::service::Context;
+use sqlx::Row;
+use testkit::pg::TestDatabase;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub const SHARED_BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A namespace no other test (or earlier run) uses.
+pub fn unique_namespace() -> String {
+    format!(
+        "tt{}-{}",
+        std::process::id(),
+        &Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+pub struct Env {
+    /// The test's own database on the machine's server (`None` on a private cluster): held so
+    /// that it is dropped with the environment.
+    _database: Option<TestDatabase>,
+    pub database_url: String,
+    pub ctx: Context,
+    namespace: String,
+    amqp_url: String,
+}
+
+impl Env {
+    /// The machine's broker and PostgreSQL.
+    pub async fn new() -> Self {
+        let database = TestDatabase::create().await;
+        let url = database.url();
+        Self::on(Some(database), &url, SHARED_BROKER).await
+    }
+
+    /// A platform database at `database_url` (owned by `database` when given, dropped with it)
+    /// and the broker at `amqp_url`.
+    pub async fn on(database: Option<TestDatabase>, database_url: &str, amqp_url: &str) -> Self {
+        shared::telemetry::init_for_tests();
+        let namespace = unique_namespace();
+        let config = config(database_url, amqp_url, &namespace);
+        let shutdown = CancellationToken::new();
+        let connect = Context::connect(config, "e2e", &shutdown);
+        let ctx = tokio::time::timeout(Duration::from_secs(60), connect)
+            .await
+            .unwrap_or_else(|_| panic!("RabbitMQ at {amqp_url} or PostgreSQL did not answer within 60s: are they running? (see README)"))
+            .unwrap_or_else(|e| panic!("connecting: {e}"));
+        ctx.apply_platform_migrations()
+            .await
+            .unwrap_or_else(|e| panic!("platform migrations: {e}"));
+        Env {
+            _database: database,
+            database_url: database_url.to_owned(),
+            ctx,
+            namespace,
+            amqp_url: amqp_url.to_owned(),
+        }
+    }
+
+    pub async fn sql(&self) -> sqlx::PgConnection {
+        use sqlx::Connection as _;
+        sqlx::PgConnection::connect(&self.database_url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Runs the auditor in this process until the returned token is cancelled.
+    pub fn start_auditor(&self) -> (CancellationToken, JoinHandle<anyhow::Result<()>>) {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(auditor::run(self.ctx.clone(), stop.clone()));
+        (stop, task)
+    }
+
+    /// Rows in audit_events; 0 while the database is unreachable.
+    pub async fn audit_count(&self) -> i64 {
+        use sqlx::Connection as _;
+        let Ok(mut conn) = sqlx::PgConnection::connect(&self.database_url).await else {
+            return 0;
+        };
+        sqlx::query_scalar("SELECT count(*) FROM audit_events")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or(0)
+    }
+
+    /// Ids stored in audit_events, with how many rows each has.
+    pub async fn audit_ids(&self) -> HashMap<Uuid, i64> {
+        let mut conn = self.sql().await;
+        sqlx::query("SELECT id, count(*) AS n FROM audit_events GROUP BY id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .map(|row| (row.get::<Uuid, _>("id"), row.get::<i64, _>("n")))
+            .collect()
+    }
+
+    pub async fn wait_for_audit_count(&self, expected: i64, within: Duration) {
+        testkit::wait_until(
+            within,
+            &format!("{expected} events are in audit_events"),
+            || async { self.audit_count().await >= expected },
+        )
+        .await;
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Quorum queues cannot be auto-deleted: the namespace's topology is removed explicitly.
+        let (url, namespace) = (self.amqp_url.clone(), self.namespace.clone());
+        let worker = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let connection =
+                    lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+                        .await
+                        .ok()?;
+                let channel = connection.create_channel().await.ok()?;
+                let _ = Topology::new(namespace).delete(&channel).await;
+                let _ = connection.close(200, "test done".into()).await;
+                Some(())
+            })
+        });
+        let _ = worker.join();
+    }
+}
+
+pub fn config(database_url: &str, amqp_url: &str, namespace: &str) -> Config {
+    let values: HashMap<&str, String> = HashMap::from([
+        ("DATABASE_URL", database_url.to_owned()),
+        ("AMQP_URL", amqp_url.to_owned()),
+        ("TENANCY_NAMESPACE", namespace.to_owned()),
+        ("HEALTH_ADDR", "127.0.0.1:0".to_owned()),
+    ]);
+    Config::from_lookup(|key| values.get(key).cloned()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A `tenant.registered` event with an admin (personal data) in it.
+pub fn registration(slug: &str) -> TenantRegistered {
+    let data = serde_json::json!({
+        "tenant_id": Uuid::new_v4(),
+        "slug": slug,
+        "name": "Acme Towers",
+        "plan": "standard",
+        "isolation": "schema",
+        "admin": { "email": "ana.lima@acme.example", "name": "Ana Lima" },
+    });
+    TenantRegistered::from_data(&data).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Publishes `count` events built by `make`, with up to 64 confirms outstanding at once.
+pub async fn publish_many<T: Event>(
+    bus: &Arc<Bus>,
+    count: usize,
+    make: impl Fn(usize) -> T,
+) -> Vec<Uuid> {
+    let events: Vec<CloudEvent<T>> = (0..count).map(|i| bus.publisher().event(make(i))).collect();
+    let ids = events.iter().map(|e| e.id).collect();
+    let publisher = bus.publisher().clone();
+    futures_lite_for_each(events, 64, move |event| {
+        let publisher = publisher.clone();
+        async move {
+            publisher
+                .publish(&event)
+                .await
+                .unwrap_or_else(|e| panic!("publishing: {e}"))
+        }
+    })
+    .await;
+    ids
+}
+
+/// Runs `work` on every item, `concurrency` at a time.
+pub async fn futures_lite_for_each<T, F, Fut>(items: Vec<T>, concurrency: usize, work: F)
+where
+    T: Send + 'static,
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let work = Arc::new(work);
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    for item in items {
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let work = work.clone();
+        tasks.spawn(async move {
+            work(item).await;
+            drop(permit);
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// Consumer options that retry fast, for tests.
+pub fn fast_retries() -> ConsumerOptions {
+    ConsumerOptions {
+        retry_min_delay: Duration::from_millis(10),
+        retry_max_delay: Duration::from_millis(50),
+        drain_timeout: Duration::from_secs(5),
+        ..ConsumerOptions::default()
+    }
+}
