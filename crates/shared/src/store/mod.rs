@@ -1,5 +1,5 @@
 //! The platform database: connecting (and creating it on first start), the tenant registry,
-//! the audit trail ([`audit`]) and the dead-letter replay log ([`replays`]).
+//! the audit trail ([`audit`]) and the dead-letter replay log (`dlq_replays`, behind [`crate::bus::dead_letter::ReplayLog`]).
 
 pub mod audit;
 mod replays;
