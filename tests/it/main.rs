@@ -6,5 +6,7 @@ mod audit;
 mod consumer;
 mod dlq;
 mod faults;
+mod personal_data;
+mod provisioning;
 mod support;
 mod trace;

@@ -10,11 +10,17 @@ use shared::bus::{Bus, Topology};
 use shared::config::Config;
 use shared::message::{CloudEvent, Event, TenantRegistered};
 use shared::service::Context;
+use shared::tenant::TenantSlug;
 use sqlx::Row;
 use testkit::pg::TestDatabase;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+/// The administrator every test registration carries: personal data that must never reach a
+/// log line, an event or the audit trail.
+pub const ADMIN_EMAIL: &str = "ana.lima.admin@acme.example";
+pub const ADMIN_NAME: &str = "Ana Lima Administradora";
 
 pub const SHARED_BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -28,6 +34,9 @@ pub fn unique_namespace() -> String {
 }
 
 pub struct Env {
+    /// Tenants registered by the test: their roles (cluster-wide) and, in database isolation,
+    /// their databases are removed with the environment.
+    tenants: std::sync::Mutex<Vec<TenantSlug>>,
     /// The test's own database on the machine's server (`None` on a private cluster): held so
     /// that it is dropped with the environment.
     _database: Option<TestDatabase>,
@@ -48,9 +57,26 @@ impl Env {
     /// A platform database at `database_url` (owned by `database` when given, dropped with it)
     /// and the broker at `amqp_url`.
     pub async fn on(database: Option<TestDatabase>, database_url: &str, amqp_url: &str) -> Self {
+        Self::with(database, database_url, amqp_url, None).await
+    }
+
+    /// A database of its own and the migration sets of `migrations_dir`.
+    pub async fn with_migrations(migrations_dir: &std::path::Path) -> Self {
+        let database = TestDatabase::create().await;
+        let url = database.url();
+        Self::with(Some(database), &url, SHARED_BROKER, Some(migrations_dir)).await
+    }
+
+    async fn with(
+        database: Option<TestDatabase>,
+        database_url: &str,
+        amqp_url: &str,
+        migrations_dir: Option<&std::path::Path>,
+    ) -> Self {
         shared::telemetry::init_for_tests();
         let namespace = unique_namespace();
-        let config = config(database_url, amqp_url, &namespace);
+        let mut config = config(database_url, amqp_url, &namespace);
+        config.migrations_dir = migrations_dir.map(std::path::Path::to_path_buf);
         let shutdown = CancellationToken::new();
         let connect = Context::connect(config, "e2e", &shutdown);
         let ctx = tokio::time::timeout(Duration::from_secs(60), connect)
@@ -61,6 +87,7 @@ impl Env {
             .await
             .unwrap_or_else(|e| panic!("platform migrations: {e}"));
         Env {
+            tenants: std::sync::Mutex::new(Vec::new()),
             _database: database,
             database_url: database_url.to_owned(),
             ctx,
@@ -74,6 +101,61 @@ impl Env {
         sqlx::PgConnection::connect(&self.database_url)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A slug no other test uses, remembered for cleanup.
+    pub fn slug(&self) -> TenantSlug {
+        let slug = testkit::unique_slug();
+        self.tenants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(slug.clone());
+        slug
+    }
+
+    /// Publishes a registration for a new tenant with a unique slug; returns its id and slug.
+    pub async fn register(&self, isolation: Option<&str>) -> (Uuid, TenantSlug) {
+        let slug = self.slug();
+        let tenant = Uuid::new_v4();
+        let data = TenantRegistered::from_data(&serde_json::json!({
+            "tenant_id": tenant, "slug": slug.as_str(), "name": "Acme Towers", "plan": "standard",
+            "isolation": isolation,
+            "admin": { "email": ADMIN_EMAIL, "name": ADMIN_NAME },
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let event = self.ctx.bus.publisher().event(data);
+        self.ctx
+            .bus
+            .publisher()
+            .publish(&event)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (tenant, slug)
+    }
+
+    /// Runs the provisioner in this process until the returned token is cancelled.
+    pub fn start_provisioner(&self) -> (CancellationToken, JoinHandle<anyhow::Result<()>>) {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(provisioner::run(self.ctx.clone(), stop.clone()));
+        (stop, task)
+    }
+
+    /// The status of a tenant row, if any.
+    pub async fn tenant_status(&self, tenant: Uuid) -> Option<String> {
+        let mut conn = self.sql().await;
+        sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
+            .bind(tenant)
+            .fetch_optional(&mut conn)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    pub async fn wait_for_status(&self, tenant: Uuid, status: &str, within: Duration) {
+        testkit::wait_until(within, &format!("tenant {tenant} is {status}"), || async {
+            self.tenant_status(tenant).await.as_deref() == Some(status)
+        })
+        .await;
     }
 
     /// Runs the auditor in this process until the returned token is cancelled.
@@ -119,6 +201,15 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        let tenants: Vec<String> =
+            std::mem::take(&mut *self.tenants.lock().unwrap_or_else(|e| e.into_inner()))
+                .iter()
+                .map(TenantSlug::storage_name)
+                .collect();
+        // Databases first (a role cannot be dropped while it holds privileges in one).
+        drop(self._database.take());
+        testkit::pg::drop_databases_now(tenants.clone());
+        testkit::pg::drop_roles_now(tenants);
         // Quorum queues cannot be auto-deleted: the namespace's topology is removed explicitly.
         let (url, namespace) = (self.amqp_url.clone(), self.namespace.clone());
         let worker = std::thread::spawn(move || {

@@ -1,1 +1,144 @@
 #![doc = include_str!("../README.md")]
+
+pub mod driver;
+pub mod port;
+mod provisioner;
+mod steps;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use shared::bus::WorkQueue;
+use shared::bus::consumer::{self, ConsumerOptions, Delivered, Handler, Outcome};
+use shared::config::Isolation;
+use shared::message::{CloudEvent, TenantRegistered};
+use shared::migrate::EngineOptions;
+use shared::service::Context;
+use shared::storage::TenantStorage;
+use shared::store::tenants::TenantLock;
+use sqlx::postgres::PgPool;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+pub use port::{Port, Request};
+pub use provisioner::Provisioner;
+
+/// Tenants provisioned at once by one process (and the prefetch).
+pub const CONCURRENCY: u16 = 8;
+
+/// Runs the provisioner until `shutdown`.
+///
+/// # Errors
+/// The tenant server is not PostgreSQL or unreachable, or the consumer could not run.
+pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let storage = TenantStorage::connect(
+        &ctx.config,
+        u32::from(CONCURRENCY),
+        EngineOptions::default(),
+    )
+    .await?;
+    let provisioner = Provisioner::new(
+        ctx.platform.clone(),
+        storage,
+        ctx.catalog.clone(),
+        ctx.bus.publisher().clone(),
+    );
+    let locks = ctx.platform.lock_pool(u32::from(CONCURRENCY))?;
+    let handler = Arc::new(ProvisionHandler::new(
+        provisioner,
+        locks,
+        ctx.config.tenant_isolation,
+    ));
+    let options = ConsumerOptions {
+        concurrency: CONCURRENCY,
+        ready: Some(ctx.health.component("provisioner")),
+        ..ConsumerOptions::default()
+    };
+    consumer::consume(
+        &ctx.bus,
+        WorkQueue::TenantRegistered,
+        handler,
+        options,
+        shutdown,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Handles `tenant.registered`: one delivery at a time per tenant (a lock), every remaining
+/// step. `PlatformDb::lock_pool` gives the pool for the locks. Generic over the [`Port`] so that tests can interpose on the real one.
+pub struct ProvisionHandler<P> {
+    port: P,
+    /// Connections for the per-tenant locks ([`PlatformDb::lock_pool`]).
+    locks: PgPool,
+    default_isolation: Isolation,
+}
+
+impl<P: Port> ProvisionHandler<P> {
+    pub fn new(port: P, locks: PgPool, default_isolation: Isolation) -> Self {
+        ProvisionHandler {
+            port,
+            locks,
+            default_isolation,
+        }
+    }
+}
+
+/// How long a delivery waits for another provisioner working on the same tenant.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+impl<P: Port + 'static> Handler for ProvisionHandler<P> {
+    type Event = TenantRegistered;
+
+    async fn handle(&self, message: &Delivered<CloudEvent<TenantRegistered>>) -> Outcome {
+        let request = Request::new(&message.event.data, self.default_isolation);
+        let span = tracing::info_span!("provision", tenant.id = %request.tenant_id, tenant.slug = %request.slug, isolation = %request.isolation);
+        async {
+            let lock = match self.lock(&request).await {
+                Ok(Some(lock)) => lock,
+                Ok(None) => {
+                    return Outcome::Retry {
+                        reason: "another provisioner is working on this tenant".into(),
+                    };
+                }
+                Err(error) => {
+                    return Outcome::Retry {
+                        reason: error.to_string(),
+                    };
+                }
+            };
+            let outcome = driver::provision(&self.port, &request, message.is_last_delivery()).await;
+            lock.release().await;
+            outcome
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl<P> ProvisionHandler<P> {
+    async fn lock(
+        &self,
+        request: &Request,
+    ) -> Result<Option<TenantLock>, shared::store::StoreError> {
+        let deadline = Instant::now() + LOCK_WAIT;
+        let mut delays = ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(20))
+            .with_max_delay(Duration::from_secs(1))
+            .with_jitter()
+            .without_max_times()
+            .build();
+        loop {
+            if let Some(lock) =
+                TenantLock::try_acquire(&self.locks, "provisioning", request.tenant_id).await?
+            {
+                return Ok(Some(lock));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+        }
+    }
+}

@@ -80,7 +80,8 @@ impl FromStr for TenantSlug {
 
 impl fmt::Display for TenantSlug {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        // `pad`, not `write_str`: honours widths in tables (`{:<40}`).
+        f.pad(&self.0)
     }
 }
 

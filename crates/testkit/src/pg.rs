@@ -107,7 +107,35 @@ pub async fn drop_database(admin: &mut PgConnection, name: &str) {
     let _ = sqlx::raw_sql(AssertSqlSafe(sql)).execute(admin).await;
 }
 
-/// Drops test databases (and database-per-tenant test tenants) whose process has exited.
+/// Drops roles from synchronous code (tenant roles of a test, once its databases are gone).
+pub fn drop_roles_now(names: Vec<String>) {
+    if names.is_empty() {
+        return;
+    }
+    let worker = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        runtime.block_on(async {
+            let mut admin = server_options().connect().await.ok()?;
+            for name in &names {
+                let _ = sqlx::raw_sql(AssertSqlSafe(format!(
+                    "DROP ROLE IF EXISTS \"{}\"",
+                    name.replace('"', "\"\"")
+                )))
+                .execute(&mut admin)
+                .await;
+            }
+            let _ = admin.close().await;
+            Some(())
+        })
+    });
+    let _ = worker.join();
+}
+
+/// Drops test databases (and database-per-tenant test tenants) whose process has exited, then
+/// the tenant roles of those processes.
 async fn sweep_stale(admin: &mut PgConnection) {
     let names: Vec<String> = sqlx::query_scalar(
         "SELECT datname FROM pg_database WHERE datname LIKE 'tt\\_%' OR datname LIKE 'tenant\\_tt\\_%'",
@@ -125,6 +153,24 @@ async fn sweep_stale(admin: &mut PgConnection) {
         let alive = pid.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
         if !alive {
             drop_database(admin, &name).await;
+        }
+    }
+    let roles: Vec<String> =
+        sqlx::query_scalar("SELECT rolname FROM pg_roles WHERE rolname LIKE 'tenant\\_tt\\_%'")
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
+    for role in roles {
+        let pid = role
+            .trim_start_matches("tenant_")
+            .trim_start_matches(TEST_PREFIX)
+            .split('_')
+            .next()
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if !pid.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP ROLE IF EXISTS \"{role}\"")))
+                .execute(&mut *admin)
+                .await;
         }
     }
 }

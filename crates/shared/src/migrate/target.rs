@@ -38,8 +38,8 @@ impl Target {
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Target::Platform => f.write_str("platform"),
-            Target::Tenant(slug) => write!(f, "tenant {slug}"),
+            Target::Platform => f.pad("platform"),
+            Target::Tenant(slug) => f.pad(&format!("tenant {slug}")),
         }
     }
 }

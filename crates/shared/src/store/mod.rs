@@ -3,6 +3,7 @@
 
 pub mod audit;
 mod replays;
+pub mod tenants;
 
 pub use audit::{AuditFilter, AuditRecord, AuditRow};
 
@@ -26,6 +27,8 @@ pub enum StoreError {
     NotMigrated(&'static str),
     #[error("the platform database holds an invalid row: {0}")]
     InvalidRow(String),
+    #[error("{0}")]
+    Unsupported(&'static str),
     #[error("platform database: {0}")]
     Sql(#[from] sqlx::Error),
 }

@@ -4,6 +4,7 @@ mod audit;
 mod dlq;
 mod event;
 mod migrations;
+mod tenant;
 mod up;
 
 use std::process::ExitCode;
@@ -39,6 +40,11 @@ enum Command {
     /// Author, check and inspect migrations.
     #[command(subcommand)]
     Migrations(migrations::Migrations),
+    /// Register a tenant, show one, retry a failed provisioning.
+    #[command(subcommand)]
+    Tenant(tenant::TenantCommand),
+    /// Every tenant with its state, schema version and pending migrations (and the platform's).
+    Status(migrations::StatusArgs),
 }
 
 /// How a command prints what it found.
@@ -67,5 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dlq(command) => dlq::run(command).await,
         Command::Event(command) => event::run(command).await,
         Command::Migrations(command) => migrations::run(command).await,
+        Command::Tenant(command) => tenant::run(command).await,
+        Command::Status(args) => migrations::status(args).await,
     }
 }

@@ -38,11 +38,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
         async move { ("auditor", auditor::run(ctx, shutdown).await) }
     });
+    services.spawn({
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        async move { ("provisioner", provisioner::run(ctx, shutdown).await) }
+    });
     tracing::info!(
         database = %ctx.config.database_url.redacted(),
         broker = %ctx.config.amqp_url,
         namespace = %ctx.config.namespace,
-        "tenancy is up: auditor running; stop with Ctrl-C"
+        "tenancy is up: auditor and provisioner running; stop with Ctrl-C"
     );
 
     let mut failed = false;

@@ -26,6 +26,13 @@ pub enum Migrations {
     Approve(approve::Args),
 }
 
+pub use status::Args as StatusArgs;
+
+/// `tenantctl status`: the same report as `migrations status`.
+pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    status::run(args).await
+}
+
 pub async fn run(command: Migrations) -> anyhow::Result<ExitCode> {
     match command {
         Migrations::New(args) => new::run(args),

@@ -1,0 +1,313 @@
+//! Provisioning benchmark (schema isolation).
+//!
+//! ```text
+//! cargo bench -p provisioner --bench provision -- [--tenants 200] [--serial 50]
+//! ```
+//!
+//! 1. `--tenants` registrations published at once, provisioned by the provisioner (in this
+//!    process, its normal concurrency): tenants per second, p50 and p99 from publish to active;
+//! 2. in the same run and database, a plain-SQL baseline doing per tenant what provisioning does
+//!    (tenant row, schema, role and grants, every tenant migration, the seed, the admin, active)
+//!    over the same number of connections, with no bus, no history, no step records, no events;
+//! 3. `--serial` tenants registered one at a time (the next once the last is active): p50 and
+//!    p99 from publish to active.
+//!
+//! Local PostgreSQL and RabbitMQ (`PG_BENCH_URL`, `AMQP_URL`); a database and a namespace of its
+//! own, removed at the end.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, stream};
+use shared::bus::Topology;
+use shared::config::Config;
+use shared::message::{Event as _, TenantRegistered};
+use shared::migrate::{Dialect, Direction, MigrationSet};
+use shared::service::Context;
+use shared::tenant::quote_ident;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (tenants, serial) = (flag("--tenants", 200), flag("--serial", 50));
+    let server = PgConnectOptions::from_str(
+        &std::env::var("PG_BENCH_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+    )?;
+    let amqp = std::env::var("AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let run_id = std::process::id();
+    let database = format!("tenancy_bench_provision_{run_id}");
+    let database_url = format!(
+        "postgres://{}@{}:{}/{database}",
+        server.get_username(),
+        server.get_host(),
+        server.get_port()
+    );
+    let namespace = format!("bench-provision-{run_id}");
+    let values = HashMap::from([
+        ("DATABASE_URL", database_url.clone()),
+        ("AMQP_URL", amqp),
+        ("TENANCY_NAMESPACE", namespace.clone()),
+    ]);
+    let config = Config::from_lookup(|k| values.get(k).cloned())?;
+    let ctx = Context::connect(config, "provision-bench", &CancellationToken::new()).await?;
+    ctx.apply_platform_migrations().await?;
+    let stop = CancellationToken::new();
+    let provisioner = tokio::spawn(provisioner::run(ctx.clone(), stop.clone()));
+    let mut db = server.clone().database(&database).connect().await?;
+    let mut slugs = Vec::new();
+
+    println!(
+        "provisioning benchmark: schema isolation, concurrency {}, PostgreSQL and RabbitMQ on this machine",
+        provisioner::CONCURRENCY
+    );
+
+    // 1. All at once.
+    let mut published = HashMap::new();
+    let started = Instant::now();
+    for i in 0..tenants {
+        let slug = format!("b{run_id}_{i:05}");
+        let (id, at) = register(&ctx, &slug).await?;
+        published.insert(id, at);
+        slugs.push(slug);
+    }
+    wait_active(&mut db, tenants).await?;
+    let elapsed = started.elapsed();
+    let measured = latencies(&mut db, &published).await?;
+    let rate = tenants as f64 / elapsed.as_secs_f64();
+    println!(
+        "  {tenants} at once:   {:>6.2}s  {rate:>6.1} tenants/s   publish→active p50 {:>4.0} ms, p99 {:>5.0} ms",
+        elapsed.as_secs_f64(),
+        percentile(&measured, 50.0),
+        percentile(&measured, 99.0)
+    );
+    let steps: Vec<(String, f64, f64)> = sqlx::query_as(
+        "SELECT step, percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms)::float8,
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms)::float8
+           FROM provisioning_steps GROUP BY step ORDER BY min(started_at)",
+    )
+    .fetch_all(&mut db)
+    .await?;
+    let steps: Vec<String> = steps
+        .iter()
+        .map(|(step, p50, p99)| format!("{step} {p50:.0}/{p99:.0}"))
+        .collect();
+    println!("    per step, p50/p99 ms: {}", steps.join(", "));
+
+    // 2. The plain-SQL baseline, same work per tenant, same number of connections.
+    let pool = PgPoolOptions::new()
+        .max_connections(u32::from(provisioner::CONCURRENCY))
+        .connect_with(
+            server
+                .clone()
+                .database(&database)
+                .disable_statement_logging(),
+        )
+        .await?;
+    let scripts = |set: &MigrationSet| -> Vec<(String, bool)> {
+        set.migrations
+            .iter()
+            .filter_map(|m| m.script(Dialect::Postgres, Direction::Up))
+            .map(|s| {
+                (
+                    s.sql.replace(
+                        ":batch_size",
+                        &s.directives.batch_size.unwrap_or(0).to_string(),
+                    ),
+                    s.directives.runs_outside_transaction(),
+                )
+            })
+            .collect()
+    };
+    let (tenant_sql, seed_sql) = (
+        scripts(&ctx.catalog.tenant),
+        scripts(&ctx.catalog.tenant_seeds),
+    );
+    let started = Instant::now();
+    let results: Vec<Result<(), sqlx::Error>> = stream::iter(0..tenants)
+        .map(|i| {
+            let (pool, tenant_sql, seed_sql) = (&pool, &tenant_sql, &seed_sql);
+            async move {
+                let slug = format!("p{run_id}_{i:05}");
+                let schema = quote_ident(&format!("tenant_{slug}"));
+                let mut conn = pool.acquire().await?;
+                let id = Uuid::new_v4();
+                sqlx::query("INSERT INTO tenants (id, slug, name, status, isolation) VALUES ($1, $2, 'Bench', 'provisioning', 'schema')")
+                    .bind(id)
+                    .bind(&slug)
+                    .execute(&mut *conn)
+                    .await?;
+                let setup = format!(
+                    "CREATE SCHEMA {schema}; CREATE ROLE {schema} NOLOGIN; GRANT USAGE ON SCHEMA {schema} TO {schema};
+                     ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {schema};
+                     ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT USAGE, SELECT ON SEQUENCES TO {schema};
+                     SET search_path TO {schema}"
+                );
+                sqlx::raw_sql(AssertSqlSafe(setup)).execute(&mut *conn).await?;
+                for (sql, outside_transaction) in tenant_sql.iter().chain(seed_sql) {
+                    if *outside_transaction {
+                        for statement in shared::migrate::sql::split_statements(sql) {
+                            sqlx::raw_sql(AssertSqlSafe(statement.text.to_owned())).execute(&mut *conn).await?;
+                        }
+                    } else {
+                        sqlx::raw_sql(AssertSqlSafe(sql.clone())).execute(&mut *conn).await?;
+                    }
+                }
+                sqlx::query(AssertSqlSafe(format!("INSERT INTO {schema}.users (email, full_name, role, status, invited_at) VALUES ($1, $2, 'admin', 'invited', now())")))
+                    .bind(format!("admin@{}.example", slug.replace('_', "-")))
+                    .bind("Admin")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::raw_sql("RESET search_path").execute(&mut *conn).await?;
+                sqlx::query("UPDATE tenants SET status = 'active', activated_at = now() WHERE id = $1").bind(id).execute(&mut *conn).await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(usize::from(provisioner::CONCURRENCY))
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    let baseline = started.elapsed();
+    let baseline_rate = tenants as f64 / baseline.as_secs_f64();
+    println!(
+        "  baseline:       {:>6.2}s  {baseline_rate:>6.1} tenants/s   (plain SQL, no bus, no bookkeeping)   provisioner at {:.0}% of it",
+        baseline.as_secs_f64(),
+        100.0 * rate / baseline_rate
+    );
+
+    // 3. One at a time.
+    let mut serial_latencies = Vec::new();
+    for i in 0..serial {
+        let slug = format!("s{run_id}_{i:05}");
+        let (id, at) = register(&ctx, &slug).await?;
+        slugs.push(slug);
+        loop {
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut db)
+                    .await?;
+            if status.as_deref() == Some("active") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        serial_latencies.push(latencies(&mut db, &HashMap::from([(id, at)])).await?[0]);
+    }
+    println!(
+        "  {serial} one at a time: publish→active p50 {:>4.0} ms, p99 {:>5.0} ms, max {:>5.0} ms",
+        percentile(&serial_latencies, 50.0),
+        percentile(&serial_latencies, 99.0),
+        serial_latencies.iter().copied().fold(0.0, f64::max)
+    );
+
+    stop.cancel();
+    let _ = provisioner.await;
+    let channel = ctx.bus.channel().await?;
+    Topology::new(namespace).delete(&channel).await?;
+    ctx.bus.close().await;
+    pool.close().await;
+    let _ = db.close().await;
+    let mut admin = server.connect().await?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP DATABASE \"{database}\" WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await?;
+    for prefix in ["b", "p", "s"] {
+        let roles: Vec<String> =
+            sqlx::query_scalar("SELECT rolname FROM pg_roles WHERE rolname LIKE $1")
+                .bind(format!("tenant\\_{prefix}{run_id}\\_%"))
+                .fetch_all(&mut admin)
+                .await?;
+        for role in roles {
+            sqlx::raw_sql(AssertSqlSafe(format!("DROP ROLE {}", quote_ident(&role))))
+                .execute(&mut admin)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn register(
+    ctx: &Context,
+    slug: &str,
+) -> Result<(Uuid, chrono::DateTime<chrono::Utc>), Box<dyn std::error::Error>> {
+    let id = Uuid::new_v4();
+    let data = TenantRegistered::from_data(&serde_json::json!({
+        "tenant_id": id, "slug": slug, "name": "Bench Towers",
+        "admin": { "email": format!("admin@{}.example", slug.replace('_', "-")), "name": "Admin" },
+    }))?;
+    let at = chrono::Utc::now();
+    ctx.bus
+        .publisher()
+        .publish(&ctx.bus.publisher().event(data))
+        .await?;
+    Ok((id, at))
+}
+
+async fn wait_active(
+    db: &mut sqlx::PgConnection,
+    expected: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let active: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM tenants WHERE status = 'active'")
+                .fetch_one(&mut *db)
+                .await?;
+        if active >= i64::try_from(expected)? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(
+                format!("only {active} of {expected} tenants active after 10 minutes").into(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Milliseconds from publish to `activated_at`, per tenant.
+async fn latencies(
+    db: &mut sqlx::PgConnection,
+    published: &HashMap<Uuid, chrono::DateTime<chrono::Utc>>,
+) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    let ids: Vec<Uuid> = published.keys().copied().collect();
+    let rows: Vec<(Uuid, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("SELECT id, activated_at FROM tenants WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *db)
+            .await?;
+    let mut latencies: Vec<f64> = rows
+        .iter()
+        .filter_map(|(id, active)| {
+            published
+                .get(id)
+                .map(|at| (*active - *at).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    Ok(latencies)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}

@@ -1,0 +1,46 @@
+//! Step 1: the tenant row, status `provisioning`. The same tenant id with the same slug is the
+//! same tenant (a redelivery); another tenant id asking for a taken slug is refused, and nothing
+//! is created.
+
+use shared::provisioning::TenantStatus;
+use shared::store::tenants::Registration;
+
+use crate::port::{Request, StepError};
+use crate::provisioner::Provisioner;
+
+pub(super) async fn run(provisioner: &Provisioner, request: &Request) -> Result<(), StepError> {
+    let registration = provisioner
+        .platform
+        .register_tenant(
+            request.tenant_id,
+            &request.slug,
+            &request.name,
+            request.isolation,
+            request.plan.as_deref(),
+        )
+        .await?;
+    match registration {
+        Registration::Registered { isolation, .. } if isolation != request.isolation => {
+            Err(StepError::permanent(format!(
+                "tenant {} is registered with {isolation} isolation, and this registration asks for {}",
+                request.tenant_id, request.isolation
+            )))
+        }
+        Registration::Registered {
+            status: TenantStatus::Other,
+            ..
+        } => Err(StepError::permanent(format!(
+            "tenant {} is suspended or deleted: it is not provisioned again",
+            request.tenant_id
+        ))),
+        Registration::Registered { .. } => Ok(()),
+        Registration::SlugTaken { owner } => Err(StepError::permanent(format!(
+            "the slug {} belongs to another tenant ({owner}); nothing was created",
+            request.slug
+        ))),
+        Registration::IdTaken { slug } => Err(StepError::permanent(format!(
+            "tenant {} is already registered with the slug {slug}, not {}",
+            request.tenant_id, request.slug
+        ))),
+    }
+}

@@ -1,0 +1,112 @@
+//! After a full run, no log line, event or audit row holds an administrator's email or name.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::support::{ADMIN_EMAIL, ADMIN_NAME, Env};
+
+/// Collects every log line of the process.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_log_line_event_or_audit_row_holds_an_admins_email_or_name() {
+    // nextest runs each test in its own process: this test owns the global subscriber. Debug
+    // for the workspace, info for everything else, as an operator chasing a problem would run.
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(logs.clone())
+        .with_env_filter("info,shared=debug,provisioner=debug,auditor=debug,tests=debug")
+        .finish();
+    let _ = tracing::subscriber::set_global_default(subscriber);
+
+    let env = Env::new().await;
+    let (provisioner_stop, provisioner) = env.start_provisioner();
+    let (auditor_stop, auditor) = env.start_auditor();
+    let mut tenants = Vec::new();
+    for isolation in [Some("schema"), Some("database"), None] {
+        tenants.push(env.register(isolation).await);
+    }
+    for (tenant, _) in &tenants {
+        env.wait_for_status(*tenant, "active", Duration::from_secs(60))
+            .await;
+    }
+    // Everything the run emitted reaches the audit trail: 3 registrations, 6 steps, 1 provisioned.
+    env.wait_for_audit_count(3 * (1 + 6 + 1), Duration::from_secs(30))
+        .await;
+    provisioner_stop.cancel();
+    auditor_stop.cancel();
+    provisioner
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    auditor
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let text =
+        String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(|e| e.into_inner())).to_string();
+    assert!(
+        text.lines().count() > 20,
+        "the run logged: {} lines",
+        text.lines().count()
+    );
+    for secret in [ADMIN_EMAIL, ADMIN_NAME, "ana.lima", "Lima Administradora"] {
+        assert!(!text.contains(secret), "a log line holds {secret:?}");
+    }
+    let mut conn = env.sql().await;
+    let trail: Vec<String> =
+        sqlx::query_scalar("SELECT type || ' ' || data::text FROM audit_events")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+    assert_eq!(trail.len(), 24);
+    for row in &trail {
+        assert!(
+            !row.contains(ADMIN_EMAIL) && !row.contains(ADMIN_NAME),
+            "an audit row or event holds personal data: {row}"
+        );
+    }
+    // The administrators themselves are where they belong: in their tenants' users.
+    for (_, slug) in tenants
+        .iter()
+        .filter(|(_, slug)| !slug.as_str().is_empty())
+        .take(1)
+    {
+        let email: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT email FROM \"{}\".users",
+            slug.storage_name()
+        )))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_default();
+        assert_eq!(email, ADMIN_EMAIL);
+    }
+}
