@@ -15,7 +15,8 @@ use testkit::pg::TestDatabase;
 use tokio_util::sync::CancellationToken;
 
 const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-const EVENTS: usize = 4_000;
+// Large enough that the auditor (about 20,000 events/s) is still busy when SIGTERM lands.
+const EVENTS: usize = 20_000;
 
 fn auditor(database_url: &str, namespace: &str, log: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_auditor"))
