@@ -1,1 +1,98 @@
 #![doc = include_str!("../README.md")]
+
+mod metrics;
+mod migrate;
+mod recorder;
+mod rollback;
+mod slots;
+
+use std::sync::Arc;
+
+use shared::bus::consumer::{self, ConsumerOptions};
+use shared::bus::{Publisher, WorkQueue};
+use shared::config::DatabaseUrl;
+use shared::migrate::{Catalog, EngineOptions};
+use shared::service::Context;
+use shared::storage::TenantStorage;
+use shared::store::PlatformDb;
+use tokio_util::sync::CancellationToken;
+
+pub use migrate::MigrateHandler;
+pub use recorder::Recorder;
+pub use rollback::RollbackHandler;
+pub use slots::{ServerSlots, Slot};
+
+/// What both handlers share.
+pub struct Migrator {
+    platform: PlatformDb,
+    storage: TenantStorage,
+    catalog: Arc<Catalog>,
+    publisher: Publisher,
+    slots: ServerSlots,
+    recorder: Recorder,
+    metrics: metrics::Metrics,
+    shutdown: CancellationToken,
+}
+
+/// Runs the migrator (both queues) until `shutdown`.
+///
+/// # Errors
+/// The tenant server is not PostgreSQL or unreachable, or a consumer could not run.
+pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let settings = ctx.config.migrator;
+    let DatabaseUrl::Postgres {
+        options: server, ..
+    } = &ctx.config.tenant_database_url
+    else {
+        anyhow::bail!("TENANT_DATABASE_URL must be a PostgreSQL server for the migrator");
+    };
+    // Every handler may hold a slot connection and a migration connection.
+    let storage = TenantStorage::connect(
+        &ctx.config,
+        u32::from(settings.concurrency),
+        EngineOptions::default(),
+    )
+    .await?;
+    let slots = ServerSlots::new(
+        (**server).clone(),
+        settings.server_slots,
+        settings.concurrency,
+    );
+    let (recorder, writer) = Recorder::spawn(ctx.platform.clone());
+    let migrator = Arc::new(Migrator {
+        platform: ctx.platform.clone(),
+        storage,
+        catalog: ctx.catalog.clone(),
+        publisher: ctx.bus.publisher().clone(),
+        slots,
+        recorder,
+        metrics: metrics::Metrics::new(),
+        shutdown: shutdown.clone(),
+    });
+    let options = |component: &str, concurrency: u16| ConsumerOptions {
+        concurrency,
+        ready: Some(ctx.health.component(component)),
+        ..ConsumerOptions::default()
+    };
+    let migrations = consumer::consume(
+        &ctx.bus,
+        WorkQueue::MigrateTenant,
+        Arc::new(MigrateHandler(migrator.clone())),
+        options("migrator", settings.concurrency),
+        shutdown.clone(),
+    );
+    // Rollbacks are rare and operator-driven: a few at a time is plenty.
+    let rollbacks = consumer::consume(
+        &ctx.bus,
+        WorkQueue::RollbackTenant,
+        Arc::new(RollbackHandler(migrator.clone())),
+        options("migrator-rollback", settings.concurrency.min(4)),
+        shutdown.clone(),
+    );
+    let (migrations, rollbacks) = tokio::join!(migrations, rollbacks);
+    drop(migrator);
+    let _ = writer.await;
+    migrations?;
+    rollbacks?;
+    Ok(())
+}

@@ -7,7 +7,9 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram};
 use sha2::{Digest, Sha256};
 use shared::bus::Publisher;
-use shared::message::{CloudEvent, Event, Provisioned, ProvisioningFailed, ProvisioningStep};
+use shared::message::{
+    CloudEvent, Event, MigrateTenant, Provisioned, ProvisioningFailed, ProvisioningStep,
+};
 use shared::migrate::{Catalog, Version};
 use shared::provisioning::{Progress, Step, TenantStatus};
 use shared::storage::TenantStorage;
@@ -70,6 +72,24 @@ impl Provisioner {
                     .build(),
             },
         }
+    }
+
+    /// Publishes the tenant's `migrate.tenant` for `deploy` (see the activate step).
+    pub(crate) async fn enqueue_migration(
+        &self,
+        tenant: Uuid,
+        deploy: Uuid,
+        target: Version,
+    ) -> Result<(), StepError> {
+        let command = MigrateTenant {
+            tenant_id: tenant,
+            deploy_id: deploy,
+            target_version: Some(target),
+        };
+        self.publisher
+            .publish(&self.event(&format!("{tenant}/migrate/{deploy}"), command))
+            .await?;
+        Ok(())
     }
 
     /// An event with an id derived from what it says, so that a run that emits it again after

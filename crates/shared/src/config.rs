@@ -10,6 +10,8 @@
 //! | `MIGRATIONS_DIR` | overrides the built-in migrations (`platform/`, `tenant/`, `tenant-seeds/`) | built in |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME` | OpenTelemetry export; unset endpoint = none | unset |
 //! | `HEALTH_ADDR` | where a service serves `/healthz` and `/readyz` (not part of the contract) | `127.0.0.1:8080` |
+//! | `MIGRATOR_CONCURRENCY` | tenants one migrator process works on at once (and its prefetch) (not part of the contract) | `16` |
+//! | `MIGRATOR_SERVER_SLOTS` | tenants migrated at once on one tenant server by all migrators together (not part of the contract) | `16` |
 //! | `LOG_FORMAT` | `auto` (human on a terminal, JSON otherwise), `human` or `json` (not part of the contract) | `auto` |
 //!
 //! Tests build a [`Config`] from a map with [`Config::from_lookup`]; nothing here calls
@@ -176,6 +178,27 @@ pub struct Config {
     pub otel: OtelConfig,
     pub health_addr: std::net::SocketAddr,
     pub log_format: crate::telemetry::LogFormat,
+    pub migrator: MigratorConfig,
+}
+
+/// How hard the migrators may work a tenant server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigratorConfig {
+    /// Commands one process handles at once; also its prefetch.
+    pub concurrency: u16,
+    /// Migrations running at once on one tenant server across every migrator replica (each
+    /// holds a slot: one advisory lock on that server). Bounds the connections all replicas
+    /// open there to twice this.
+    pub server_slots: u16,
+}
+
+impl Default for MigratorConfig {
+    fn default() -> Self {
+        MigratorConfig {
+            concurrency: 16,
+            server_slots: 16,
+        }
+    }
 }
 
 /// Everything wrong with a configuration, listed together.
@@ -265,6 +288,26 @@ impl Config {
             .map_err(|e| problems.push(format!("LOG_FORMAT: {e}")))
             .ok();
 
+        let mut count = |key: &str, default: u16| -> u16 {
+            match get(key).map(|v| v.trim().parse::<u16>()) {
+                None => default,
+                Some(Ok(n)) if (1..=1024).contains(&n) => n,
+                Some(_) => {
+                    problems.push(format!("{key}: must be a whole number from 1 to 1024"));
+                    default
+                }
+            }
+        };
+        let migrator = MigratorConfig {
+            concurrency: count(
+                "MIGRATOR_CONCURRENCY",
+                MigratorConfig::default().concurrency,
+            ),
+            server_slots: count(
+                "MIGRATOR_SERVER_SLOTS",
+                MigratorConfig::default().server_slots,
+            ),
+        };
         let otel = OtelConfig {
             endpoint: get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             service_name: get("OTEL_SERVICE_NAME"),
@@ -293,6 +336,7 @@ impl Config {
                 otel,
                 health_addr,
                 log_format,
+                migrator,
             }),
             _ => Err(ConfigError { problems }),
         }

@@ -1,4 +1,7 @@
-//! Step 6: status `active`, with the schema version the tenant was created at.
+//! Step 6: status `active`, with the schema version the tenant was created at. A deploy that
+//! listed the fleet while this tenant was provisioning, to a version this build does not have,
+//! gets the tenant too: activation enqueues it there and publishes its `migrate.tenant`
+//! (`shared::store::deploys` explains why nothing falls between the two).
 
 use shared::migrate::Version;
 
@@ -21,9 +24,18 @@ pub(super) async fn run(provisioner: &Provisioner, request: &Request) -> Result<
         )));
     }
     let version = standing.applied_version.unwrap_or(Version::ZERO);
-    provisioner
+    if let Some((deploy, target)) = provisioner
         .platform
         .activate_tenant(request.tenant_id, version)
-        .await?;
+        .await?
+    {
+        provisioner
+            .enqueue_migration(request.tenant_id, deploy, target)
+            .await?;
+        provisioner
+            .platform
+            .mark_published(deploy, &[request.tenant_id])
+            .await?;
+    }
     Ok(())
 }

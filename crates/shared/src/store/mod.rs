@@ -2,6 +2,7 @@
 //! the audit trail ([`audit`]) and the dead-letter replay log (`dlq_replays`, behind [`crate::bus::dead_letter::ReplayLog`]).
 
 pub mod audit;
+pub mod deploys;
 mod replays;
 pub mod tenants;
 
@@ -101,6 +102,9 @@ pub struct TenantRecord {
     pub isolation: Isolation,
     /// Newest applied tenant migration, as recorded by the services (0 = none).
     pub schema_version: Version,
+    /// Why the tenant's last migration or rollback failed for good; `Some` = needs
+    /// reprocessing.
+    pub migration_error: Option<String>,
 }
 
 impl PlatformDb {
@@ -158,7 +162,8 @@ impl PlatformDb {
         slug: Option<&TenantSlug>,
     ) -> Result<Vec<TenantRecord>, StoreError> {
         let filter = slug.map(|s| s.as_str().to_owned());
-        const COLUMNS: &str = "SELECT id, slug, status, isolation, schema_version FROM tenants";
+        const COLUMNS: &str =
+            "SELECT id, slug, status, isolation, schema_version, migration_error FROM tenants";
         match self {
             PlatformDb::Postgres(pool) => {
                 let sql = format!("{COLUMNS} WHERE ($1::text IS NULL OR slug = $1) ORDER BY slug");
@@ -175,6 +180,7 @@ impl PlatformDb {
                             row.try_get("status")?,
                             row.try_get("isolation")?,
                             row.try_get("schema_version")?,
+                            row.try_get("migration_error")?,
                         )
                     })
                     .collect()
@@ -198,6 +204,7 @@ impl PlatformDb {
                             row.try_get("status")?,
                             row.try_get("isolation")?,
                             row.try_get("schema_version")?,
+                            row.try_get("migration_error")?,
                         )
                     })
                     .collect()
@@ -212,6 +219,7 @@ fn tenant_record(
     status: String,
     isolation: String,
     schema_version: i64,
+    migration_error: Option<String>,
 ) -> Result<TenantRecord, StoreError> {
     Ok(TenantRecord {
         id,
@@ -220,6 +228,7 @@ fn tenant_record(
         isolation: isolation.parse().map_err(StoreError::InvalidRow)?,
         schema_version: Version::new(schema_version)
             .map_err(|e| StoreError::InvalidRow(e.to_string()))?,
+        migration_error,
     })
 }
 

@@ -63,7 +63,7 @@ pub struct TenantDetail {
 }
 
 impl PlatformDb {
-    fn postgres(&self) -> Result<&PgPool, StoreError> {
+    pub(super) fn postgres(&self) -> Result<&PgPool, StoreError> {
         match self {
             PlatformDb::Postgres(pool) => Ok(pool),
             PlatformDb::Sqlite(_) => Err(StoreError::Unsupported(
@@ -220,7 +220,10 @@ impl PlatformDb {
         Ok(())
     }
 
-    /// Marks the tenant active at `schema_version`.
+    /// Marks the tenant active at `schema_version` and, when the latest deploy targets a newer
+    /// version, enqueues the tenant into it (see [`super::deploys`]): returns that deploy and its
+    /// target while the tenant's command there is still unpublished, so that the caller
+    /// publishes it (again, after a crash; the migrator makes a second one a no-op).
     ///
     /// # Errors
     /// A database error.
@@ -228,16 +231,56 @@ impl PlatformDb {
         &self,
         id: Uuid,
         schema_version: Version,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<(Uuid, Version)>, StoreError> {
+        let mut tx = self.postgres()?.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+            .bind(super::deploys::fleet_lock_key())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
-            "UPDATE tenants SET status = 'active', schema_version = $2, activated_at = coalesce(activated_at, now()), updated_at = now()
+            "UPDATE tenants SET status = 'active', schema_version = greatest(schema_version, $2),
+                    activated_at = coalesce(activated_at, now()), updated_at = now()
              WHERE id = $1",
         )
         .bind(id)
         .bind(schema_version.get())
-        .execute(self.postgres()?)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        let latest: Option<(Uuid, i64)> = sqlx::query_as(
+            "SELECT id, target_version FROM deploys WHERE status <> 'canary_failed'
+              ORDER BY created_at DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut enqueued = None;
+        if let Some((deploy, target)) = latest
+            && target > schema_version.get()
+        {
+            sqlx::query(
+                "INSERT INTO deploy_tenants (deploy_id, tenant_id, from_version) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(deploy)
+            .bind(id)
+            .bind(schema_version.get())
+            .execute(&mut *tx)
+            .await?;
+            let status: String = sqlx::query_scalar(
+                "SELECT status FROM deploy_tenants WHERE deploy_id = $1 AND tenant_id = $2",
+            )
+            .bind(deploy)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if status == "pending" {
+                enqueued = Some((
+                    deploy,
+                    Version::new(target).map_err(|e| StoreError::InvalidRow(e.to_string()))?,
+                ));
+            }
+        }
+        tx.commit().await?;
+        Ok(enqueued)
     }
 
     /// Milliseconds since the tenant row was created (how long provisioning took, once active).

@@ -1,9 +1,11 @@
 //! One module per top-level command.
 
 mod audit;
+mod deploy;
 mod dlq;
 mod event;
 mod migrations;
+mod rollback;
 mod tenant;
 mod up;
 
@@ -31,6 +33,12 @@ enum Command {
     Up(up::Args),
     /// Print the audit trail.
     Audit(audit::Args),
+    /// Deploy: apply the platform migrations, then publish one `migrate.tenant` per tenant
+    /// (the migrator applies them); `--wait` follows it to a per-tenant summary.
+    Deploy(deploy::Args),
+    /// Roll tenants back to a version (a manual, audited decision): checks every tenant's down
+    /// scripts first, then publishes `rollback.tenant` commands.
+    Rollback(rollback::Args),
     /// Publish an event by hand.
     #[command(subcommand)]
     Event(event::EventCommand),
@@ -70,6 +78,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Audit(args) => audit::run(args).await,
+        Command::Deploy(args) => deploy::run(args).await,
+        Command::Rollback(args) => rollback::run(args).await,
         Command::Dlq(command) => dlq::run(command).await,
         Command::Event(command) => event::run(command).await,
         Command::Migrations(command) => migrations::run(command).await,

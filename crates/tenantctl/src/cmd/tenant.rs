@@ -135,7 +135,7 @@ pub async fn run(command: TenantCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn connect_bus(config: &Config) -> anyhow::Result<Bus> {
+pub(super) async fn connect_bus(config: &Config) -> anyhow::Result<Bus> {
     let shutdown = CancellationToken::new();
     let connect = Bus::connect(
         &config.amqp_url,

@@ -42,11 +42,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
         async move { ("provisioner", provisioner::run(ctx, shutdown).await) }
     });
+    services.spawn({
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        async move { ("migrator", migrator::run(ctx, shutdown).await) }
+    });
     tracing::info!(
         database = %ctx.config.database_url.redacted(),
         broker = %ctx.config.amqp_url,
         namespace = %ctx.config.namespace,
-        "tenancy is up: auditor and provisioner running; stop with Ctrl-C"
+        "tenancy is up: auditor, provisioner and migrator running; stop with Ctrl-C"
     );
 
     let mut failed = false;

@@ -61,7 +61,7 @@ impl From<SetArg> for SetKind {
 }
 
 /// The sets to read: `--dir`, else `MIGRATIONS_DIR`, else the ones built into this binary.
-fn load_catalog(dir: Option<&Path>) -> anyhow::Result<(Catalog, String)> {
+pub(crate) fn load_catalog(dir: Option<&Path>) -> anyhow::Result<(Catalog, String)> {
     let from_env = std::env::var_os("MIGRATIONS_DIR")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from);

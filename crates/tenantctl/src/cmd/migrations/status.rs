@@ -147,6 +147,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "\ntenant {} ({}, {}, {})",
                 tenant.slug, tenant.id, tenant.isolation, tenant.status
             );
+            if let Some(error) = &tenant.migration_error {
+                unhealthy = true;
+                println!("  NEEDS REPROCESSING: {error}");
+            }
             match standing {
                 Ok((schema, seeds)) => {
                     print_standing("  schema", schema);
@@ -180,7 +184,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                             r.error.as_deref().unwrap_or("interrupted")
                         )
                     }));
-                    unhealthy |= !schema.drift.is_empty() || !seeds.drift.is_empty();
+                    if let Some(error) = &tenant.migration_error {
+                        problems.insert(0, format!("needs reprocessing: {error}"));
+                    }
+                    unhealthy |= !schema.drift.is_empty()
+                        || !seeds.drift.is_empty()
+                        || tenant.migration_error.is_some();
                     (
                         schema
                             .applied_version

@@ -1,0 +1,774 @@
+//! Deploys, the migrator and rollbacks, end to end: `tenantctl deploy` and `tenantctl rollback`
+//! run as a user runs them (the binary), the migrator runs in-process (or inside `tenantctl up`
+//! for the crash test), against the machine's PostgreSQL and RabbitMQ. Each test has its own
+//! database and namespace.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::bus::WorkQueue;
+use shared::bus::dead_letter::DeadLetterQueue;
+use shared::config::Config;
+use shared::migrate::{Catalog, Engine, EngineOptions, PgSchemaBackend, Target, Version};
+use shared::service::Context;
+use shared::tenant::TenantSlug;
+use testkit::ScratchDir;
+use testkit::pg::TestDatabase;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The migration every deploy test ships: a new table (its down drops it: data loss).
+const NOTICE_BOARD: &str = "20270101000000";
+/// An irreversible one after it.
+const FREEZE: &str = "20270101000100";
+
+/// The built-in sets plus `extra` tenant migrations (name, up, down or `None`), in a scratch
+/// directory; the same SQL serves both dialects.
+fn sets_with(extra: &[(&str, &str, Option<&str>)]) -> ScratchDir {
+    let dir = ScratchDir::new();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations"),
+        dir.path(),
+    );
+    for (name, up, down) in extra {
+        for sub in ["tenant", "tenant/sqlite"] {
+            let base = dir.path().join(sub);
+            std::fs::write(base.join(format!("{name}.up.sql")), up)
+                .unwrap_or_else(|e| panic!("{e}"));
+            if let Some(down) = down {
+                std::fs::write(base.join(format!("{name}.down.sql")), down)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+    }
+    dir
+}
+
+fn notice_board() -> (&'static str, &'static str, Option<&'static str>) {
+    (
+        "20270101000000_create_notice_board",
+        "-- lock-timeout: 300ms\nCREATE TABLE notice_board (id bigint PRIMARY KEY, author_id uuid REFERENCES users (id), body text NOT NULL);\n",
+        Some("DROP TABLE notice_board;\n"),
+    )
+}
+
+fn freeze() -> (&'static str, &'static str, Option<&'static str>) {
+    (
+        "20270101000100_freeze_settings",
+        "-- irreversible: the old settings layout is not kept\nCREATE TABLE settings_frozen (id bigint PRIMARY KEY);\n",
+        None,
+    )
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{e}"));
+    for entry in std::fs::read_dir(from)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+    {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
+
+struct Fleet {
+    database: TestDatabase,
+    namespace: String,
+    /// The built-in sets: what the tenants start at.
+    base: Arc<Catalog>,
+    ctx: Context,
+    sets: ScratchDir,
+    tenants: Vec<(Uuid, TenantSlug)>,
+}
+
+impl Fleet {
+    /// `count` active tenants in schema isolation, at the newest built-in migration, and a
+    /// migrations directory with `extra` migrations on top.
+    async fn new(count: usize, extra: &[(&str, &str, Option<&str>)]) -> Fleet {
+        shared::telemetry::init_for_tests();
+        let database = TestDatabase::create().await;
+        let namespace = format!(
+            "tt{}-{}",
+            std::process::id(),
+            &Uuid::new_v4().simple().to_string()[..8]
+        );
+        let sets = sets_with(extra);
+        let config = config(&database.url(), &namespace, Some(sets.path()));
+        let ctx = Context::connect(config, "deploy-test", &CancellationToken::new())
+            .await
+            .unwrap_or_else(|e| panic!("is RabbitMQ running? {e}"));
+        ctx.apply_platform_migrations()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let base = Arc::new(Catalog::load(None).unwrap_or_else(|e| panic!("{e}")));
+        let mut fleet = Fleet {
+            database,
+            namespace,
+            base,
+            ctx,
+            sets,
+            tenants: Vec::new(),
+        };
+        fleet.add_tenants(count).await;
+        fleet
+    }
+
+    async fn add_tenants(&mut self, count: usize) {
+        let backend = PgSchemaBackend::connect(self.database.options(), 8)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let engine = Engine::new(backend, EngineOptions::default());
+        let mut conn = self.database.connect().await;
+        let mut created = Vec::new();
+        for i in 0..count {
+            let slug = TenantSlug::parse(&format!(
+                "t{i:04}_{}",
+                &Uuid::new_v4().simple().to_string()[..6]
+            ))
+            .unwrap_or_else(|e| panic!("{e}"));
+            use shared::migrate::MigrationBackend as _;
+            engine
+                .backend()
+                .create_storage(&slug)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            created.push((Uuid::new_v4(), slug));
+        }
+        let targets = created.iter().map(|(_, s)| Target::Tenant(s.clone()));
+        for (target, result) in engine
+            .apply_many(targets, &self.base.tenant, None, 8, &())
+            .await
+        {
+            result.unwrap_or_else(|e| panic!("{target}: {e}"));
+        }
+        let version = self.base.tenant.latest().unwrap_or(Version::ZERO).get();
+        for (id, slug) in &created {
+            sqlx::query("INSERT INTO tenants (id, slug, name, status, isolation, schema_version, activated_at) VALUES ($1, $2, 'Fixture', 'active', 'schema', $3, now())")
+                .bind(id)
+                .bind(slug.as_str())
+                .bind(version)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        self.tenants.extend(created);
+    }
+
+    /// The context the migrator runs with: the extended sets (the new build).
+    fn new_build(&self) -> Context {
+        Context {
+            catalog: Arc::new(
+                Catalog::load(Some(self.sets.path())).unwrap_or_else(|e| panic!("{e}")),
+            ),
+            ..self.ctx.clone()
+        }
+    }
+
+    fn start_migrator(&self) -> (CancellationToken, JoinHandle<anyhow::Result<()>>) {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(migrator::run(self.new_build(), stop.clone()));
+        (stop, task)
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("DATABASE_URL", self.database.url()),
+            ("AMQP_URL", BROKER.to_owned()),
+            ("TENANCY_NAMESPACE", self.namespace.clone()),
+            ("MIGRATIONS_DIR", self.sets.path().display().to_string()),
+            ("HEALTH_ADDR", "127.0.0.1:0".to_owned()),
+            ("USER", "sre-ana".to_owned()),
+        ]
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tenantctl"));
+        command.args(args);
+        for (key, value) in self.env() {
+            command.env(key, value);
+        }
+        command
+    }
+
+    /// Runs `tenantctl` to the end.
+    async fn tenantctl(&self, args: &[&str]) -> Output {
+        let mut command = self.command(args);
+        tokio::task::spawn_blocking(move || command.output())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn versions(&self) -> HashMap<Uuid, i64> {
+        let mut conn = self.database.connect().await;
+        sqlx::query_as::<_, (Uuid, i64)>("SELECT id, schema_version FROM tenants")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .collect()
+    }
+
+    /// Creates `notice_board` in a tenant's schema behind the migrations' back.
+    async fn conflict(&self, slug: &TenantSlug) {
+        let mut conn = self.database.connect().await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE \"tenant_{slug}\".notice_board (id int)"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+fn config(database_url: &str, namespace: &str, migrations: Option<&Path>) -> Config {
+    let mut values = HashMap::from([
+        ("DATABASE_URL", database_url.to_owned()),
+        ("AMQP_URL", BROKER.to_owned()),
+        ("TENANCY_NAMESPACE", namespace.to_owned()),
+        ("HEALTH_ADDR", "127.0.0.1:0".to_owned()),
+    ]);
+    if let Some(dir) = migrations {
+        values.insert("MIGRATIONS_DIR", dir.display().to_string());
+    }
+    let mut config =
+        Config::from_lookup(|key| values.get(key).cloned()).unwrap_or_else(|e| panic!("{e}"));
+    // The fixtures' own sets are in `catalog`; the services get theirs through `Context`.
+    config.migrations_dir = None;
+    config
+}
+
+fn json_lines(output: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+async fn stop(migrator: (CancellationToken, JoinHandle<anyhow::Result<()>>)) {
+    migrator.0.cancel();
+    migrator
+        .1
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_over_200_tenants_with_3_conflicts_then_fixed_replayed_and_repeated() {
+    let fleet = Fleet::new(200, &[notice_board()]).await;
+    let conflicting: Vec<TenantSlug> = fleet.tenants[..3].iter().map(|(_, s)| s.clone()).collect();
+    for slug in &conflicting {
+        fleet.conflict(slug).await;
+    }
+    let migrator = fleet.start_migrator();
+
+    let deploy = fleet
+        .tenantctl(&["deploy", "--wait", "--timeout", "240", "--output", "json"])
+        .await;
+    assert!(!deploy.status.success(), "{}", text(&deploy));
+    let lines = json_lines(&deploy);
+    let summary = lines.last().unwrap_or_else(|| panic!("{}", text(&deploy)));
+    assert_eq!(summary["tenants"], 200, "{summary}");
+    assert_eq!(summary["succeeded"], 197, "{summary}");
+    assert_eq!(summary["failed"], 3, "{summary}");
+    let failed: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["status"] == "failed")
+        .filter_map(|l| l["slug"].as_str())
+        .collect();
+    let mut expected: Vec<&str> = conflicting.iter().map(TenantSlug::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(failed, expected);
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l["status"] == "failed")
+            .all(|l| l["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("already exists")),
+        "the reason is recorded: {lines:?}"
+    );
+    let versions = fleet.versions().await;
+    let target: i64 = NOTICE_BOARD.parse().unwrap_or_default();
+    assert_eq!(versions.values().filter(|v| **v == target).count(), 197);
+
+    // In the dead-letter queue and in `tenantctl status`.
+    let dlq = DeadLetterQueue::new(&fleet.ctx.bus, WorkQueue::MigrateTenant);
+    testkit::wait_until(
+        Duration::from_secs(30),
+        "3 commands dead-lettered",
+        || async { dlq.count().await.unwrap_or(0) == 3 },
+    )
+    .await;
+    let status = fleet.tenantctl(&["status"]).await;
+    assert!(!status.status.success());
+    assert_eq!(
+        text(&status).matches("needs reprocessing").count(),
+        3,
+        "{}",
+        text(&status)
+    );
+
+    // Fix the three, replay: every tenant at the target, nobody needing reprocessing.
+    let mut conn = fleet.database.connect().await;
+    for slug in &conflicting {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP TABLE \"tenant_{slug}\".notice_board"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let replay = fleet
+        .tenantctl(&["dlq", "replay", "migrator", "--all"])
+        .await;
+    assert!(replay.status.success(), "{}", text(&replay));
+    testkit::wait_until(Duration::from_secs(60), "all 200 at the target", || async {
+        fleet.versions().await.values().all(|v| *v == target)
+    })
+    .await;
+    let status = fleet.tenantctl(&["status"]).await;
+    assert!(status.status.success(), "{}", text(&status));
+
+    // The same deploy again: every tenant acknowledged, nothing applied.
+    let again = fleet
+        .tenantctl(&["deploy", "--wait", "--timeout", "120", "--output", "json"])
+        .await;
+    assert!(again.status.success(), "{}", text(&again));
+    let lines = json_lines(&again);
+    assert_eq!(
+        lines.last().map(|s| s["succeeded"].clone()),
+        Some(200.into())
+    );
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.get("slug").is_some())
+            .all(|l| l["applied"] == 0),
+        "nothing applied the second time"
+    );
+    stop(migrator).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_migrators_share_a_deploy_and_no_tenant_is_migrated_twice() {
+    let fleet = Fleet::new(60, &[notice_board()]).await;
+    let first = fleet.start_migrator();
+    // The second instance has connections of its own, as another replica would.
+    let other = Context::connect(
+        config(&fleet.database.url(), &fleet.namespace, None),
+        "deploy-test-2",
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let stop_second = CancellationToken::new();
+    let second = tokio::spawn(migrator::run(
+        Context {
+            catalog: fleet.new_build().catalog,
+            ..other
+        },
+        stop_second.clone(),
+    ));
+    let deploy = fleet
+        .tenantctl(&["deploy", "--wait", "--timeout", "120", "--output", "json"])
+        .await;
+    assert!(deploy.status.success(), "{}", text(&deploy));
+    let lines = json_lines(&deploy);
+    let per_tenant: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l.get("slug").is_some()).collect();
+    assert_eq!(per_tenant.len(), 60);
+    // `applied` adds up over every run of a tenant's command: 1 means it ran exactly once.
+    assert!(
+        per_tenant.iter().all(|l| l["applied"] == 1),
+        "{per_tenant:?}"
+    );
+    let mut conn = fleet.database.connect().await;
+    for (_, slug) in &fleet.tenants {
+        let runs: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM \"tenant_{slug}\"._tenancy_history WHERE version = {NOTICE_BOARD}"
+        )))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(runs, 1);
+    }
+    stop(first).await;
+    stop_second.cancel();
+    second
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_failure_stops_the_rollout_before_the_rest_is_published() {
+    let fleet = Fleet::new(20, &[notice_board()]).await;
+    // Canary tenants are the first by slug.
+    let mut slugs: Vec<TenantSlug> = fleet.tenants.iter().map(|(_, s)| s.clone()).collect();
+    slugs.sort();
+    fleet.conflict(&slugs[0]).await;
+    let migrator = fleet.start_migrator();
+    let deploy = fleet
+        .tenantctl(&["deploy", "--canary", "2", "--timeout", "120"])
+        .await;
+    assert!(!deploy.status.success(), "{}", text(&deploy));
+    assert!(text(&deploy).contains("canary failed"), "{}", text(&deploy));
+    let mut conn = fleet.database.connect().await;
+    let statuses: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, count(*) FROM deploy_tenants GROUP BY status ORDER BY status",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        statuses,
+        vec![
+            ("canceled".to_owned(), 18),
+            ("failed".to_owned(), 1),
+            ("succeeded".to_owned(), 1)
+        ]
+    );
+    // Nothing else was ever published: the queue is empty and the 18 never moved.
+    let queue = fleet
+        .ctx
+        .bus
+        .channel()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let name = shared::bus::Topology::new(fleet.namespace.clone()).queue(WorkQueue::MigrateTenant);
+    let declared = queue
+        .queue_declare(
+            name.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(declared.message_count(), 0);
+    let base: i64 = fleet.base.tenant.latest().map_or(0, Version::get);
+    assert_eq!(
+        fleet
+            .versions()
+            .await
+            .values()
+            .filter(|v| **v == base)
+            .count(),
+        19
+    );
+    stop(migrator).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_needs_allow_data_loss_refuses_irreversible_and_is_audited() {
+    let fleet = Fleet::new(3, &[notice_board(), freeze()]).await;
+    let migrator = fleet.start_migrator();
+    let auditor_stop = CancellationToken::new();
+    let auditor = tokio::spawn(auditor::run(fleet.ctx.clone(), auditor_stop.clone()));
+    let deploy = fleet
+        .tenantctl(&["deploy", "--to", NOTICE_BOARD, "--wait", "--timeout", "60"])
+        .await;
+    assert!(deploy.status.success(), "{}", text(&deploy));
+    let (tenant, slug) = fleet.tenants[0].clone();
+    let base = fleet
+        .base
+        .tenant
+        .latest()
+        .unwrap_or(Version::ZERO)
+        .to_string();
+
+    // The dry run lists the down and marks it.
+    let dry = fleet
+        .tenantctl(&[
+            "rollback",
+            "--tenant",
+            slug.as_str(),
+            "--to",
+            &base,
+            "--dry-run",
+        ])
+        .await;
+    assert!(dry.status.success(), "{}", text(&dry));
+    assert!(
+        text(&dry).contains("20270101000000_create_notice_board.down.sql  DESTROYS DATA"),
+        "{}",
+        text(&dry)
+    );
+
+    // Without --allow-data-loss: refused, nothing published, nothing changed.
+    let refused = fleet
+        .tenantctl(&["rollback", "--tenant", slug.as_str(), "--to", &base])
+        .await;
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("--allow-data-loss"),
+        "{}",
+        text(&refused)
+    );
+    let target: i64 = NOTICE_BOARD.parse().unwrap_or_default();
+    assert_eq!(fleet.versions().await[&tenant], target);
+
+    // With it: rolled back, and the audit trail says who did it.
+    let done = fleet
+        .tenantctl(&[
+            "rollback",
+            "--tenant",
+            slug.as_str(),
+            "--to",
+            &base,
+            "--allow-data-loss",
+            "--operator",
+            "sre-bruno",
+            "--wait",
+            "--timeout",
+            "60",
+        ])
+        .await;
+    assert!(done.status.success(), "{}", text(&done));
+    assert_eq!(
+        fleet.versions().await[&tenant],
+        base.parse::<i64>().unwrap_or_default()
+    );
+    let mut conn = fleet.database.connect().await;
+    testkit::wait_until(
+        Duration::from_secs(30),
+        "the rollback is audited",
+        || async {
+            let rows: Vec<serde_json::Value> = sqlx::query_scalar(
+            "SELECT data FROM audit_events WHERE type = 'migration.rollback' AND tenant_id = $1",
+        )
+        .bind(tenant)
+        .fetch_all(&mut fleet.database.connect().await)
+        .await
+        .unwrap_or_default();
+            rows.iter().any(|d| {
+                d["operator"] == "sre-bruno"
+                    && d["allow_data_loss"] == true
+                    && d["reverted"] == serde_json::json!([target])
+            })
+        },
+    )
+    .await;
+    let table: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT to_regclass('\"tenant_{slug}\".notice_board')::text"
+    )))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(table, None, "the down ran");
+
+    // An irreversible migration in the range stops the rollback before anything is published.
+    let deploy = fleet
+        .tenantctl(&["deploy", "--wait", "--timeout", "60"])
+        .await;
+    assert!(deploy.status.success(), "{}", text(&deploy));
+    let irreversible = fleet
+        .tenantctl(&["rollback", "--all", "--to", &base, "--allow-data-loss"])
+        .await;
+    assert!(!irreversible.status.success());
+    assert!(
+        text(&irreversible).contains("the old settings layout is not kept"),
+        "{}",
+        text(&irreversible)
+    );
+    assert!(text(&irreversible).contains("nothing was published"));
+    let latest: i64 = FREEZE.parse().unwrap_or_default();
+    assert!(fleet.versions().await.values().all(|v| *v == latest));
+
+    auditor_stop.cancel();
+    let _ = auditor.await;
+    stop(migrator).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_provisioned_during_a_deploy_ends_at_the_latest_version() {
+    let fleet = Fleet::new(2, &[notice_board()]).await;
+    let migrator = fleet.start_migrator();
+    // The provisioner is the old build: it knows only the built-in migrations.
+    let provisioner_stop = CancellationToken::new();
+    let provisioner = tokio::spawn(provisioner::run(
+        Context {
+            catalog: fleet.base.clone(),
+            ..fleet.ctx.clone()
+        },
+        provisioner_stop.clone(),
+    ));
+    let deploy = fleet.tenantctl(&["deploy"]).await;
+    assert!(deploy.status.success(), "{}", text(&deploy));
+
+    // Registered after the deploy listed the fleet.
+    let slug = testkit::unique_slug();
+    let tenant = Uuid::new_v4();
+    let data = shared::message::TenantRegistered {
+        tenant_id: tenant,
+        slug: slug.clone(),
+        name: "Late Towers".into(),
+        plan: None,
+        isolation: None,
+        admin: shared::message::Admin {
+            email: "late.admin@example.org".into(),
+            name: "Late Admin".into(),
+        },
+    };
+    let event = fleet.ctx.bus.publisher().event(data);
+    fleet
+        .ctx
+        .bus
+        .publisher()
+        .publish(&event)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let target: i64 = NOTICE_BOARD.parse().unwrap_or_default();
+    testkit::wait_until(
+        Duration::from_secs(60),
+        "the late tenant reaches the deploy's target",
+        || async { fleet.versions().await.get(&tenant) == Some(&target) },
+    )
+    .await;
+    let mut conn = fleet.database.connect().await;
+    let joined: String =
+        sqlx::query_scalar("SELECT status FROM deploy_tenants WHERE tenant_id = $1")
+            .bind(tenant)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(joined, "succeeded");
+
+    provisioner_stop.cancel();
+    let _ = provisioner.await;
+    stop(migrator).await;
+    testkit::pg::drop_roles_now(vec![format!("tenant_{slug}")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_blocked_by_a_lock_times_out_and_fails_while_the_others_finish() {
+    let fleet = Fleet::new(6, &[notice_board()]).await;
+    let (blocked_id, blocked) = fleet.tenants[0].clone();
+    // A long transaction holds the table the new migration references.
+    let mut holder = fleet.database.connect().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "BEGIN; LOCK TABLE \"tenant_{blocked}\".users IN ACCESS EXCLUSIVE MODE"
+    )))
+    .execute(&mut holder)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let migrator = fleet.start_migrator();
+    let deploy = fleet.tenantctl(&["deploy"]).await;
+    assert!(deploy.status.success(), "{}", text(&deploy));
+    let target: i64 = NOTICE_BOARD.parse().unwrap_or_default();
+    testkit::wait_until(Duration::from_secs(60), "the other 5 finish", || async {
+        fleet
+            .versions()
+            .await
+            .values()
+            .filter(|v| **v == target)
+            .count()
+            == 5
+    })
+    .await;
+    let mut conn = fleet.database.connect().await;
+    testkit::wait_until(
+        Duration::from_secs(60),
+        "the blocked tenant's timeout is on record",
+        || async {
+            let row: Option<(String, Option<String>)> =
+                sqlx::query_as("SELECT status, error FROM deploy_tenants WHERE tenant_id = $1")
+                    .bind(blocked_id)
+                    .fetch_optional(&mut fleet.database.connect().await)
+                    .await
+                    .unwrap_or_default();
+            row.is_some_and(|(status, error)| {
+                matches!(status.as_str(), "retrying" | "failed")
+                    && error.is_some_and(|e| e.contains("lock"))
+            })
+        },
+    )
+    .await;
+    assert_ne!(fleet.versions().await[&blocked_id], target);
+
+    // Once the lock is gone, its retries go through.
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    testkit::wait_until(
+        Duration::from_secs(120),
+        "the blocked tenant completes",
+        || async { fleet.versions().await[&blocked_id] == target },
+    )
+    .await;
+    let _ = &mut conn;
+    stop(migrator).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_unknown_to_the_migrator_is_never_acknowledged() {
+    let fleet = Fleet::new(1, &[notice_board()]).await;
+    // The migrator is the old build: the deploy's target is newer than anything it knows.
+    let stop_old = CancellationToken::new();
+    let old = tokio::spawn(migrator::run(
+        Context {
+            catalog: fleet.base.clone(),
+            ..fleet.ctx.clone()
+        },
+        stop_old.clone(),
+    ));
+    let deploy = fleet
+        .tenantctl(&["deploy", "--wait", "--timeout", "3", "--output", "json"])
+        .await;
+    assert!(!deploy.status.success(), "{}", text(&deploy));
+    let lines = json_lines(&deploy);
+    let row = lines
+        .iter()
+        .find(|l| l.get("slug").is_some())
+        .unwrap_or_else(|| panic!("{}", text(&deploy)));
+    assert_ne!(row["status"], "succeeded");
+    assert!(
+        row["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown to this migrator"),
+        "{row}"
+    );
+    stop_old.cancel();
+    let _ = old.await;
+
+    // The new build takes the same command and completes it (from the queue, or from the
+    // dead-letter queue if the old build gave it back past the delivery limit).
+    let migrator = fleet.start_migrator();
+    let replay = fleet
+        .tenantctl(&["dlq", "replay", "migrator", "--all"])
+        .await;
+    assert!(replay.status.success(), "{}", text(&replay));
+    let (tenant, _) = fleet.tenants[0].clone();
+    let target: i64 = NOTICE_BOARD.parse().unwrap_or_default();
+    testkit::wait_until(
+        Duration::from_secs(60),
+        "the new build applies it",
+        || async { fleet.versions().await[&tenant] == target },
+    )
+    .await;
+    stop(migrator).await;
+}

@@ -1,0 +1,3 @@
+-- Drops deploy_tenants and deploys.
+DROP TABLE deploy_tenants;
+DROP TABLE deploys;

@@ -1,0 +1,2 @@
+-- Drops tenants.migration_error.
+ALTER TABLE tenants DROP COLUMN migration_error;
