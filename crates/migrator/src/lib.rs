@@ -46,18 +46,15 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
     else {
         anyhow::bail!("TENANT_DATABASE_URL must be a PostgreSQL server for the migrator");
     };
-    // Every handler may hold a slot connection and a migration connection.
+    // A migration holds a slot, so no more than the slots ever need a connection at once.
+    let connections = settings.concurrency.min(settings.server_slots);
     let storage = TenantStorage::connect(
         &ctx.config,
-        u32::from(settings.concurrency),
+        u32::from(connections),
         EngineOptions::default(),
     )
     .await?;
-    let slots = ServerSlots::new(
-        (**server).clone(),
-        settings.server_slots,
-        settings.concurrency,
-    );
+    let slots = ServerSlots::new((**server).clone(), settings.server_slots, connections);
     let (recorder, writer) = Recorder::spawn(ctx.platform.clone());
     let migrator = Arc::new(Migrator {
         platform: ctx.platform.clone(),

@@ -148,19 +148,19 @@ impl Migrator {
                 };
             }
         };
-        self.emit(MigrationStarted {
+        // Confirmed while the migration runs; awaited before the command is acknowledged.
+        let announced = self.emit_in_background(MigrationStarted {
             tenant_id: command.tenant_id,
             deploy_id: Some(command.deploy_id),
             from_version: tenant.schema_version,
             target_version: target,
-        })
-        .await;
+        });
         let applied = async {
             let report = self
                 .storage
                 .apply(&tenant.slug, tenant.isolation, set, Some(target), &())
                 .await?;
-            if target == latest {
+            if target == latest && !self.catalog.tenant_seeds.migrations.is_empty() {
                 self.storage
                     .apply(
                         &tenant.slug,
@@ -175,6 +175,7 @@ impl Migrator {
         }
         .await;
         slot.release().await;
+        let _ = announced.await;
 
         match applied {
             Ok(report) => {
@@ -182,29 +183,30 @@ impl Migrator {
                 let before = report.before.unwrap_or(Version::ZERO);
                 let after = report.after.unwrap_or(Version::ZERO);
                 let versions: Vec<Version> = report.steps.iter().map(|s| s.version).collect();
-                let recorded = self
-                    .recorder
-                    .record(result(
-                        ResultStatus::Succeeded,
-                        Some(before),
-                        Some(after),
-                        u32::try_from(versions.len()).unwrap_or(u32::MAX),
-                        None,
-                    ))
-                    .await;
-                if let Err(reason) = recorded {
-                    return Outcome::Retry { reason };
-                }
-                tracing::info!(from = %before, to = %after, applied = versions.len(), "tenant migrated");
-                self.emit(MigrationCompleted {
+                let applied_count = u32::try_from(versions.len()).unwrap_or(u32::MAX);
+                let completed = MigrationCompleted {
                     tenant_id: command.tenant_id,
                     deploy_id: Some(command.deploy_id),
                     from_version: before,
                     to_version: after,
                     applied: versions,
                     duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                })
-                .await;
+                };
+                // The result's commit and the event's confirm, at once.
+                let (recorded, ()) = tokio::join!(
+                    self.recorder.record(result(
+                        ResultStatus::Succeeded,
+                        Some(before),
+                        Some(after),
+                        applied_count,
+                        None,
+                    )),
+                    self.emit(completed)
+                );
+                if let Err(reason) = recorded {
+                    return Outcome::Retry { reason };
+                }
+                tracing::info!(from = %before, to = %after, applied = applied_count, "tenant migrated");
                 self.metrics.command("migrate", "applied");
                 Outcome::Ack
             }
@@ -261,6 +263,23 @@ impl Migrator {
                 }
             }
         }
+    }
+
+    /// [`Migrator::emit`] in a task of its own, to overlap the broker's confirm with other work.
+    pub(crate) fn emit_in_background<T: Event + Send + Sync + 'static>(
+        &self,
+        data: T,
+    ) -> tokio::task::JoinHandle<()> {
+        let publisher = self.publisher.clone();
+        let event = publisher.event(data);
+        tokio::spawn(
+            async move {
+                if let Err(error) = publisher.publish(&event).await {
+                    tracing::warn!(event = T::TYPE, %error, "could not publish a lifecycle event");
+                }
+            }
+            .in_current_span(),
+        )
     }
 
     /// Publishes a lifecycle event. A lost event is logged, not retried: the result is already

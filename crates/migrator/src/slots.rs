@@ -7,12 +7,14 @@
 //! database, where advisory locks do not reach the others), so the migrators open at most twice
 //! the slot count on the server whatever the number of replicas.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Postgres};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -25,6 +27,8 @@ const SLOT_CLASS: i32 = 0x7e4a_5107;
 pub struct ServerSlots {
     pool: PgPool,
     slots: u16,
+    /// This process's share, queued in order: only contention with other replicas is polled.
+    local: Arc<Semaphore>,
 }
 
 /// A held slot. Dropped without [`Slot::release`] (a panic, a cancelled task), it closes its
@@ -32,6 +36,7 @@ pub struct ServerSlots {
 pub struct Slot {
     conn: Option<PoolConnection<Postgres>>,
     slot: i32,
+    _local: OwnedSemaphorePermit,
 }
 
 impl ServerSlots {
@@ -48,6 +53,7 @@ impl ServerSlots {
         ServerSlots {
             pool,
             slots: slots.max(1),
+            local: Arc::new(Semaphore::new(usize::from(local.max(1)))),
         }
     }
 
@@ -67,22 +73,32 @@ impl ServerSlots {
             .with_jitter()
             .without_max_times()
             .build();
-        let start = u16::try_from(tenant.as_u128() % u128::from(self.slots)).unwrap_or(0);
+        let local = tokio::select! {
+            permit = self.local.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return Ok(None),
+            },
+            () = shutdown.cancelled() => return Ok(None),
+        };
+        let start = i32::try_from(tenant.as_u128() % u128::from(self.slots)).unwrap_or(0);
         loop {
             let mut conn = self.pool.acquire().await?;
-            for offset in 0..self.slots {
-                let slot = i32::from((start + offset) % self.slots);
-                let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
-                    .bind(SLOT_CLASS)
-                    .bind(slot)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                if taken {
-                    return Ok(Some(Slot {
-                        conn: Some(conn),
-                        slot,
-                    }));
-                }
+            // Every slot in one round trip: the scan stops at the first lock it gets.
+            let taken: Option<i32> = sqlx::query_scalar(
+                "SELECT slot FROM (SELECT (s % $3)::int4 AS slot FROM generate_series($2, $2 + $3 - 1) AS s) AS slots
+                  WHERE pg_try_advisory_lock($1, slot) LIMIT 1",
+            )
+            .bind(SLOT_CLASS)
+            .bind(start)
+            .bind(i32::from(self.slots))
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(slot) = taken {
+                return Ok(Some(Slot {
+                    conn: Some(conn),
+                    slot,
+                    _local: local,
+                }));
             }
             drop(conn);
             let delay = delays.next().unwrap_or(Duration::from_millis(250));

@@ -10,8 +10,8 @@
 //! | `MIGRATIONS_DIR` | overrides the built-in migrations (`platform/`, `tenant/`, `tenant-seeds/`) | built in |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME` | OpenTelemetry export; unset endpoint = none | unset |
 //! | `HEALTH_ADDR` | where a service serves `/healthz` and `/readyz` (not part of the contract) | `127.0.0.1:8080` |
-//! | `MIGRATOR_CONCURRENCY` | tenants one migrator process works on at once (and its prefetch) (not part of the contract) | `16` |
-//! | `MIGRATOR_SERVER_SLOTS` | tenants migrated at once on one tenant server by all migrators together (not part of the contract) | `16` |
+//! | `MIGRATOR_CONCURRENCY` | commands one migrator process handles at once (and its prefetch) (not part of the contract) | `64` |
+//! | `MIGRATOR_SERVER_SLOTS` | migrations running at once on one tenant server across every migrator; also each process's pool there (not part of the contract) | `16` |
 //! | `LOG_FORMAT` | `auto` (human on a terminal, JSON otherwise), `human` or `json` (not part of the contract) | `auto` |
 //!
 //! Tests build a [`Config`] from a map with [`Config::from_lookup`]; nothing here calls
@@ -184,7 +184,9 @@ pub struct Config {
 /// How hard the migrators may work a tenant server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MigratorConfig {
-    /// Commands one process handles at once; also its prefetch.
+    /// Commands one process handles at once; also its prefetch. Larger than the slots: a
+    /// handler that is reading the tenant row, recording a result or waiting for a confirm
+    /// holds no connection to the tenant server.
     pub concurrency: u16,
     /// Migrations running at once on one tenant server across every migrator replica (each
     /// holds a slot: one advisory lock on that server). Bounds the connections all replicas
@@ -195,7 +197,7 @@ pub struct MigratorConfig {
 impl Default for MigratorConfig {
     fn default() -> Self {
         MigratorConfig {
-            concurrency: 16,
+            concurrency: 64,
             server_slots: 16,
         }
     }

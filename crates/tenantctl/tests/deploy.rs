@@ -772,3 +772,107 @@ async fn a_target_unknown_to_the_migrator_is_never_acknowledged() {
     .await;
     stop(migrator).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migrator_killed_mid_deploy_is_redelivered_and_the_deploy_completes() {
+    let slow = (
+        "20270101000000_create_notice_board",
+        "CREATE TABLE notice_board (id bigint PRIMARY KEY);\nSELECT pg_sleep(0.2);\n",
+        Some("DROP TABLE notice_board;\n"),
+    );
+    let fleet = Fleet::new(60, &[slow]).await;
+    let migrator = |log: &str| {
+        let mut command = fleet.command(&["up", "--only", "migrator"]);
+        command
+            .env("MIGRATOR_SERVER_SLOTS", "4")
+            .env("LOG_FORMAT", "json")
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::File::create(
+                    std::env::temp_dir().join(format!("{}-{log}.log", fleet.namespace)),
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            );
+        command.spawn().unwrap_or_else(|e| panic!("{e}"))
+    };
+    let mut first = migrator("1");
+    let deploy = fleet.tenantctl(&["deploy", "--output", "json"]).await;
+    assert!(deploy.status.success(), "{}", text(&deploy));
+    let deploy_id = json_lines(&deploy)
+        .last()
+        .and_then(|l| l["deploy_id"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("{}", text(&deploy)));
+    let target: i64 = NOTICE_BOARD.parse().unwrap_or_default();
+    testkit::wait_until(
+        Duration::from_secs(60),
+        "some tenants are migrated",
+        || async {
+            fleet
+                .versions()
+                .await
+                .values()
+                .filter(|v| **v == target)
+                .count()
+                >= 8
+        },
+    )
+    .await;
+    first.kill().unwrap_or_else(|e| panic!("{e}"));
+    let _ = first.wait();
+    let done_before = fleet
+        .versions()
+        .await
+        .values()
+        .filter(|v| **v == target)
+        .count();
+    assert!(
+        done_before < 60,
+        "killed mid-deploy ({done_before} of 60 done)"
+    );
+
+    let mut second = migrator("2");
+    let follow = fleet
+        .tenantctl(&[
+            "deploy",
+            "--follow",
+            &deploy_id,
+            "--timeout",
+            "120",
+            "--output",
+            "json",
+        ])
+        .await;
+    assert!(follow.status.success(), "{}", text(&follow));
+    let per_tenant: Vec<serde_json::Value> = json_lines(&follow)
+        .into_iter()
+        .filter(|l| l.get("slug").is_some())
+        .collect();
+    assert_eq!(per_tenant.len(), 60);
+    // Every tenant succeeded; one the kill caught after its commit but before its record is
+    // found at the target on redelivery (applied 0): the migration itself ran once.
+    let unfinished: Vec<&serde_json::Value> = per_tenant
+        .iter()
+        .filter(|l| l["status"] != "succeeded")
+        .collect();
+    assert!(unfinished.is_empty(), "{unfinished:?}");
+    let applied: i64 = per_tenant
+        .iter()
+        .filter_map(|l| l["applied"].as_i64())
+        .sum();
+    assert!(applied <= 60);
+    let mut conn = fleet.database.connect().await;
+    for (_, slug) in &fleet.tenants {
+        let runs: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM \"tenant_{slug}\"._tenancy_history WHERE version = {NOTICE_BOARD} AND success"
+        )))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(runs, 1, "{slug}");
+    }
+    assert!(fleet.versions().await.values().all(|v| *v == target));
+    let _ = Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status();
+    let _ = second.wait();
+}

@@ -13,6 +13,17 @@ pub struct Args {
     /// Address of /healthz and /readyz [default: $HEALTH_ADDR, else 127.0.0.1:8080].
     #[arg(long)]
     health_addr: Option<SocketAddr>,
+    /// Run only these services (comma-separated), e.g. `--only migrator` for a process per
+    /// service with the same binary.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Service>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Service {
+    Auditor,
+    Provisioner,
+    Migrator,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -33,24 +44,30 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let health = shared::health::spawn(health_addr, ctx.health.clone(), shutdown.clone()).await?;
 
+    let wanted = |service| args.only.is_empty() || args.only.contains(&service);
     let mut services = JoinSet::new();
-    services.spawn({
+    let mut names = Vec::new();
+    if wanted(Service::Auditor) {
+        names.push("auditor");
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
-        async move { ("auditor", auditor::run(ctx, shutdown).await) }
-    });
-    services.spawn({
+        services.spawn(async move { ("auditor", auditor::run(ctx, shutdown).await) });
+    }
+    if wanted(Service::Provisioner) {
+        names.push("provisioner");
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
-        async move { ("provisioner", provisioner::run(ctx, shutdown).await) }
-    });
-    services.spawn({
+        services.spawn(async move { ("provisioner", provisioner::run(ctx, shutdown).await) });
+    }
+    if wanted(Service::Migrator) {
+        names.push("migrator");
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
-        async move { ("migrator", migrator::run(ctx, shutdown).await) }
-    });
+        services.spawn(async move { ("migrator", migrator::run(ctx, shutdown).await) });
+    }
     tracing::info!(
         database = %ctx.config.database_url.redacted(),
         broker = %ctx.config.amqp_url,
         namespace = %ctx.config.namespace,
-        "tenancy is up: auditor, provisioner and migrator running; stop with Ctrl-C"
+        services = %names.join(", "),
+        "tenancy is up; stop with Ctrl-C"
     );
 
     let mut failed = false;
