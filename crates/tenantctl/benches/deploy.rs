@@ -132,6 +132,10 @@ async fn main() -> BenchResult<()> {
         "  fleet ready in {:.1}s (not measured)",
         started.elapsed().as_secs_f64()
     );
+    // The fixture's connections would otherwise sit through both measurements, each one more
+    // backend for every catalog invalidation to reach.
+    engine.backend().pool().close().await;
+    drop(engine);
 
     // 1. Plain SQL: the same statement in every schema, same number of connections.
     let cpu_before = cpu_seconds();
@@ -263,7 +267,6 @@ async fn main() -> BenchResult<()> {
     Topology::new(namespace).delete(&channel).await?;
     ctx.bus.close().await;
     pool.close().await;
-    drop(engine);
     let mut admin = server.connect().await?;
     sqlx::raw_sql(AssertSqlSafe(format!(
         "DROP DATABASE \"{database}\" WITH (FORCE)"

@@ -65,7 +65,7 @@ pub struct Args {
 }
 
 /// Publishes in flight at once: enough to hide the broker's confirm latency.
-const PUBLISH_WINDOW: usize = 256;
+const PUBLISH_WINDOW: usize = 1024;
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = Config::from_env()?;
