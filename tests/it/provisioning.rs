@@ -645,10 +645,11 @@ async fn a_tenant_role_reaches_its_own_database_and_nothing_else() {
 async fn a_tenant_failed_at_a_step_resumes_there_when_retried() {
     // A copy of the migration sets whose newest tenant migration is broken.
     let sets = testkit::ScratchDir::new();
-    copy_dir(
+    testkit::copy_dir(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations"),
         sets.path(),
-    );
+    )
+    .unwrap_or_else(|e| panic!("copying the migration sets: {e}"));
     let broken = sets.path().join("tenant/20270101000000_broken.up.sql");
     let broken_lite = sets
         .path()
@@ -749,19 +750,4 @@ async fn a_tenant_failed_at_a_step_resumes_there_when_retried() {
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|e| panic!("{e}"));
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{e}"));
-    for entry in std::fs::read_dir(from)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .flatten()
-    {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap_or_else(|e| panic!("{e}"));
-        }
-    }
 }

@@ -19,7 +19,7 @@ use shared::message::{
     CloudEvent, Event, MigrateTenant, MigrationCompleted, MigrationFailed, MigrationStarted,
 };
 use shared::migrate::{EngineError, Version};
-use shared::store::deploys::{MigrationResult, ResultStatus};
+use shared::store::deploys::{MigrationResult, MigrationTenant, ResultStatus};
 use tracing::Instrument as _;
 
 use crate::Migrator;
@@ -74,21 +74,9 @@ impl Migrator {
             return Outcome::Retry { reason };
         }
 
-        let tenant = match self.platform.migration_tenant(command.tenant_id).await {
-            Ok(Some(tenant)) => tenant,
-            Ok(None) => {
-                return Outcome::DeadLetter {
-                    reason: format!(
-                        "there is no tenant {} in the platform database",
-                        command.tenant_id
-                    ),
-                };
-            }
-            Err(error) => {
-                return Outcome::Retry {
-                    reason: error.to_string(),
-                };
-            }
+        let tenant = match self.tenant(command.tenant_id).await {
+            Ok(tenant) => tenant,
+            Err(outcome) => return outcome,
         };
         match tenant.status.as_str() {
             "active" | "suspended" => {}
@@ -135,18 +123,9 @@ impl Migrator {
             .filter(|m| m.version > tenant.schema_version && m.version <= target)
             .count();
         self.metrics.pending(pending);
-        let slot = match self.slots.acquire(command.tenant_id, &self.shutdown).await {
-            Ok(Some(slot)) => slot,
-            Ok(None) => {
-                return Outcome::Retry {
-                    reason: "shutting down".into(),
-                };
-            }
-            Err(error) => {
-                return Outcome::Retry {
-                    reason: format!("no migration slot on the tenant server: {error}"),
-                };
-            }
+        let slot = match self.slot(command.tenant_id).await {
+            Ok(slot) => slot,
+            Err(outcome) => return outcome,
         };
         // Confirmed while the migration runs; awaited before the command is acknowledged.
         let announced = self.emit_in_background(MigrationStarted {
@@ -262,6 +241,32 @@ impl Migrator {
                     (false, _) => Outcome::Retry { reason },
                 }
             }
+        }
+    }
+
+    /// The tenant row, or what to do with the command when there is none.
+    pub(crate) async fn tenant(&self, id: uuid::Uuid) -> Result<MigrationTenant, Outcome> {
+        match self.platform.migration_tenant(id).await {
+            Ok(Some(tenant)) => Ok(tenant),
+            Ok(None) => Err(Outcome::DeadLetter {
+                reason: format!("there is no tenant {id} in the platform database"),
+            }),
+            Err(error) => Err(Outcome::Retry {
+                reason: error.to_string(),
+            }),
+        }
+    }
+
+    /// A slot on the tenant server, or the command given back (shutdown, server unreachable).
+    pub(crate) async fn slot(&self, tenant: uuid::Uuid) -> Result<crate::Slot, Outcome> {
+        match self.slots.acquire(tenant, &self.shutdown).await {
+            Ok(Some(slot)) => Ok(slot),
+            Ok(None) => Err(Outcome::Retry {
+                reason: "shutting down".into(),
+            }),
+            Err(error) => Err(Outcome::Retry {
+                reason: format!("no migration slot on the tenant server: {error}"),
+            }),
         }
     }
 

@@ -42,34 +42,13 @@ impl Migrator {
                 ),
             };
         }
-        let tenant = match self.platform.migration_tenant(command.tenant_id).await {
-            Ok(Some(tenant)) => tenant,
-            Ok(None) => {
-                return Outcome::DeadLetter {
-                    reason: format!(
-                        "there is no tenant {} in the platform database",
-                        command.tenant_id
-                    ),
-                };
-            }
-            Err(error) => {
-                return Outcome::Retry {
-                    reason: error.to_string(),
-                };
-            }
+        let tenant = match self.tenant(command.tenant_id).await {
+            Ok(tenant) => tenant,
+            Err(outcome) => return outcome,
         };
-        let slot = match self.slots.acquire(command.tenant_id, &self.shutdown).await {
-            Ok(Some(slot)) => slot,
-            Ok(None) => {
-                return Outcome::Retry {
-                    reason: "shutting down".into(),
-                };
-            }
-            Err(error) => {
-                return Outcome::Retry {
-                    reason: format!("no migration slot on the tenant server: {error}"),
-                };
-            }
+        let slot = match self.slot(command.tenant_id).await {
+            Ok(slot) => slot,
+            Err(outcome) => return outcome,
         };
         let reverted = self
             .storage

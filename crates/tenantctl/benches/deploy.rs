@@ -349,7 +349,7 @@ async fn run_in_every_schema(
 /// The built-in platform set, a two-version tenant set (`with_v2`: both versions), no seeds.
 fn write_sets(dir: &Path, with_v2: bool) -> BenchResult<()> {
     let platform = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/platform");
-    copy_dir(&platform, &dir.join("platform"))?;
+    testkit::copy_dir(&platform, &dir.join("platform"))?;
     std::fs::create_dir_all(dir.join("tenant-seeds/sqlite"))?;
     let mut tenant = vec![(V1, V1_SQL, "DROP TABLE notes;\n")];
     if with_v2 {
@@ -360,19 +360,6 @@ fn write_sets(dir: &Path, with_v2: bool) -> BenchResult<()> {
         for (name, up, down) in &tenant {
             std::fs::write(dir.join(sub).join(format!("{name}.up.sql")), up)?;
             std::fs::write(dir.join(sub).join(format!("{name}.down.sql")), down)?;
-        }
-    }
-    Ok(())
-}
-
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)?.flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
         }
     }
     Ok(())

@@ -31,10 +31,11 @@ const FREEZE: &str = "20270101000100";
 /// directory; the same SQL serves both dialects.
 fn sets_with(extra: &[(&str, &str, Option<&str>)]) -> ScratchDir {
     let dir = ScratchDir::new();
-    copy_dir(
+    testkit::copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations"),
         dir.path(),
-    );
+    )
+    .unwrap_or_else(|e| panic!("copying the migration sets: {e}"));
     for (name, up, down) in extra {
         for sub in ["tenant", "tenant/sqlite"] {
             let base = dir.path().join(sub);
@@ -63,21 +64,6 @@ fn freeze() -> (&'static str, &'static str, Option<&'static str>) {
         "-- irreversible: the old settings layout is not kept\nCREATE TABLE settings_frozen (id bigint PRIMARY KEY);\n",
         None,
     )
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{e}"));
-    for entry in std::fs::read_dir(from)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .flatten()
-    {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap_or_else(|e| panic!("{e}"));
-        }
-    }
 }
 
 struct Fleet {

@@ -35,23 +35,9 @@ fn text(output: &Output) -> String {
 fn copy_of_the_sets() -> ScratchDir {
     let scratch = ScratchDir::new();
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
-    copy_dir(&source, scratch.path());
+    testkit::copy_dir(&source, scratch.path())
+        .unwrap_or_else(|e| panic!("copying the migration sets: {e}"));
     scratch
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{e}"));
-    for entry in std::fs::read_dir(from)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .flatten()
-    {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap_or_else(|e| panic!("{e}"));
-        }
-    }
 }
 
 fn write(path: PathBuf, sql: &str) {

@@ -36,6 +36,23 @@ pub fn unique_slug() -> TenantSlug {
     TenantSlug::parse(&slug).unwrap_or_else(|e| panic!("generated slug {slug}: {e}"))
 }
 
+/// Copies the directory tree `from` into `to` (created if missing).
+///
+/// # Errors
+/// A file that cannot be read or written.
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)?.flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
 /// A temporary directory, removed with its contents on drop.
 #[derive(Debug)]
 pub struct ScratchDir {
