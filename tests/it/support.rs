@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use shared::bus::Bus;
 use shared::bus::consumer::ConsumerOptions;
-use shared::bus::{Bus, Topology};
 use shared::config::Config;
 use shared::message::{CloudEvent, Event, TenantRegistered};
 use shared::service::Context;
@@ -210,25 +210,7 @@ impl Drop for Env {
         drop(self._database.take());
         testkit::pg::drop_databases_now(tenants.clone());
         testkit::pg::drop_roles_now(tenants);
-        // Quorum queues cannot be auto-deleted: the namespace's topology is removed explicitly.
-        let (url, namespace) = (self.amqp_url.clone(), self.namespace.clone());
-        let worker = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let connection =
-                    lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
-                        .await
-                        .ok()?;
-                let channel = connection.create_channel().await.ok()?;
-                let _ = Topology::new(namespace).delete(&channel).await;
-                let _ = connection.close(200, "test done".into()).await;
-                Some(())
-            })
-        });
-        let _ = worker.join();
+        testkit::broker::delete_topology_now(&self.amqp_url, &self.namespace);
     }
 }
 

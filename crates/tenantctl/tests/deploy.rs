@@ -216,6 +216,12 @@ impl Fleet {
     }
 }
 
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        testkit::broker::delete_topology_now(BROKER, &self.namespace);
+    }
+}
+
 fn config(database_url: &str, namespace: &str, migrations: Option<&Path>) -> Config {
     let mut values = HashMap::from([
         ("DATABASE_URL", database_url.to_owned()),
@@ -861,4 +867,52 @@ async fn a_migrator_killed_mid_deploy_is_redelivered_and_the_deploy_completes() 
         .args(["-TERM", &second.id().to_string()])
         .status();
     let _ = second.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_lists_the_work_and_an_unapproved_destructive_migration_stops_the_deploy() {
+    let drop_settings = (
+        "20270101000100_drop_condominium_settings",
+        "DROP TABLE condominium_settings;\n",
+        Some("CREATE TABLE condominium_settings (id bigint PRIMARY KEY);\n"),
+    );
+    let fleet = Fleet::new(3, &[notice_board(), drop_settings]).await;
+
+    // The dry run shows the work and the problem, and fails as the deploy would.
+    let dry = fleet
+        .tenantctl(&["deploy", "--dry-run", "--to", NOTICE_BOARD])
+        .await;
+    assert!(!dry.status.success(), "{}", text(&dry));
+    assert!(
+        text(&dry).contains("a deploy would refuse"),
+        "{}",
+        text(&dry)
+    );
+    assert_eq!(
+        text(&dry)
+            .matches(&format!("would apply {NOTICE_BOARD}"))
+            .count(),
+        3,
+        "{}",
+        text(&dry)
+    );
+
+    let refused = fleet.tenantctl(&["deploy", "--wait"]).await;
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("refusing to deploy"),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        text(&refused).contains("20270101000100_drop_condominium_settings"),
+        "the refusal names the migration: {}",
+        text(&refused)
+    );
+    let mut conn = fleet.database.connect().await;
+    let deploys: i64 = sqlx::query_scalar("SELECT count(*) FROM deploys")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(deploys, 0, "nothing recorded, nothing published");
 }

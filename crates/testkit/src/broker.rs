@@ -568,3 +568,27 @@ fn kill_leftover_node(dir: &Path) {
         }
     }
 }
+
+/// Deletes the exchanges and queues of `namespace` on the broker at `amqp_url`, from a thread
+/// of its own (so it can run in `Drop` inside a runtime). Quorum queues are never auto-deleted:
+/// a test that declared a topology removes it, or the broker fills up with them. Best effort.
+pub fn delete_topology_now(amqp_url: &str, namespace: &str) {
+    let (url, namespace) = (amqp_url.to_owned(), namespace.to_owned());
+    let worker = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        runtime.block_on(async {
+            let connection =
+                lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+                    .await
+                    .ok()?;
+            let channel = connection.create_channel().await.ok()?;
+            let _ = shared::bus::Topology::new(namespace).delete(&channel).await;
+            let _ = connection.close(200, "test done".into()).await;
+            Some(())
+        })
+    });
+    let _ = worker.join();
+}

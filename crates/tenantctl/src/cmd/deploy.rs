@@ -85,10 +85,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .filter(|f| f.severity == Severity::Error)
         .map(|f| f.to_string())
         .collect();
-    if !errors.is_empty() {
-        for error in &errors {
-            eprintln!("{error}");
-        }
+    for error in &errors {
+        eprintln!("{error}");
+    }
+    if !errors.is_empty() && !args.dry_run {
         anyhow::bail!(
             "refusing to deploy: the migrations ({origin}) fail {} check(s) listed above; nothing was applied or published (see `tenantctl migrations check`)",
             errors.len()
@@ -109,7 +109,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
 
     if args.dry_run {
-        return dry_run(&config, &catalog, target, json).await;
+        let code = dry_run(&config, &catalog, target, json).await?;
+        if !errors.is_empty() {
+            eprintln!(
+                "a deploy would refuse: the migrations ({origin}) fail {} check(s) listed above",
+                errors.len()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        return Ok(code);
     }
 
     let operator = super::dlq::operator_handle(args.operator.clone())?;
