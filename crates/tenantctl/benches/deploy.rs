@@ -144,6 +144,8 @@ async fn main() -> BenchResult<()> {
     let baseline = started.elapsed();
     let baseline_cpu = cpu_seconds().since(&cpu_before);
     run_in_every_schema(&pool, &slugs, connections, "DROP TABLE note_tags").await?;
+    // The baseline's connections are done: closed, as the deploy's are absent from the baseline.
+    pool.close().await;
 
     // 2. The deploy, end to end.
     let env = [
@@ -266,7 +268,6 @@ async fn main() -> BenchResult<()> {
     let _ = tokio::task::spawn_blocking(move || migrator.wait()).await;
     Topology::new(namespace).delete(&channel).await?;
     ctx.bus.close().await;
-    pool.close().await;
     let mut admin = server.connect().await?;
     sqlx::raw_sql(AssertSqlSafe(format!(
         "DROP DATABASE \"{database}\" WITH (FORCE)"
