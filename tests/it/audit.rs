@@ -49,11 +49,7 @@ async fn every_event_is_stored_once_without_personal_data() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(tenant_ids, 50, "the tenant id column is filled");
 
-    stop.cancel();
-    auditor
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    testkit::stop_service((stop, auditor)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,18 +57,8 @@ async fn the_same_event_delivered_twice_is_one_row() {
     let env = Env::new().await;
     let event = env.ctx.bus.publisher().event(registration("twice_co"));
     // Published twice, as a publisher retrying after a lost confirm would: two deliveries.
-    env.ctx
-        .bus
-        .publisher()
-        .publish(&event)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    env.ctx
-        .bus
-        .publisher()
-        .publish(&event)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    env.publish(&event).await;
+    env.publish(&event).await;
     let (stop, auditor) = env.start_auditor();
     let other = publish_many(&env.ctx.bus, 1, |_| registration("after_co")).await;
     env.wait_for_audit_count(2, Duration::from_secs(30)).await;
@@ -82,11 +68,7 @@ async fn the_same_event_delivered_twice_is_one_row() {
     assert_eq!(stored.get(&event.id), Some(&1));
     assert_eq!(stored.get(&other[0]), Some(&1));
     assert_eq!(env.audit_count().await, 2);
-    stop.cancel();
-    auditor
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    testkit::stop_service((stop, auditor)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,12 +106,7 @@ async fn garbage_and_contract_violations_go_to_the_dead_letter_queue_and_the_aud
     );
     let bytes = encode(&good);
     assert!(!bytes.is_empty());
-    env.ctx
-        .bus
-        .publisher()
-        .publish(&good)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    env.publish(&good).await;
 
     env.wait_for_audit_count(1, Duration::from_secs(30)).await;
     let dlq = DeadLetterQueue::new(&env.ctx.bus, WorkQueue::AuditorEvents);
@@ -159,11 +136,7 @@ async fn garbage_and_contract_violations_go_to_the_dead_letter_queue_and_the_aud
         "reasons do not echo the input"
     );
     assert_eq!(env.audit_count().await, 1);
-    stop.cancel();
-    auditor
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    testkit::stop_service((stop, auditor)).await;
 }
 
 use shared::message::Event as _;

@@ -104,12 +104,7 @@ async fn command(env: &Env, handler: &Scripted, script: Option<Script>) -> Uuid 
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let event = env.ctx.bus.publisher().event(data);
-    env.ctx
-        .bus
-        .publisher()
-        .publish(&event)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    env.publish(&event).await;
     tenant
 }
 

@@ -60,11 +60,7 @@ async fn dead_letters(env: &Env, tenants: &[Uuid]) {
         dlq.count().await.unwrap_or(0) == expected
     })
     .await;
-    stop.cancel();
-    refuse
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    testkit::stop_service((stop, refuse)).await;
 }
 
 async fn eventually_count(dlq: &DeadLetterQueue<'_>, expected: u32, what: &str) {

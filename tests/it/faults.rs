@@ -52,11 +52,7 @@ async fn survives(
         (0, 0, total),
         "every event stored exactly once"
     );
-    stop.cancel();
-    auditor
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    testkit::stop_service((stop, auditor)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

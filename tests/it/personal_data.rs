@@ -61,11 +61,7 @@ async fn no_log_line_event_or_audit_row_holds_an_admins_email_or_name() {
     env.wait_for_audit_count(3 * (1 + 6 + 1), Duration::from_secs(30))
         .await;
     provisioner_stop.cancel();
-    auditor_stop.cancel();
-    provisioner
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    testkit::stop_service((auditor_stop, provisioner)).await;
     auditor
         .await
         .unwrap_or_else(|e| panic!("{e}"))

@@ -83,10 +83,7 @@ async fn fifty_tenants_registered_at_once_all_end_active() {
     for (tenant, slug) in &tenants {
         assert_provisioned(&env, *tenant, slug).await;
     }
-    stop.cancel();
-    task.await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    testkit::stop_service((stop, task)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,18 +99,8 @@ async fn the_same_registration_twice_is_one_tenant_and_one_admin() {
     // The same event twice (a publisher retry), and a second event for the same tenant (the
     // platform sending it again).
     let event = env.ctx.bus.publisher().event(data.clone());
-    env.ctx
-        .bus
-        .publisher()
-        .publish(&event)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    env.ctx
-        .bus
-        .publisher()
-        .publish(&event)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    env.publish(&event).await;
+    env.publish(&event).await;
     env.ctx
         .bus
         .publisher()
@@ -164,10 +151,7 @@ async fn the_same_registration_twice_is_one_tenant_and_one_admin() {
         attempts.iter().all(|a| *a == 1),
         "later copies ran no step again: {attempts:?}"
     );
-    stop.cancel();
-    task.await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    testkit::stop_service((stop, task)).await;
 }
 
 /// The real provisioner, except that it stops right after the effect of one step, before
@@ -303,10 +287,7 @@ async fn a_provisioner_killed_in_the_middle_of_each_step_resumes_and_converges()
         })
         .await;
         assert_provisioned(&env, tenant, &slug).await;
-        stop.cancel();
-        task.await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        testkit::stop_service((stop, task)).await;
     }
 }
 
@@ -343,10 +324,7 @@ async fn postgresql_stopped_mid_provisioning_then_started_completes() {
     for (tenant, slug) in &tenants {
         assert_provisioned(&env, *tenant, slug).await;
     }
-    stop.cancel();
-    task.await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    testkit::stop_service((stop, task)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,10 +393,7 @@ async fn a_slug_taken_by_another_tenant_fails_with_the_reason_and_lands_in_the_d
         .unwrap_or_default();
     assert!(reason.contains("belongs to another tenant"), "{reason}");
     stop.cancel();
-    auditor_stop.cancel();
-    task.await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    testkit::stop_service((auditor_stop, task)).await;
     auditor
         .await
         .unwrap_or_else(|e| panic!("{e}"))
@@ -510,10 +485,7 @@ async fn hostile_registrations_are_refused_with_a_reason_and_create_nothing() {
             .await
             .unwrap_or(-1);
     assert_eq!((tenants, schemas), (0, 0), "nothing created");
-    stop.cancel();
-    task.await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    testkit::stop_service((stop, task)).await;
 }
 
 async fn cannot(conn: &mut sqlx::PgConnection, sql: &str) -> String {
@@ -569,10 +541,7 @@ async fn a_tenant_role_reaches_its_own_schema_and_nothing_else() {
         let error = cannot(&mut conn, &sql).await;
         assert!(error.contains("permission denied"), "{sql}: {error}");
     }
-    stop.cancel();
-    task.await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    testkit::stop_service((stop, task)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -635,10 +604,7 @@ async fn a_tenant_role_reaches_its_own_database_and_nothing_else() {
     )))
     .execute(&mut admin)
     .await;
-    stop.cancel();
-    task.await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    testkit::stop_service((stop, task)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -693,10 +659,7 @@ async fn a_tenant_failed_at_a_step_resumes_there_when_retried() {
             .contains("20270101000000_broken.up.sql"),
         "{error:?}"
     );
-    stop.cancel();
-    task.await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    testkit::stop_service((stop, task)).await;
 
     // The author fixes the migration (it never applied anywhere), the provisioner restarts with
     // it, and the registration is replayed (what `tenantctl tenant retry` does).
@@ -745,9 +708,5 @@ async fn a_tenant_failed_at_a_step_resumes_there_when_retried() {
         "the steps before it did not: {attempts:?}"
     );
     assert_provisioned(&env, tenant, &slug).await;
-    stop.cancel();
-    running
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    testkit::stop_service((stop, running)).await;
 }

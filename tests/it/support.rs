@@ -124,13 +124,18 @@ impl Env {
         }))
         .unwrap_or_else(|e| panic!("{e}"));
         let event = self.ctx.bus.publisher().event(data);
+        self.publish(&event).await;
+        (tenant, slug)
+    }
+
+    /// Publishes `event` and waits for the broker's confirm.
+    pub async fn publish<T: Event>(&self, event: &CloudEvent<T>) {
         self.ctx
             .bus
             .publisher()
-            .publish(&event)
+            .publish(event)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        (tenant, slug)
+            .unwrap_or_else(|e| panic!("publishing {}: {e}", T::TYPE));
     }
 
     /// Runs the provisioner in this process until the returned token is cancelled.

@@ -32,11 +32,7 @@ async fn one_trace_runs_from_the_publisher_to_the_auditors_insert() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     env.wait_for_audit_count(1, Duration::from_secs(30)).await;
-    stop.cancel();
-    auditor
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    testkit::stop_service((stop, auditor)).await;
     let _ = provider.force_flush();
 
     let spans = exporter.get_finished_spans().unwrap_or_default();

@@ -33,14 +33,7 @@ use uuid::Uuid;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str, default: usize| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let flag = testkit::bench_flag;
     let (tenants, serial) = (flag("--tenants", 200), flag("--serial", 50));
     let server = PgConnectOptions::from_str(
         &std::env::var("PG_BENCH_URL")

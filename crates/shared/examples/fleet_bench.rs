@@ -31,14 +31,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str, default: usize| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let flag = testkit::bench_flag;
     let tenants = flag("--tenants", 1000);
     let parallelism = flag("--parallelism", 8);
     let rounds = flag("--rounds", 4).max(1);

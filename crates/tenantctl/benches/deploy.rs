@@ -43,14 +43,7 @@ type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 #[tokio::main]
 async fn main() -> BenchResult<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str, default: usize| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let flag = testkit::bench_flag;
     let (tenants, connections) = (flag("--tenants", 10_000), flag("--connections", 16));
     let server = PgConnectOptions::from_str(
         &std::env::var("PG_BENCH_URL")

@@ -254,15 +254,6 @@ fn text(output: &Output) -> String {
     )
 }
 
-async fn stop(migrator: (CancellationToken, JoinHandle<anyhow::Result<()>>)) {
-    migrator.0.cancel();
-    migrator
-        .1
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_over_200_tenants_with_3_conflicts_then_fixed_replayed_and_repeated() {
     let fleet = Fleet::new(200, &[notice_board()]).await;
@@ -358,7 +349,7 @@ async fn a_deploy_over_200_tenants_with_3_conflicts_then_fixed_replayed_and_repe
             .all(|l| l["applied"] == 0),
         "nothing applied the second time"
     );
-    stop(migrator).await;
+    testkit::stop_service(migrator).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,12 +395,8 @@ async fn two_migrators_share_a_deploy_and_no_tenant_is_migrated_twice() {
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(runs, 1);
     }
-    stop(first).await;
-    stop_second.cancel();
-    second
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    testkit::stop_service(first).await;
+    testkit::stop_service((stop_second, second)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -470,7 +457,7 @@ async fn a_canary_failure_stops_the_rollout_before_the_rest_is_published() {
             .count(),
         19
     );
-    stop(migrator).await;
+    testkit::stop_service(migrator).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -591,7 +578,7 @@ async fn rollback_needs_allow_data_loss_refuses_irreversible_and_is_audited() {
 
     auditor_stop.cancel();
     let _ = auditor.await;
-    stop(migrator).await;
+    testkit::stop_service(migrator).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -650,7 +637,7 @@ async fn a_tenant_provisioned_during_a_deploy_ends_at_the_latest_version() {
 
     provisioner_stop.cancel();
     let _ = provisioner.await;
-    stop(migrator).await;
+    testkit::stop_service(migrator).await;
     testkit::pg::drop_roles_now(vec![format!("tenant_{slug}")]);
 }
 
@@ -680,7 +667,6 @@ async fn a_tenant_blocked_by_a_lock_times_out_and_fails_while_the_others_finish(
             == 5
     })
     .await;
-    let mut conn = fleet.database.connect().await;
     testkit::wait_until(
         Duration::from_secs(60),
         "the blocked tenant's timeout is on record",
@@ -711,8 +697,7 @@ async fn a_tenant_blocked_by_a_lock_times_out_and_fails_while_the_others_finish(
         || async { fleet.versions().await[&blocked_id] == target },
     )
     .await;
-    let _ = &mut conn;
-    stop(migrator).await;
+    testkit::stop_service(migrator).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -762,7 +747,7 @@ async fn a_target_unknown_to_the_migrator_is_never_acknowledged() {
         || async { fleet.versions().await[&tenant] == target },
     )
     .await;
-    stop(migrator).await;
+    testkit::stop_service(migrator).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,6 +36,36 @@ pub fn unique_slug() -> TenantSlug {
     TenantSlug::parse(&slug).unwrap_or_else(|e| panic!("generated slug {slug}: {e}"))
 }
 
+/// A benchmark's numeric flag (`--tenants 1000`) from the command line, or `default`.
+///
+/// # Panics
+/// When the value is missing or not a number: a benchmark run with a typo must not measure
+/// something else.
+pub fn bench_flag(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == name) {
+        None => default,
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} needs a whole number, e.g. `{name} {default}`")),
+    }
+}
+
+/// Stops a service started in-process (its stop token and task) and asserts that it neither
+/// panicked nor failed.
+pub async fn stop_service<E: std::fmt::Display>(
+    (stop, task): (
+        tokio_util::sync::CancellationToken,
+        tokio::task::JoinHandle<Result<(), E>>,
+    ),
+) {
+    stop.cancel();
+    task.await
+        .unwrap_or_else(|e| panic!("the service panicked: {e}"))
+        .unwrap_or_else(|e| panic!("the service failed: {e:#}"));
+}
+
 /// Copies the directory tree `from` into `to` (created if missing).
 ///
 /// # Errors

@@ -251,20 +251,23 @@ async fn wait(
 ) -> anyhow::Result<ExitCode> {
     let deadline = Instant::now() + timeout;
     loop {
-        let mut states = Vec::with_capacity(tenants.len());
-        for tenant in tenants {
-            states.push((tenant, platform.migration_tenant(tenant.id).await?));
-        }
+        // One read of the registry per poll, whatever the number of tenants.
+        let now: std::collections::HashMap<Uuid, TenantRecord> = platform
+            .tenants(None)
+            .await?
+            .into_iter()
+            .map(|t| (t.id, t))
+            .collect();
+        let states: Vec<(&&TenantRecord, Option<&TenantRecord>)> =
+            tenants.iter().map(|t| (t, now.get(&t.id))).collect();
         let done = states.iter().all(|(_, state)| {
-            state
-                .as_ref()
-                .is_none_or(|s| s.schema_version <= to || s.migration_error.is_some())
+            state.is_none_or(|s| s.schema_version <= to || s.migration_error.is_some())
         });
         if done || Instant::now() >= deadline {
             let mut ok = done;
             for (tenant, state) in states {
                 let (version, error) = state.map_or((None, None), |s| {
-                    (Some(s.schema_version), s.migration_error)
+                    (Some(s.schema_version), s.migration_error.clone())
                 });
                 ok &= error.is_none();
                 if json {
