@@ -4,14 +4,13 @@ mod metrics;
 mod migrate;
 mod recorder;
 mod rollback;
-mod slots;
 
 use std::sync::Arc;
 
 use shared::bus::consumer::{self, ConsumerOptions};
 use shared::bus::{Publisher, WorkQueue};
 use shared::config::DatabaseUrl;
-use shared::migrate::{Catalog, EngineOptions};
+use shared::migrate::{Catalog, EngineOptions, ServerSlots};
 use shared::service::Context;
 use shared::storage::TenantStorage;
 use shared::store::PlatformDb;
@@ -20,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 pub use migrate::MigrateHandler;
 pub use recorder::Recorder;
 pub use rollback::RollbackHandler;
-pub use slots::{ServerSlots, Slot};
 
 /// What both handlers share.
 pub struct Migrator {
@@ -47,21 +45,23 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
         anyhow::bail!("TENANT_DATABASE_URL must be a PostgreSQL server for the migrator");
     };
     // A migration holds a slot, so no more than the slots ever need a connection at once.
-    let connections = settings.concurrency.min(settings.server_slots);
-    let storage = TenantStorage::connect(
-        &ctx.config,
-        u32::from(connections),
-        EngineOptions::default(),
-    )
-    .await?;
-    let slots = ServerSlots::new((**server).clone(), settings.server_slots, connections);
+    let local = settings.concurrency.min(settings.server_slots);
+    let slots = ServerSlots::new(
+        (**server).clone(),
+        settings.server_slots,
+        local,
+        shutdown.clone(),
+    );
+    let storage =
+        TenantStorage::connect_with_slots(&ctx.config, slots.clone(), EngineOptions::default())
+            .await?;
     let (recorder, writer) = Recorder::spawn(ctx.platform.clone());
     let migrator = Arc::new(Migrator {
         platform: ctx.platform.clone(),
         storage,
         catalog: ctx.catalog.clone(),
         publisher: ctx.bus.publisher().clone(),
-        slots,
+        slots: slots.clone(),
         recorder,
         metrics: metrics::Metrics::new(),
         shutdown: shutdown.clone(),
@@ -89,6 +89,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
     let (migrations, rollbacks) = tokio::join!(migrations, rollbacks);
     drop(migrator);
     let _ = writer.await;
+    slots.close_idle().await;
     migrations?;
     rollbacks?;
     Ok(())

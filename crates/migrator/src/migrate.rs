@@ -4,9 +4,9 @@
 //!    upgrade) the command is given back, never acknowledged, for a build that knows it.
 //! 2. One read of the tenant row. At the target already and healthy: record and acknowledge,
 //!    without touching the tenant server.
-//! 3. Otherwise take a server slot, apply through the engine (which locks the tenant, verifies
-//!    checksums, applies with timeouts), apply the structural seed when the target is the
-//!    newest version, record the result, emit the events.
+//! 3. Otherwise apply on a server slot (see [`shared::migrate::ServerSlots`]) through the engine
+//!    (which locks the tenant, verifies checksums, applies with timeouts), apply the structural
+//!    seed when the target is the newest version, record the result, emit the events.
 //!
 //! A permanent failure (a script that fails, drift) dead-letters the command at once and marks
 //! the tenant for reprocessing; a transient one (a lock timeout, a lost connection) is retried
@@ -15,10 +15,11 @@
 use std::time::Instant;
 
 use shared::bus::consumer::{Delivered, Handler, Outcome};
+use shared::config::Isolation;
 use shared::message::{
     CloudEvent, Event, MigrateTenant, MigrationCompleted, MigrationFailed, MigrationStarted,
 };
-use shared::migrate::{EngineError, Version};
+use shared::migrate::{EngineError, SlotConn, Version};
 use shared::store::deploys::{MigrationResult, MigrationTenant, ResultStatus};
 use tracing::Instrument as _;
 
@@ -123,7 +124,10 @@ impl Migrator {
             .filter(|m| m.version > tenant.schema_version && m.version <= target)
             .count();
         self.metrics.pending(pending);
-        let slot = match self.slot(command.tenant_id).await {
+        let slot = match self
+            .database_slot(command.tenant_id, tenant.isolation)
+            .await
+        {
             Ok(slot) => slot,
             Err(outcome) => return outcome,
         };
@@ -153,7 +157,7 @@ impl Migrator {
             Ok::<_, EngineError>(report)
         }
         .await;
-        slot.release().await;
+        drop(slot);
         let _ = announced.await;
 
         match applied {
@@ -189,6 +193,9 @@ impl Migrator {
                 self.metrics.command("migrate", "applied");
                 Outcome::Ack
             }
+            Err(error) if error.is_transient() && self.shutdown.is_cancelled() => Outcome::Retry {
+                reason: format!("interrupted by shutdown: {error}"),
+            },
             Err(error) => {
                 let transient = error.is_transient();
                 let last = !transient || message.is_last_delivery();
@@ -257,10 +264,19 @@ impl Migrator {
         }
     }
 
-    /// A slot on the tenant server, or the command given back (shutdown, server unreachable).
-    pub(crate) async fn slot(&self, tenant: uuid::Uuid) -> Result<crate::Slot, Outcome> {
-        match self.slots.acquire(tenant, &self.shutdown).await {
-            Ok(Some(slot)) => Ok(slot),
+    /// In database isolation, a server slot held beside the tenant database's connection (in
+    /// schema isolation the engine's session runs on a slot's connection itself), or the
+    /// command given back (shutdown, server unreachable).
+    pub(crate) async fn database_slot(
+        &self,
+        tenant: uuid::Uuid,
+        isolation: Isolation,
+    ) -> Result<Option<SlotConn>, Outcome> {
+        if isolation == Isolation::Schema {
+            return Ok(None);
+        }
+        match self.slots.acquire(tenant.as_u128()).await {
+            Ok(Some(slot)) => Ok(Some(slot)),
             Ok(None) => Err(Outcome::Retry {
                 reason: "shutting down".into(),
             }),

@@ -46,7 +46,10 @@ impl Migrator {
             Ok(tenant) => tenant,
             Err(outcome) => return outcome,
         };
-        let slot = match self.slot(command.tenant_id).await {
+        let slot = match self
+            .database_slot(command.tenant_id, tenant.isolation)
+            .await
+        {
             Ok(slot) => slot,
             Err(outcome) => return outcome,
         };
@@ -61,7 +64,7 @@ impl Migrator {
                 &(),
             )
             .await;
-        slot.release().await;
+        drop(slot);
         let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         match reverted {
             Ok(report) => {
@@ -98,6 +101,9 @@ impl Migrator {
                 self.metrics.command("rollback", "reverted");
                 Outcome::Ack
             }
+            Err(error) if error.is_transient() && self.shutdown.is_cancelled() => Outcome::Retry {
+                reason: format!("interrupted by shutdown: {error}"),
+            },
             Err(error) => {
                 let transient = error.is_transient();
                 let last = !transient || message.is_last_delivery();

@@ -18,7 +18,7 @@ use crate::migrate::backend::{BackendError, MigrationBackend};
 use crate::migrate::plan::Standing;
 use crate::migrate::{
     Engine, EngineError, EngineOptions, MigrationSet, PgDatabaseBackend, PgSchemaBackend,
-    ProgressSink, RunReport, Target, Version,
+    ProgressSink, RunReport, ServerSlots, Target, Version,
 };
 use crate::tenant::{TenantSlug, quote_ident};
 
@@ -57,6 +57,28 @@ impl TenantStorage {
             ),
             database: Engine::new(PgDatabaseBackend::connect(server.clone()).await?, options),
             server,
+        })
+    }
+
+    /// For the migrator: like [`TenantStorage::connect`], but schema-isolated tenants migrate on
+    /// connections that hold one of `slots` (which must be on this server's database), so the
+    /// slots bound both the migrations and the connections there. Such a storage migrates and
+    /// reads; it cannot create tenants or insert their admins (the migrator does neither).
+    ///
+    /// # Errors
+    /// As [`TenantStorage::connect`].
+    pub async fn connect_with_slots(
+        config: &Config,
+        slots: ServerSlots,
+        options: EngineOptions,
+    ) -> Result<Self, BackendError> {
+        let storage = TenantStorage::connect(config, 1, options).await?;
+        // The plain pool only serves storage creation, which the migrator never does.
+        storage.schema.backend().pool().close().await;
+        let schema = storage.schema.backend().clone().with_slots(slots);
+        Ok(TenantStorage {
+            schema: Engine::new(schema, options),
+            ..storage
         })
     }
 

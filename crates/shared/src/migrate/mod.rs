@@ -34,7 +34,10 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded_migrations.rs"));
 }
 
-pub use backend::{MigrationBackend, PgDatabaseBackend, PgSchemaBackend, SqliteBackend, Timeouts};
+pub use backend::{
+    MigrationBackend, PgDatabaseBackend, PgSchemaBackend, ServerSlots, SlotConn, SqliteBackend,
+    Timeouts,
+};
 pub use engine::{Engine, EngineOptions, RevertPreview, RunReport, StepReport};
 pub use error::EngineError;
 pub use events::{MigrationEvent, ProgressSink};

@@ -20,10 +20,12 @@ use crate::tenant::TenantSlug;
 mod pg;
 pub mod pg_database;
 pub mod pg_schema;
+pub mod slots;
 pub mod sqlite;
 
 pub use pg_database::PgDatabaseBackend;
 pub use pg_schema::PgSchemaBackend;
+pub use slots::{ServerSlots, SlotConn};
 pub use sqlite::SqliteBackend;
 
 /// `lock_timeout` and `statement_timeout` for one script.
@@ -71,6 +73,9 @@ pub enum BackendError {
     /// A script the engine cannot run as written. Permanent.
     #[error("{0}")]
     InvalidScript(String),
+    /// This process is stopping: the work was not started and is left for later. Transient.
+    #[error("not started: this process is shutting down")]
+    ShuttingDown,
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -102,7 +107,7 @@ impl BackendError {
     pub fn is_transient(&self) -> bool {
         match self {
             BackendError::StorageMissing { .. } | BackendError::InvalidScript(_) => false,
-            BackendError::Io { .. } => true,
+            BackendError::Io { .. } | BackendError::ShuttingDown => true,
             BackendError::Sql { source, .. } => crate::store::is_transient_sql_error(source),
         }
     }

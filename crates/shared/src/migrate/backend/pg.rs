@@ -7,15 +7,18 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition, PgRow};
 use sqlx::{AssertSqlSafe, Connection, Postgres, Row};
 
+use super::slots::SlotConn;
 use super::{BackendError, ColumnShape, SchemaSnapshot, Session, TableShape, Timeouts};
 use crate::migrate::history::{AppliedMigration, CommitWrite, HISTORY_TABLE, HistoryWrite};
 use crate::migrate::kinds::{Dialect, SetKind};
 use crate::migrate::version::Version;
 use crate::tenant::quote_ident;
 
-/// A pooled connection (schema-per-tenant) or a connection of its own (database-per-tenant).
+/// A pooled connection (schema-per-tenant), one holding a server slot (schema-per-tenant, for
+/// the migrator) or a connection of its own (database-per-tenant).
 pub(super) enum PgConn {
     Pooled(PoolConnection<Postgres>),
+    Slot(SlotConn),
     Owned(PgConnection),
 }
 
@@ -25,6 +28,7 @@ impl Deref for PgConn {
     fn deref(&self) -> &PgConnection {
         match self {
             PgConn::Pooled(conn) => conn,
+            PgConn::Slot(conn) => conn,
             PgConn::Owned(conn) => conn,
         }
     }
@@ -34,6 +38,7 @@ impl DerefMut for PgConn {
     fn deref_mut(&mut self) -> &mut PgConnection {
         match self {
             PgConn::Pooled(conn) => conn,
+            PgConn::Slot(conn) => conn,
             PgConn::Owned(conn) => conn,
         }
     }
@@ -115,8 +120,10 @@ impl Drop for PgSession {
         // Dropped while locked or mid-transaction (a panic, a cancelled task, an error that
         // skipped cleanup): close the connection so the server releases the lock and rolls back,
         // instead of handing that state to the pool's next user.
-        if let Some(PgConn::Pooled(mut conn)) = self.conn.take() {
-            conn.close_on_drop();
+        match self.conn.take() {
+            Some(PgConn::Pooled(mut conn)) => conn.close_on_drop(),
+            Some(PgConn::Slot(mut conn)) => conn.close_on_drop(),
+            Some(PgConn::Owned(_)) | None => {}
         }
     }
 }

@@ -2,12 +2,15 @@
 //! the platform target is that database's `public` schema.
 //!
 //! Sessions come from one pool, so a fleet run reuses a handful of connections instead of
-//! opening one per tenant; each run scopes itself with `SET LOCAL search_path`.
+//! opening one per tenant; each run scopes itself with `SET LOCAL search_path`. With
+//! [`PgSchemaBackend::with_slots`] (the migrator), sessions run on connections that hold a
+//! server slot instead, so the slot costs neither a round trip nor a connection of its own.
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions};
 
 use super::pg::{PgConn, PgSession, history_table_ddl};
+use super::slots::ServerSlots;
 use super::{BackendError, MigrationBackend};
 use crate::migrate::history::HISTORY_TABLE;
 use crate::migrate::kinds::Dialect;
@@ -17,12 +20,24 @@ use crate::tenant::{TenantSlug, quote_ident};
 /// Schema-per-tenant backend over one database.
 #[derive(Debug, Clone)]
 pub struct PgSchemaBackend {
+    /// Storage creation and the like, and sessions unless `slots`.
     pool: PgPool,
+    /// Where sessions get their connection, when set.
+    slots: Option<ServerSlots>,
 }
 
 impl PgSchemaBackend {
     pub fn new(pool: PgPool) -> Self {
-        PgSchemaBackend { pool }
+        PgSchemaBackend { pool, slots: None }
+    }
+
+    /// Sessions run on connections that hold one of `slots` (which must name this backend's
+    /// database): at most that many sessions at once across every process sharing them.
+    pub fn with_slots(self, slots: ServerSlots) -> Self {
+        PgSchemaBackend {
+            slots: Some(slots),
+            ..self
+        }
     }
 
     /// A backend with its own pool of at most `max_connections`, which bounds how many tenants
@@ -46,7 +61,7 @@ impl PgSchemaBackend {
                     .disable_statement_logging(),
             )
             .await?;
-        Ok(PgSchemaBackend { pool })
+        Ok(PgSchemaBackend::new(pool))
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -62,16 +77,23 @@ impl MigrationBackend for PgSchemaBackend {
     }
 
     async fn open(&self, target: &Target) -> Result<PgSession, BackendError> {
-        let conn = self.pool.acquire().await?;
+        let conn = match &self.slots {
+            Some(slots) => {
+                let spread = u128::from(target.lock_key().unsigned_abs());
+                PgConn::Slot(
+                    slots
+                        .acquire(spread)
+                        .await?
+                        .ok_or(BackendError::ShuttingDown)?,
+                )
+            }
+            None => PgConn::Pooled(self.pool.acquire().await?),
+        };
         let schema = match target {
             Target::Platform => "public".to_owned(),
             Target::Tenant(slug) => slug.storage_name(),
         };
-        Ok(PgSession::new(
-            PgConn::Pooled(conn),
-            schema,
-            target.lock_key(),
-        ))
+        Ok(PgSession::new(conn, schema, target.lock_key()))
     }
 
     async fn create_storage(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
