@@ -28,6 +28,7 @@ use shared::service::Context;
 use shared::tenant::quote_ident;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
+use testkit::bench::{CpuSnapshot, settle};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -70,6 +71,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 1. All at once.
     let mut published = HashMap::new();
+    let ours = std::fs::read_to_string("/proc/self/comm")?
+        .trim()
+        .to_owned();
+    settle(&mut db).await?;
+    let cpu_before = CpuSnapshot::now();
     let started = Instant::now();
     for i in 0..tenants {
         let slug = format!("b{run_id}_{i:05}");
@@ -79,6 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     wait_active(&mut db, tenants).await?;
     let elapsed = started.elapsed();
+    let provisioner_cpu = CpuSnapshot::now().since(&cpu_before);
     let measured = latencies(&mut db, &published).await?;
     let rate = tenants as f64 / elapsed.as_secs_f64();
     println!(
@@ -129,6 +136,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         scripts(&ctx.catalog.tenant),
         scripts(&ctx.catalog.tenant_seeds),
     );
+    settle(&mut db).await?;
+    let cpu_before = CpuSnapshot::now();
     let started = Instant::now();
     let results: Vec<Result<(), sqlx::Error>> = stream::iter(0..tenants)
         .map(|i| {
@@ -174,12 +183,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await;
     results.into_iter().collect::<Result<Vec<()>, _>>()?;
     let baseline = started.elapsed();
+    let baseline_cpu = CpuSnapshot::now().since(&cpu_before);
     let baseline_rate = tenants as f64 / baseline.as_secs_f64();
     println!(
         "  baseline:       {:>6.2}s  {baseline_rate:>6.1} tenants/s   (plain SQL, no bus, no bookkeeping)   provisioner at {:.0}% of it",
         baseline.as_secs_f64(),
         100.0 * rate / baseline_rate
     );
+    for (label, cpu) in [
+        ("baseline", &baseline_cpu),
+        ("provisioner", &provisioner_cpu),
+    ] {
+        println!(
+            "  CPU per tenant, {label:<11}: {}",
+            cpu.per_unit(tenants, &ours, "the benchmark process")
+        );
+    }
 
     // 3. One at a time.
     let mut serial_latencies = Vec::new();

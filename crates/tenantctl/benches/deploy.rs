@@ -2,15 +2,23 @@
 //!
 //! `cargo bench -p tenantctl --bench deploy -- [--tenants 10000] [--connections 16]`
 //!
-//! In one PostgreSQL database, `--tenants` schemas at version 1 of a small tenant set:
-//! 1. a plain-SQL baseline applies version 2's statement to every schema over `--connections`
-//!    connections (then it is undone, untimed);
-//! 2. `tenantctl deploy --wait` deploys version 2 end to end: publish one `migrate.tenant` per
-//!    tenant → the migrator (`tenantctl up --only migrator`, a process of its own with
-//!    `MIGRATOR_CONCURRENCY = --connections`) applies it through the engine (lock, verify,
-//!    apply, record) → every tenant acknowledged at the target, as `--wait` sees it;
+//! Two fleets of `--tenants` schemas at version 1 of a small tenant set, each in a database of
+//! its own:
+//! 1. a plain-SQL baseline applies version 2's statement to every schema of the first fleet over
+//!    `--connections` connections;
+//! 2. `tenantctl deploy --wait` deploys version 2 to the second fleet, whose database also holds
+//!    the platform tables, end to end: publish one `migrate.tenant` per tenant → the migrator
+//!    (`tenantctl up --only migrator`, a process of its own with `MIGRATOR_CONCURRENCY =
+//!    --connections`) applies it through the engine (lock, verify, apply, record) → every tenant
+//!    acknowledged at the target, as `--wait` sees it;
 //! 3. the same deploy again, with nothing pending;
 //! 4. the migrator's peak resident memory.
+//!
+//! Both measured phases start from the same place: equal fleets in equal databases, written
+//! out and with the disks idle (`testkit::bench::settle`). On this kind of machine, creating a
+//! relation's files costs more the more files its database's directory holds, and more again
+//! right after many were deleted; one fleet undone between the phases, or both in one database,
+//! would tilt the comparison against whichever phase runs second.
 //!
 //! Local PostgreSQL and RabbitMQ (`PG_BENCH_URL`, `AMQP_URL`); a database and a namespace of its
 //! own, removed at the end.
@@ -30,7 +38,8 @@ use shared::migrate::{
 use shared::service::Context;
 use shared::tenant::TenantSlug;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, ConnectOptions as _};
+use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
+use testkit::bench::{CpuSnapshot, settle};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -76,42 +85,44 @@ async fn main() -> BenchResult<()> {
     let ctx = Context::connect(config, "deploy-bench", &CancellationToken::new()).await?;
     ctx.apply_platform_migrations().await?;
     println!(
-        "deploy benchmark: {tenants} tenant schemas in one database, {connections} connections, PostgreSQL and RabbitMQ on this machine"
+        "deploy benchmark: {tenants} tenant schemas per database, {connections} connections, PostgreSQL and RabbitMQ on this machine"
     );
 
-    // The fleet, at version 1.
+    // The fleets, at version 1.
     let started = Instant::now();
-    let engine = Engine::new(
-        PgSchemaBackend::connect(server.clone().database(&database), connections as u32).await?,
-        EngineOptions::default(),
-    );
-    let slugs: Vec<TenantSlug> = (0..tenants)
-        .map(|i| TenantSlug::parse(&format!("d{run_id}_{i:05}")))
-        .collect::<Result<_, _>>()?;
-    stream::iter(&slugs)
-        .map(|slug| engine.backend().create_storage(slug))
-        .buffer_unordered(connections)
-        .try_collect::<()>()
-        .await?;
-    for (target, result) in engine
-        .apply_many(
-            slugs.iter().map(|s| Target::Tenant(s.clone())),
-            &base.tenant,
-            None,
-            connections,
-            &(),
-        )
-        .await
-    {
-        result.map_err(|e| format!("{target}: {e}"))?;
-    }
+    let baseline_database = format!("{database}_baseline");
+    let mut admin = server.connect().await?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE DATABASE \"{baseline_database}\""
+    )))
+    .execute(&mut admin)
+    .await?;
+    admin.close().await?;
+    let fleet = |prefix: char| {
+        (0..tenants)
+            .map(|i| TenantSlug::parse(&format!("{prefix}{run_id}_{i:05}")))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let (baseline_slugs, slugs) = (fleet('b')?, fleet('d')?);
+    let baseline_options = server.clone().database(&baseline_database);
+    create_fleet(
+        baseline_options.clone(),
+        &baseline_slugs,
+        &base,
+        connections,
+    )
+    .await?;
+    create_fleet(
+        server.clone().database(&database),
+        &slugs,
+        &base,
+        connections,
+    )
+    .await?;
     let ids: Vec<Uuid> = slugs.iter().map(|_| Uuid::new_v4()).collect();
     let names: Vec<&str> = slugs.iter().map(TenantSlug::as_str).collect();
     let v1: i64 = V1[..14].parse()?;
-    let pool = PgPoolOptions::new()
-        .max_connections(connections as u32)
-        .connect_with(server.clone().database(&database))
-        .await?;
+    let mut platform = server.clone().database(&database).connect().await?;
     sqlx::query(
         "INSERT INTO tenants (id, slug, name, status, isolation, schema_version, activated_at)
          SELECT id, slug, 'Bench', 'active', 'schema', $3, now() FROM unnest($1::uuid[], $2::text[]) AS t(id, slug)",
@@ -119,25 +130,25 @@ async fn main() -> BenchResult<()> {
     .bind(&ids)
     .bind(&names)
     .bind(v1)
-    .execute(&pool)
+    .execute(&mut platform)
     .await?;
+    platform.close().await?;
     println!(
-        "  fleet ready in {:.1}s (not measured)",
+        "  fleets ready in {:.1}s (not measured)",
         started.elapsed().as_secs_f64()
     );
-    // The fixture's connections would otherwise sit through both measurements, each one more
-    // backend for every catalog invalidation to reach.
-    engine.backend().pool().close().await;
-    drop(engine);
+    let pool = PgPoolOptions::new()
+        .max_connections(connections as u32)
+        .connect_with(baseline_options)
+        .await?;
 
     // 1. Plain SQL: the same statement in every schema, same number of connections.
-    let cpu_before = cpu_seconds();
+    settle(&mut server.connect().await?).await?;
+    let cpu_before = CpuSnapshot::now();
     let started = Instant::now();
-    run_in_every_schema(&pool, &slugs, connections, V2_SQL).await?;
+    run_in_every_schema(&pool, &baseline_slugs, connections, V2_SQL).await?;
     let baseline = started.elapsed();
-    let baseline_cpu = cpu_seconds().since(&cpu_before);
-    run_in_every_schema(&pool, &slugs, connections, "DROP TABLE note_tags").await?;
-    // The baseline's connections are done: closed, as the deploy's are absent from the baseline.
+    let baseline_cpu = CpuSnapshot::now().since(&cpu_before);
     pool.close().await;
 
     // 2. The deploy, end to end.
@@ -215,9 +226,10 @@ async fn main() -> BenchResult<()> {
             Ok::<_, Box<dyn std::error::Error>>(took)
         }
     };
-    let cpu_before = cpu_seconds();
+    settle(&mut server.connect().await?).await?;
+    let cpu_before = CpuSnapshot::now();
     let fan_out = deploy("deploy").await?;
-    let fan_out_cpu = cpu_seconds().since(&cpu_before);
+    let fan_out_cpu = CpuSnapshot::now().since(&cpu_before);
     let noop = deploy("no-op deploy").await?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let peak = status
@@ -245,13 +257,10 @@ async fn main() -> BenchResult<()> {
         rate(noop)
     );
     println!("  migrator peak resident memory (VmHWM): {peak:.1} MiB");
-    let per_tenant = |cpu: &Cpu, name: &str| 1000.0 * cpu.of(name) / tenants as f64;
     for (label, cpu) in [("baseline", &baseline_cpu), ("deploy", &fan_out_cpu)] {
         println!(
-            "  CPU per tenant, {label:<8}: PostgreSQL {:.2} ms, RabbitMQ {:.2} ms, tenantctl {:.2} ms",
-            per_tenant(cpu, "postgres"),
-            per_tenant(cpu, "beam.smp"),
-            per_tenant(cpu, "tenantctl"),
+            "  CPU per tenant, {label:<8}: {}",
+            cpu.per_unit(tenants, "tenantctl", "tenantctl")
         );
     }
 
@@ -262,59 +271,49 @@ async fn main() -> BenchResult<()> {
     Topology::new(namespace).delete(&channel).await?;
     ctx.bus.close().await;
     let mut admin = server.connect().await?;
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP DATABASE \"{database}\" WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await?;
+    for name in [&database, &baseline_database] {
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP DATABASE \"{name}\" WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await?;
+    }
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }
 
-/// CPU seconds used so far by the processes of each command name (this machine's services,
-/// from `/proc`; processes that ended in between are not counted).
-struct Cpu(HashMap<(String, u32), f64>);
-
-fn cpu_seconds() -> Cpu {
-    let mut seen = HashMap::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = stat[open + 1..close].to_owned();
-        // utime and stime: the 12th and 13th fields after the name, in 1/100 s.
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let ticks: f64 = fields[11..13]
-            .iter()
-            .filter_map(|f| f.parse::<f64>().ok())
-            .sum();
-        seen.insert((name, pid), ticks / 100.0);
+/// `slugs` as schemas of the database `options` names, at version 1.
+async fn create_fleet(
+    options: PgConnectOptions,
+    slugs: &[TenantSlug],
+    base: &Catalog,
+    connections: usize,
+) -> BenchResult<()> {
+    let engine = Engine::new(
+        PgSchemaBackend::connect(options, connections as u32).await?,
+        EngineOptions::default(),
+    );
+    stream::iter(slugs)
+        .map(|slug| engine.backend().create_storage(slug))
+        .buffer_unordered(connections)
+        .try_collect::<()>()
+        .await?;
+    for (target, result) in engine
+        .apply_many(
+            slugs.iter().map(|s| Target::Tenant(s.clone())),
+            &base.tenant,
+            None,
+            connections,
+            &(),
+        )
+        .await
+    {
+        result.map_err(|e| format!("{target}: {e}"))?;
     }
-    Cpu(seen)
-}
-
-impl Cpu {
-    fn since(&self, before: &Cpu) -> Cpu {
-        Cpu(self
-            .0
-            .iter()
-            .map(|(key, now)| (key.clone(), now - before.0.get(key).copied().unwrap_or(0.0)))
-            .collect())
-    }
-
-    fn of(&self, name: &str) -> f64 {
-        self.0
-            .iter()
-            .filter(|((n, _), _)| n == name)
-            .map(|(_, s)| s)
-            .sum()
-    }
+    // Its connections would otherwise sit through the measurements, each one more backend for
+    // every catalog invalidation to reach.
+    engine.backend().pool().close().await;
+    Ok(())
 }
 
 async fn run_in_every_schema(

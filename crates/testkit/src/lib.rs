@@ -11,6 +11,7 @@
 //!   RabbitMQ node of the test's own, on free ports, for fault tests that stop, kill or
 //!   disconnect servers without disturbing the tests running beside them.
 
+pub mod bench;
 pub mod broker;
 pub mod cluster;
 pub mod pg;
