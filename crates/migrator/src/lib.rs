@@ -1,33 +1,35 @@
 #![doc = include_str!("../README.md")]
 
+mod batcher;
 mod metrics;
 mod migrate;
 mod recorder;
 mod rollback;
+mod tenants;
 
 use std::sync::Arc;
 
+use recorder::Recorder;
 use shared::bus::consumer::{self, ConsumerOptions};
 use shared::bus::{Publisher, WorkQueue};
 use shared::config::DatabaseUrl;
 use shared::migrate::{Catalog, EngineOptions, ServerSlots};
 use shared::service::Context;
 use shared::storage::TenantStorage;
-use shared::store::PlatformDb;
+use tenants::TenantReader;
 use tokio_util::sync::CancellationToken;
 
 pub use migrate::MigrateHandler;
-pub use recorder::Recorder;
 pub use rollback::RollbackHandler;
 
 /// What both handlers share.
 pub struct Migrator {
-    platform: PlatformDb,
     storage: TenantStorage,
     catalog: Arc<Catalog>,
     publisher: Publisher,
     slots: ServerSlots,
     recorder: Recorder,
+    tenants: TenantReader,
     metrics: metrics::Metrics,
     shutdown: CancellationToken,
 }
@@ -56,13 +58,14 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
         TenantStorage::connect_with_slots(&ctx.config, slots.clone(), EngineOptions::default())
             .await?;
     let (recorder, writer) = Recorder::spawn(ctx.platform.clone());
+    let (tenants, reader) = TenantReader::spawn(ctx.platform.clone());
     let migrator = Arc::new(Migrator {
-        platform: ctx.platform.clone(),
         storage,
         catalog: ctx.catalog.clone(),
         publisher: ctx.bus.publisher().clone(),
         slots: slots.clone(),
         recorder,
+        tenants,
         metrics: metrics::Metrics::new(),
         shutdown: shutdown.clone(),
     });
@@ -88,7 +91,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
     );
     let (migrations, rollbacks) = tokio::join!(migrations, rollbacks);
     drop(migrator);
-    let _ = writer.await;
+    let _ = tokio::join!(writer, reader);
     slots.close_idle().await;
     migrations?;
     rollbacks?;

@@ -253,14 +253,12 @@ impl Migrator {
 
     /// The tenant row, or what to do with the command when there is none.
     pub(crate) async fn tenant(&self, id: uuid::Uuid) -> Result<MigrationTenant, Outcome> {
-        match self.platform.migration_tenant(id).await {
+        match self.tenants.read(id).await {
             Ok(Some(tenant)) => Ok(tenant),
             Ok(None) => Err(Outcome::DeadLetter {
                 reason: format!("there is no tenant {id} in the platform database"),
             }),
-            Err(error) => Err(Outcome::Retry {
-                reason: error.to_string(),
-            }),
+            Err(reason) => Err(Outcome::Retry { reason }),
         }
     }
 

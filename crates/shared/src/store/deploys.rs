@@ -10,7 +10,7 @@
 //!
 //! PostgreSQL only, like the services.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -297,31 +297,37 @@ impl PlatformDb {
         .transpose()
     }
 
-    /// The tenant as the migrator needs it: one indexed read.
+    /// The tenants `ids` names, as the migrator needs them, in one indexed read; a tenant the
+    /// platform database does not have is absent from the map.
     ///
     /// # Errors
     /// A database error.
-    pub async fn migration_tenant(&self, id: Uuid) -> Result<Option<MigrationTenant>, StoreError> {
-        let row = sqlx::query(
-            "SELECT slug, status, isolation, schema_version, migration_error FROM tenants WHERE id = $1",
+    pub async fn migration_tenants(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, MigrationTenant>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, slug, status, isolation, schema_version, migration_error FROM tenants WHERE id = ANY($1)",
         )
-        .bind(id)
-        .fetch_optional(self.postgres()?)
+        .bind(ids)
+        .fetch_all(self.postgres()?)
         .await?;
-        row.map(|row| {
-            Ok(MigrationTenant {
-                slug: TenantSlug::parse(&row.try_get::<String, _>("slug")?)
-                    .map_err(|e| StoreError::InvalidRow(e.to_string()))?,
-                status: row.try_get("status")?,
-                isolation: row
-                    .try_get::<String, _>("isolation")?
-                    .parse()
-                    .map_err(StoreError::InvalidRow)?,
-                schema_version: version(row.try_get("schema_version")?)?,
-                migration_error: row.try_get("migration_error")?,
+        rows.iter()
+            .map(|row| {
+                let tenant = MigrationTenant {
+                    slug: TenantSlug::parse(&row.try_get::<String, _>("slug")?)
+                        .map_err(|e| StoreError::InvalidRow(e.to_string()))?,
+                    status: row.try_get("status")?,
+                    isolation: row
+                        .try_get::<String, _>("isolation")?
+                        .parse()
+                        .map_err(StoreError::InvalidRow)?,
+                    schema_version: version(row.try_get("schema_version")?)?,
+                    migration_error: row.try_get("migration_error")?,
+                };
+                Ok((row.try_get("id")?, tenant))
             })
-        })
-        .transpose()
+            .collect()
     }
 
     /// Records many results in one transaction: the deploy rows (created if the deploy exists
