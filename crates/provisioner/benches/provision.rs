@@ -6,9 +6,12 @@
 //!
 //! 1. `--tenants` registrations published at once, provisioned by the provisioner (in this
 //!    process, its normal concurrency): tenants per second, p50 and p99 from publish to active;
-//! 2. in the same run and database, a plain-SQL baseline doing per tenant what provisioning does
-//!    (tenant row, schema, role and grants, every tenant migration, the seed, the admin, active)
-//!    over the same number of connections, with no bus, no history, no step records, no events;
+//! 2. in the same run, a plain-SQL baseline doing per tenant what provisioning does (tenant
+//!    row, schema, role and grants, every tenant migration, the seed, the admin, active) over
+//!    the same number of connections, with no bus, no history, no step records, no events. It
+//!    runs in a database of its own with the same platform tables: on this kind of machine,
+//!    creating a relation's files costs more the more files its database's directory holds,
+//!    which would tilt a shared database against whichever side runs second;
 //! 3. `--serial` tenants registered one at a time (the next once the last is active): p50 and
 //!    p99 from publish to active.
 //!
@@ -23,7 +26,9 @@ use futures_util::{StreamExt, stream};
 use shared::bus::Topology;
 use shared::config::Config;
 use shared::message::{Event as _, TenantRegistered};
-use shared::migrate::{Dialect, Direction, MigrationSet};
+use shared::migrate::{
+    Dialect, Direction, Engine, EngineOptions, MigrationSet, PgSchemaBackend, Target,
+};
 use shared::service::Context;
 use shared::tenant::quote_ident;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -107,15 +112,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     println!("    per step, p50/p99 ms: {}", steps.join(", "));
 
-    // 2. The plain-SQL baseline, same work per tenant, same number of connections.
+    // 2. The plain-SQL baseline, same work per tenant, same number of connections, in a
+    // database of its own with the same platform tables (see the module documentation).
+    let baseline_database = format!("{database}_baseline");
+    let mut admin = server.connect().await?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE DATABASE \"{baseline_database}\""
+    )))
+    .execute(&mut admin)
+    .await?;
+    admin.close().await?;
     let pool = PgPoolOptions::new()
         .max_connections(u32::from(provisioner::CONCURRENCY))
         .connect_with(
             server
                 .clone()
-                .database(&database)
+                .database(&baseline_database)
                 .disable_statement_logging(),
         )
+        .await?;
+    Engine::new(PgSchemaBackend::new(pool.clone()), EngineOptions::default())
+        .apply(&Target::Platform, &ctx.catalog.platform, None, &())
         .await?;
     let scripts = |set: &MigrationSet| -> Vec<(String, bool)> {
         set.migrations
@@ -234,11 +251,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     pool.close().await;
     let _ = db.close().await;
     let mut admin = server.connect().await?;
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP DATABASE \"{database}\" WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await?;
+    for name in [&database, &baseline_database] {
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP DATABASE \"{name}\" WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await?;
+    }
     for prefix in ["b", "p", "s"] {
         let roles: Vec<String> =
             sqlx::query_scalar("SELECT rolname FROM pg_roles WHERE rolname LIKE $1")
