@@ -56,7 +56,7 @@ impl CpuSnapshot {
             .sum()
     }
 
-    /// "PostgreSQL 1.23 ms, RabbitMQ 0.45 ms, <label> 0.67 ms" per unit of work, with `ours`
+    /// `PostgreSQL 1.23 ms, RabbitMQ 0.45 ms, {label} 0.67 ms` per unit of work, with `ours`
     /// the command name of this project's processes in the phase.
     pub fn per_unit(&self, units: usize, ours: &str, label: &str) -> String {
         let ms = |name: &str| 1000.0 * self.of(name) / units.max(1) as f64;
