@@ -240,12 +240,23 @@ async fn tenant_id(config: &Config, text: &str) -> anyhow::Result<String> {
 
 /// The operator recorded in the audit trail: a handle, never an email address.
 pub fn operator_handle(given: Option<String>) -> anyhow::Result<String> {
+    resolve_operator(given, |name| std::env::var(name).ok())
+}
+
+/// [`operator_handle`] with the environment passed in.
+fn resolve_operator(
+    given: Option<String>,
+    environment: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<String> {
     let operator = given
-        .or_else(|| std::env::var("USER").ok())
-        .or_else(|| std::env::var("LOGNAME").ok())
+        .or_else(|| environment("USER"))
+        .or_else(|| environment("LOGNAME"))
         .unwrap_or_default();
-    let valid = !operator.is_empty()
-        && operator.len() <= 64
+    anyhow::ensure!(
+        !operator.is_empty(),
+        "who is operating? pass --operator HANDLE (USER and LOGNAME are not set, so it cannot be taken from the environment)"
+    );
+    let valid = operator.len() <= 64
         && operator
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -268,4 +279,36 @@ fn confirm(queue: &str, count: u32) -> anyhow::Result<bool> {
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(answer.trim() == queue)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_operator;
+
+    #[test]
+    fn the_operator_is_a_handle_from_the_flag_or_the_environment() {
+        let none = |_: &str| None;
+        let user = |name: &str| (name == "USER").then(|| "sre-ana".to_owned());
+        assert_eq!(
+            resolve_operator(Some("bruno".into()), user).ok(),
+            Some("bruno".into())
+        );
+        assert_eq!(resolve_operator(None, user).ok(), Some("sre-ana".into()));
+        let missing = resolve_operator(None, none).err().map(|e| e.to_string());
+        assert!(
+            missing
+                .as_deref()
+                .is_some_and(|m| m.contains("pass --operator")),
+            "{missing:?}"
+        );
+        let email = resolve_operator(Some("ana@example.com".into()), none)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            email
+                .as_deref()
+                .is_some_and(|m| m.contains("not an email address")),
+            "{email:?}"
+        );
+    }
 }
