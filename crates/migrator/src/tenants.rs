@@ -1,6 +1,6 @@
 //! Reads the tenant rows of concurrent commands in one statement: the first command to ask
-//! reads at once, and those that ask meanwhile share the next read. A deploy's 10,000 commands
-//! then cost the platform database a few hundred reads, not 10,000.
+//! reads at once, and those that ask meanwhile share the next read: a deploy's commands cost
+//! the platform database one read per batch instead of one per command.
 
 use std::time::Duration;
 

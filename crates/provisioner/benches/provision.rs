@@ -33,7 +33,8 @@ use shared::service::Context;
 use shared::tenant::quote_ident;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
-use testkit::bench::{CpuSnapshot, settle};
+use testkit::bench::{CpuSnapshot, create_database, settle};
+use testkit::pg::drop_database;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -115,13 +116,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 2. The plain-SQL baseline, same work per tenant, same number of connections, in a
     // database of its own with the same platform tables (see the module documentation).
     let baseline_database = format!("{database}_baseline");
-    let mut admin = server.connect().await?;
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "CREATE DATABASE \"{baseline_database}\""
-    )))
-    .execute(&mut admin)
-    .await?;
-    admin.close().await?;
+    create_database(&server, &baseline_database).await?;
     let pool = PgPoolOptions::new()
         .max_connections(u32::from(provisioner::CONCURRENCY))
         .connect_with(
@@ -252,11 +247,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = db.close().await;
     let mut admin = server.connect().await?;
     for name in [&database, &baseline_database] {
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "DROP DATABASE \"{name}\" WITH (FORCE)"
-        )))
-        .execute(&mut admin)
-        .await?;
+        drop_database(&mut admin, name).await;
     }
     for prefix in ["b", "p", "s"] {
         let roles: Vec<String> =

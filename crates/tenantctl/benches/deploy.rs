@@ -39,7 +39,8 @@ use shared::service::Context;
 use shared::tenant::TenantSlug;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
-use testkit::bench::{CpuSnapshot, settle};
+use testkit::bench::{CpuSnapshot, create_database, settle};
+use testkit::pg::drop_database;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -91,13 +92,7 @@ async fn main() -> BenchResult<()> {
     // The fleets, at version 1.
     let started = Instant::now();
     let baseline_database = format!("{database}_baseline");
-    let mut admin = server.connect().await?;
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "CREATE DATABASE \"{baseline_database}\""
-    )))
-    .execute(&mut admin)
-    .await?;
-    admin.close().await?;
+    create_database(&server, &baseline_database).await?;
     let fleet = |prefix: char| {
         (0..tenants)
             .map(|i| TenantSlug::parse(&format!("{prefix}{run_id}_{i:05}")))
@@ -272,11 +267,7 @@ async fn main() -> BenchResult<()> {
     ctx.bus.close().await;
     let mut admin = server.connect().await?;
     for name in [&database, &baseline_database] {
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "DROP DATABASE \"{name}\" WITH (FORCE)"
-        )))
-        .execute(&mut admin)
-        .await?;
+        drop_database(&mut admin, name).await;
     }
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())

@@ -1,8 +1,11 @@
 //! What benchmarks share: the CPU time of this machine's processes by command name, from
 //! `/proc` (how much PostgreSQL, RabbitMQ and our own processes spent on a phase), and a quiet
-//! start for every measured phase.
+//! start for every measured phase, in a database of the benchmark's own.
 
 use std::collections::HashMap;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
 
 /// CPU seconds used so far by every process, keyed by command name and pid. Processes that end
 /// between two snapshots are not counted (PostgreSQL backends live as long as their
@@ -108,4 +111,18 @@ fn disk_busy_ms() -> u64 {
         })
         .max()
         .unwrap_or(0)
+}
+
+/// Creates the database `name` on `server` (a benchmark's own; drop it with
+/// [`crate::pg::drop_database`]).
+///
+/// # Errors
+/// The server is unreachable or refused.
+pub async fn create_database(server: &PgConnectOptions, name: &str) -> Result<(), sqlx::Error> {
+    let mut admin = server.connect().await?;
+    let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(&mut admin)
+        .await?;
+    admin.close().await
 }

@@ -93,11 +93,6 @@ impl ServerSlots {
         ServerSlots { inner }
     }
 
-    /// The server's connection options (the database the slots live in).
-    pub fn options(&self) -> &PgConnectOptions {
-        &self.inner.options
-    }
-
     /// A connection holding a slot: an idle one, else a new one, waiting until a slot is free.
     /// `spread` picks where the scan over the slots starts, so that concurrent callers rarely
     /// try the same slot first.
