@@ -4,6 +4,7 @@
 
 mod audit;
 mod consumer;
+mod deploy_records;
 mod dlq;
 mod faults;
 mod personal_data;

@@ -178,9 +178,14 @@ impl PlatformDb {
     /// # Errors
     /// A database error.
     pub async fn mark_published(&self, deploy: Uuid, tenants: &[Uuid]) -> Result<(), StoreError> {
+        // Rows locked in tenant order, the order the migrators' result writes take them in
+        // (`record_migration_results`): two writers of one deploy's rows never deadlock.
         sqlx::query(
-            "UPDATE deploy_tenants SET status = 'published'
-              WHERE deploy_id = $1 AND tenant_id = ANY($2) AND status = 'pending'",
+            "UPDATE deploy_tenants d SET status = 'published'
+               FROM (SELECT tenant_id FROM deploy_tenants
+                      WHERE deploy_id = $1 AND tenant_id = ANY($2) AND status = 'pending'
+                      ORDER BY tenant_id FOR UPDATE) AS pending
+              WHERE d.deploy_id = $1 AND d.tenant_id = pending.tenant_id",
         )
         .bind(deploy)
         .bind(tenants)
@@ -341,7 +346,8 @@ impl PlatformDb {
         results: &[MigrationResult],
     ) -> Result<(), StoreError> {
         // One row per tenant and deploy, the last one winning: an upsert cannot touch a row
-        // twice in one statement, and a redelivered command may land in the same batch.
+        // twice in one statement, and a redelivered command may land in the same batch. The
+        // rows are written in (deploy, tenant) order, the order `mark_published` locks them in.
         let mut last = BTreeMap::new();
         for result in results {
             last.insert((result.deploy_id, result.tenant_id), result);
@@ -379,6 +385,7 @@ impl PlatformDb {
                     AS r(tenant_id, deploy_id, status, from_version, to_version, applied, error, duration_ms)
               WHERE r.deploy_id IS NOT NULL AND EXISTS (SELECT 1 FROM deploys WHERE id = r.deploy_id)
                 AND EXISTS (SELECT 1 FROM tenants WHERE id = r.tenant_id)
+              ORDER BY r.deploy_id, r.tenant_id
              ON CONFLICT (deploy_id, tenant_id) DO UPDATE SET
                     status = EXCLUDED.status,
                     from_version = coalesce(d.from_version, EXCLUDED.from_version),
