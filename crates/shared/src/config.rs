@@ -6,7 +6,7 @@
 //! | `TENANT_DATABASE_URL` | server holding tenant schemas or databases (admin connection) | `DATABASE_URL` |
 //! | `TENANT_ISOLATION` | `schema` or `database` | `schema` |
 //! | `AMQP_URL` | RabbitMQ | `amqp://guest:guest@127.0.0.1:5672/%2f` |
-//! | `TENANCY_NAMESPACE` | prefix of every exchange and queue name | empty |
+//! | `TENANCY_NAMESPACE` | namespace of every exchange and queue: names are `<namespace>.<name>` | empty |
 //! | `MIGRATIONS_DIR` | overrides the built-in migrations (`platform/`, `tenant/`, `tenant-seeds/`) | built in |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME` | OpenTelemetry export; unset endpoint = none | unset |
 //! | `HEALTH_ADDR` | where a service serves `/healthz` and `/readyz` (not part of the contract) | `127.0.0.1:8080` |
@@ -37,22 +37,94 @@ impl SecretUrl {
         &self.0
     }
 
-    /// The URL without its password.
+    /// The URL with every credential masked: the password of its user information, and the
+    /// value of every query parameter that carries one (`?password=…`, `sslpassword`, tokens,
+    /// secrets, API keys), wherever it sits.
     pub fn redacted(&self) -> String {
         let Some((scheme, rest)) = self.0.split_once("://") else {
-            return self.0.clone();
+            return mask_query(&self.0);
         };
-        let authority_end = rest.find('/').unwrap_or(rest.len());
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(authority_end);
-        match authority.rsplit_once('@') {
+        let authority = match authority.rsplit_once('@') {
             Some((userinfo, host)) => {
                 let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
                 let hidden = if userinfo.contains(':') { ":***" } else { "" };
-                format!("{scheme}://{user}{hidden}@{host}{path}")
+                format!("{user}{hidden}@{host}")
             }
-            None => self.0.clone(),
+            None => authority.to_owned(),
+        };
+        format!("{scheme}://{authority}{}", mask_query(path))
+    }
+}
+
+/// `text` with the value of every credential-carrying query parameter replaced by `***`.
+fn mask_query(text: &str) -> String {
+    let Some((before, query)) = text.split_once('?') else {
+        return text.to_owned();
+    };
+    let (query, fragment) = match query.split_once('#') {
+        Some((query, fragment)) => (query, Some(fragment)),
+        None => (query, None),
+    };
+    let masked: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if is_credential_key(key) => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    let mut out = format!("{before}?{}", masked.join("&"));
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
+}
+
+/// Whether a query parameter's name says it carries a credential. Broad on purpose: masking a
+/// harmless value costs nothing, printing a secret cannot be undone.
+fn is_credential_key(key: &str) -> bool {
+    let key = percent_decode(key).to_ascii_lowercase();
+    const CONTAINS: [&str; 8] = [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "credential",
+        "apikey",
+        "api_key",
+        "api-key",
+    ];
+    CONTAINS.iter().any(|part| key.contains(part))
+        || matches!(
+            key.as_str(),
+            "pass" | "pwd" | "auth" | "key" | "sig" | "signature"
+        )
+}
+
+/// Decodes `%XX` escapes (enough to compare a parameter name; invalid escapes stay as they are).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
         }
     }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl fmt::Display for SecretUrl {
@@ -67,8 +139,9 @@ impl fmt::Debug for SecretUrl {
     }
 }
 
-/// A database: PostgreSQL, or an SQLite file.
-#[derive(Debug, Clone)]
+/// A database: PostgreSQL, or an SQLite file. `Debug` shows [`DatabaseUrl::redacted`]: the
+/// parsed options hold the password in clear.
+#[derive(Clone)]
 pub enum DatabaseUrl {
     /// Boxed: the options are large and a `Config` is passed around by value.
     Postgres {
@@ -120,6 +193,12 @@ impl DatabaseUrl {
             DatabaseUrl::Postgres { url, .. } => url.redacted(),
             DatabaseUrl::Sqlite { path } => format!("sqlite://{}", path.display()),
         }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
     }
 }
 
@@ -203,6 +282,40 @@ impl Default for MigratorConfig {
     }
 }
 
+/// The separator between `TENANCY_NAMESPACE` and a name: `<namespace>.<name>`.
+pub const NAMESPACE_SEPARATOR: char = '.';
+
+/// `TENANCY_NAMESPACE`: empty, or up to 64 of `a-z 0-9 _ - .` that neither starts nor ends with
+/// the separator (which the services add themselves: `acme` gives `acme.tenancy.events`).
+fn check_namespace(namespace: &str) -> Result<(), String> {
+    let charset_ok = namespace.len() <= 64
+        && namespace.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
+        });
+    if !charset_ok {
+        return Err(format!(
+            "TENANCY_NAMESPACE: {namespace:?} may only hold up to 64 of a-z, 0-9, `_`, `-` and `.`"
+        ));
+    }
+    let trimmed = namespace.trim_matches(NAMESPACE_SEPARATOR);
+    if trimmed.len() != namespace.len() {
+        let would = |name: &str| format!("{namespace}{NAMESPACE_SEPARATOR}{name}");
+        let suggestion = if trimmed.is_empty() {
+            "leave it empty".to_owned()
+        } else {
+            format!(
+                "use `{trimmed}` (names become `{trimmed}{NAMESPACE_SEPARATOR}tenancy.events`, …)"
+            )
+        };
+        return Err(format!(
+            "TENANCY_NAMESPACE: `{namespace}` starts or ends with `{NAMESPACE_SEPARATOR}`, the separator the services add themselves: names would be `{}`, `{}`, …; {suggestion}",
+            would("tenancy.events"),
+            would("provisioner.tenant-registered"),
+        ));
+    }
+    Ok(())
+}
+
 /// Everything wrong with a configuration, listed together.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration:\n  - {}", problems.join("\n  - "))]
@@ -256,14 +369,8 @@ impl Config {
         }
 
         let namespace = get("TENANCY_NAMESPACE").unwrap_or_default();
-        let namespace_ok = namespace.len() <= 64
-            && namespace.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
-            });
-        if !namespace_ok {
-            problems.push(format!(
-                "TENANCY_NAMESPACE: {namespace:?} may only hold up to 64 of a-z, 0-9, `_`, `-` and `.`"
-            ));
+        if let Err(problem) = check_namespace(&namespace) {
+            problems.push(problem);
         }
 
         let migrations_dir = get("MIGRATIONS_DIR").map(PathBuf::from);
@@ -399,6 +506,53 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn credentials_in_the_query_never_show() {
+        for (url, secret) in [
+            ("postgres://app@db.example/tenancy?password=s3cret", "s3cret"),
+            (
+                "postgres://db.example/tenancy?sslmode=require&PassWord=s3cret&application_name=x",
+                "s3cret",
+            ),
+            ("postgres://db.example/tenancy?sslpassword=s3cret", "s3cret"),
+            ("postgres://db.example/tenancy?pass%77ord=s3cret", "s3cret"),
+            ("amqps://rabbit.example/%2f?auth_token=s3cret#frag", "s3cret"),
+            ("https://otlp.example:4318?api_key=s3cret", "s3cret"),
+            ("postgres://app:p%40ss@db.example?password=s3cret", "p%40ss"),
+        ] {
+            let shown = SecretUrl::new(url).redacted();
+            assert!(!shown.contains(secret), "{url} shown as {shown}");
+            assert!(shown.contains("***"), "{shown}");
+        }
+        assert_eq!(
+            SecretUrl::new("postgres://app:x@db.example:5432/t?sslmode=require&password=y")
+                .redacted(),
+            "postgres://app:***@db.example:5432/t?sslmode=require&password=***"
+        );
+        let config = config(&[(
+            "DATABASE_URL",
+            "postgres://db.example/tenancy?password=s3cret",
+        )])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!config.database_url.redacted().contains("s3cret"));
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_namespace_never_ends_with_the_separator() {
+        let err = config(&[("TENANCY_NAMESPACE", "acme.")])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("acme..tenancy.events") && err.contains("use `acme`"),
+            "{err}"
+        );
+        assert!(config(&[("TENANCY_NAMESPACE", ".acme")]).is_err());
+        assert!(config(&[("TENANCY_NAMESPACE", "acme.eu")]).is_ok());
+        assert!(config(&[("TENANCY_NAMESPACE", "t-1_a")]).is_ok());
     }
 
     #[test]
