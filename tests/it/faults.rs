@@ -141,3 +141,42 @@ async fn a_broker_down_at_start_is_waited_for() {
         "{refused:?}"
     );
 }
+
+/// A broker restart that the services recover from by themselves is a warning, not an error:
+/// nothing in the default log configuration says ERROR (lapin's own I/O-loop errors included),
+/// and the lost connection is reported once, as a WARN, by the bus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovered_broker_restart_logs_warnings_not_errors() {
+    let logs = crate::support::LogCapture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(logs.clone())
+        .with_env_filter(shared::telemetry::DEFAULT_LOG_FILTER)
+        .finish();
+    let _ = tracing::subscriber::set_global_default(subscriber);
+
+    let broker = PrivateBroker::start().await;
+    let database = TestDatabase::create().await;
+    let url = database.url();
+    let env = Env::on(Some(database), &url, &broker.amqp_url()).await;
+    survives(&env, 2_000, 500, async {
+        broker.restart_app().await;
+    })
+    .await;
+
+    let text = logs.text();
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("\"level\":\"ERROR\""))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "a recovered outage logged errors:\n{}",
+        errors.join("\n")
+    );
+    assert!(
+        text.lines()
+            .any(|line| line.contains("\"level\":\"WARN\"") && line.contains("RabbitMQ")),
+        "the outage is reported as a warning:\n{text}"
+    );
+}

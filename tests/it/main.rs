@@ -3,11 +3,13 @@
 //! disconnect a server use a private one (`testkit::cluster`, `testkit::broker`).
 
 mod audit;
+mod broker_refusals;
 mod consumer;
 mod deploy_records;
 mod dlq;
 mod faults;
 mod personal_data;
 mod provisioning;
+mod releases;
 mod support;
 mod trace;

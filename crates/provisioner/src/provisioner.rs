@@ -27,6 +27,9 @@ pub struct Provisioner {
     pub(crate) catalog: Arc<Catalog>,
     publisher: Publisher,
     metrics: Metrics,
+    /// Set once this process has recorded its tenant sets as released (before the first
+    /// tenant it migrates).
+    released: tokio::sync::OnceCell<()>,
 }
 
 struct Metrics {
@@ -49,6 +52,7 @@ impl Provisioner {
             storage,
             catalog,
             publisher,
+            released: tokio::sync::OnceCell::new(),
             metrics: Metrics {
                 step_duration: meter
                     .f64_histogram("tenancy.provisioning.step_duration")
@@ -72,6 +76,32 @@ impl Provisioner {
                     .build(),
             },
         }
+    }
+
+    /// Records the tenant sets as released, once per process, before the first tenant is
+    /// migrated with them: from then on, an edit of any of their files is refused by every
+    /// deploy and service start. A set that contradicts the record (another process released
+    /// other contents under the same versions) migrates nothing.
+    pub(crate) async fn ensure_released(&self) -> Result<(), StepError> {
+        self.released
+            .get_or_try_init(|| async {
+                let mut conflicts = Vec::new();
+                for set in [&self.catalog.tenant, &self.catalog.tenant_seeds] {
+                    conflicts.extend(self.platform.release(set, None, "provisioner").await?);
+                }
+                if conflicts.is_empty() {
+                    return Ok(());
+                }
+                Err(StepError::permanent(
+                    shared::migrate::release::ReleaseRefused {
+                        origin: self.catalog.tenant.origin.clone(),
+                        conflicts,
+                    }
+                    .to_string(),
+                ))
+            })
+            .await
+            .map(|_| ())
     }
 
     /// Publishes the tenant's `migrate.tenant` for `deploy` (see the activate step).

@@ -511,14 +511,20 @@ mod tests {
     #[test]
     fn credentials_in_the_query_never_show() {
         for (url, secret) in [
-            ("postgres://app@db.example/tenancy?password=s3cret", "s3cret"),
+            (
+                "postgres://app@db.example/tenancy?password=s3cret",
+                "s3cret",
+            ),
             (
                 "postgres://db.example/tenancy?sslmode=require&PassWord=s3cret&application_name=x",
                 "s3cret",
             ),
             ("postgres://db.example/tenancy?sslpassword=s3cret", "s3cret"),
             ("postgres://db.example/tenancy?pass%77ord=s3cret", "s3cret"),
-            ("amqps://rabbit.example/%2f?auth_token=s3cret#frag", "s3cret"),
+            (
+                "amqps://rabbit.example/%2f?auth_token=s3cret#frag",
+                "s3cret",
+            ),
             ("https://otlp.example:4318?api_key=s3cret", "s3cret"),
             ("postgres://app:p%40ss@db.example?password=s3cret", "p%40ss"),
         ] {

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{Bus, BusError, Topology};
 use crate::config::{Config, DatabaseUrl};
 use crate::health::Health;
+use crate::migrate::release::{self, Coverage};
 use crate::migrate::source::LoadError;
 use crate::migrate::{
     Catalog, Engine, EngineError, EngineOptions, PgSchemaBackend, RunReport, SqliteBackend, Target,
@@ -31,6 +32,8 @@ pub enum StartError {
     Migrations(#[from] LoadError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Released(#[from] crate::migrate::release::ReleaseRefused),
     #[error("shutdown requested while starting")]
     Cancelled,
 }
@@ -54,9 +57,10 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    /// Connects to the platform database (creating it if missing) and to the broker (declaring
-    /// the topology), waiting with backoff for either while it is down, and loads the
-    /// migration sets. `process` names the connection and the CloudEvents `source`.
+    /// A service's start: connects to the platform database (creating it if missing) and to
+    /// the broker (declaring the topology), waiting with backoff for either while it is down,
+    /// and loads the migration sets. `process` names the connection and the CloudEvents
+    /// `source`.
     ///
     /// # Errors
     /// Invalid migration sets, a database or broker that refuses (as opposed to one that is
@@ -66,8 +70,31 @@ impl Context {
         process: &str,
         shutdown: &CancellationToken,
     ) -> Result<Self, StartError> {
+        Self::open(config, process, shutdown, true).await
+    }
+
+    /// As [`Context::connect`], for operator commands: a missing platform database is refused
+    /// ([`StoreError::DatabaseMissing`]) instead of created, so a mistyped `DATABASE_URL` never
+    /// starts an empty fleet.
+    ///
+    /// # Errors
+    /// As [`Context::connect`].
+    pub async fn connect_existing(
+        config: Config,
+        process: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, StartError> {
+        Self::open(config, process, shutdown, false).await
+    }
+
+    async fn open(
+        config: Config,
+        process: &str,
+        shutdown: &CancellationToken,
+        create: bool,
+    ) -> Result<Self, StartError> {
         let catalog = Catalog::load(config.migrations_dir.as_deref())?;
-        let platform = connect_platform(&config.database_url, shutdown).await?;
+        let platform = connect_platform(&config.database_url, create, shutdown).await?;
         let topology = Topology::new(config.namespace.clone());
         let bus = Bus::connect(&config.amqp_url, topology, process, process, shutdown).await?;
         Ok(Context {
@@ -137,6 +164,7 @@ impl Context {
                 }
             };
             if standing.pending.is_empty() && standing.drift.is_empty() {
+                self.check_released_sets().await?;
                 ready.send_replace(true);
                 return Ok(());
             }
@@ -153,10 +181,44 @@ impl Context {
     }
 }
 
+impl Context {
+    /// Compares the tenant sets this process carries with what was released to tenants: a
+    /// service never starts with an edited, deleted or renamed released migration. Released
+    /// versions newer than this build (a rolling upgrade) are only logged.
+    ///
+    /// # Errors
+    /// [`StartError::Released`] listing every conflict, or a database error.
+    pub async fn check_released_sets(&self) -> Result<(), StartError> {
+        let recorded = self.platform.released_migrations().await?;
+        let mut conflicts = Vec::new();
+        for set in [&self.catalog.tenant, &self.catalog.tenant_seeds] {
+            conflicts.extend(release::conflicts(&recorded, set, Coverage::UpToNewest));
+            let beyond = release::released_beyond(&recorded, set);
+            if let Some(newest) = beyond.last() {
+                tracing::warn!(
+                    set = %set.kind,
+                    released = beyond.len(),
+                    newest = %newest,
+                    "this build is older than the fleet: migrations up to {newest} were released after it was built"
+                );
+            }
+        }
+        if conflicts.is_empty() {
+            return Ok(());
+        }
+        Err(release::ReleaseRefused {
+            origin: self.catalog.tenant.origin.clone(),
+            conflicts,
+        }
+        .into())
+    }
+}
+
 /// Connects to the platform database, waiting with backoff (and a log line per attempt) while
 /// it is unreachable.
 async fn connect_platform(
     url: &DatabaseUrl,
+    create: bool,
     shutdown: &CancellationToken,
 ) -> Result<PlatformDb, StartError> {
     let mut delays = ExponentialBuilder::new()
@@ -168,7 +230,7 @@ async fn connect_platform(
     let mut attempt = 0_u32;
     loop {
         attempt += 1;
-        match PlatformDb::connect(url, true, 8).await {
+        match PlatformDb::connect(url, create, 8).await {
             Ok(platform) => return Ok(platform),
             Err(error) if error.is_transient() => {
                 let delay = delays.next().unwrap_or(Duration::from_secs(5));

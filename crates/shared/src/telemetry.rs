@@ -103,8 +103,13 @@ pub mod field {
 
 /// The filter when `RUST_LOG` is unset: our own code at `info`, chatty dependencies at `warn`.
 /// `opentelemetry` covers the SDK's own diagnostics (export failures are `warn`/`error`).
+///
+/// lapin is off: every failure it sees reaches the bus as an error, which the bus logs once with
+/// what it means (a lost connection it recovers from is a WARN, a refusal an ERROR), whereas
+/// lapin logs a broker restart as several ERROR lines from its I/O loop although nothing is
+/// wrong yet. `RUST_LOG=info,lapin=debug` brings its lines back.
 pub const DEFAULT_LOG_FILTER: &str =
-    "info,lapin=warn,amq_protocol=warn,sqlx=warn,opentelemetry=warn";
+    "info,lapin=off,amq_protocol=warn,sqlx=warn,opentelemetry=warn";
 
 /// The filter of [`init_for_tests`] when `RUST_LOG` is unset: this workspace's crates (and the
 /// `it` e2e binary) at `debug`.
@@ -579,7 +584,7 @@ where
 {
     let filter = Targets::new()
         .with_default(LevelFilter::INFO)
-        .with_target("lapin", LevelFilter::WARN)
+        .with_target("lapin", LevelFilter::OFF)
         .with_target("amq_protocol", LevelFilter::WARN)
         .with_target("sqlx", LevelFilter::WARN)
         // The SDK's own diagnostics are about the export pipeline; never feed them back into it.

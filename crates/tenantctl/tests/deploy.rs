@@ -194,6 +194,14 @@ impl Fleet {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    async fn deploy_count(&self) -> i64 {
+        let mut conn = self.database.connect().await;
+        sqlx::query_scalar("SELECT count(*) FROM deploys")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     async fn versions(&self) -> HashMap<Uuid, i64> {
         let mut conn = self.database.connect().await;
         sqlx::query_as::<_, (Uuid, i64)>("SELECT id, schema_version FROM tenants")
@@ -900,4 +908,131 @@ async fn a_dry_run_lists_the_work_and_an_unapproved_destructive_migration_stops_
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(deploys, 0, "nothing recorded, nothing published");
+}
+
+/// Applied migrations are never edited: once a deploy has released them, an edited, renamed or
+/// deleted file is refused by the next deploy (and its dry run) and by a service's start,
+/// although nothing is pending and no tenant's history is read; nothing is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_released_migration_is_refused_by_deploys_and_services() {
+    let fleet = Fleet::new(3, &[notice_board()]).await;
+    let migrator = fleet.start_migrator();
+    let first = fleet
+        .tenantctl(&["deploy", "--wait", "--timeout", "120"])
+        .await;
+    assert!(first.status.success(), "{}", text(&first));
+
+    let tenant_dir = fleet.sets.path().join("tenant");
+    let mut files: Vec<String> = std::fs::read_dir(&tenant_dir)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".up.sql"))
+        .collect();
+    files.sort();
+    let first_file = tenant_dir.join(&files[0]);
+    let original = std::fs::read_to_string(&first_file).unwrap_or_else(|e| panic!("{e}"));
+    let deploys_before = fleet.deploy_count().await;
+
+    // One comment appended to the first, long-applied file.
+    std::fs::write(&first_file, format!("{original}-- a harmless comment\n"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let edited = fleet
+        .tenantctl(&["deploy", "--wait", "--timeout", "60"])
+        .await;
+    assert!(!edited.status.success(), "{}", text(&edited));
+    let said = text(&edited);
+    assert!(
+        said.contains(&format!(
+            "tenant/{}: edited after it was released",
+            files[0]
+        )) && said.contains("new migration"),
+        "{said}"
+    );
+    assert!(!said.contains("already at the target"), "{said}");
+    let dry = fleet.tenantctl(&["deploy", "--dry-run"]).await;
+    assert!(!dry.status.success(), "{}", text(&dry));
+    assert!(
+        text(&dry).contains("edited after it was released"),
+        "{}",
+        text(&dry)
+    );
+    // A service carrying the edited set does not start.
+    let refused = fleet.new_build().check_released_sets().await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("edited after it was released")),
+        "{refused:?}"
+    );
+
+    // Deleted: refused the same way.
+    std::fs::remove_file(&first_file).unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_file(tenant_dir.join("sqlite").join(&files[0]));
+    let _ = std::fs::remove_file(tenant_dir.join(files[0].replace(".up.sql", ".down.sql")));
+    let _ = std::fs::remove_file(
+        tenant_dir
+            .join("sqlite")
+            .join(files[0].replace(".up.sql", ".down.sql")),
+    );
+    let deleted = fleet
+        .tenantctl(&["deploy", "--wait", "--timeout", "60"])
+        .await;
+    assert!(!deleted.status.success(), "{}", text(&deleted));
+    assert!(
+        text(&deleted).contains("deleted or renamed"),
+        "{}",
+        text(&deleted)
+    );
+    assert_eq!(
+        fleet.deploy_count().await,
+        deploys_before,
+        "a refused deploy records and publishes nothing"
+    );
+
+    // Restored as released: deploys again, nothing pending.
+    let restored_sets = sets_with(&[notice_board()]);
+    testkit::copy_dir(restored_sets.path(), fleet.sets.path()).unwrap_or_else(|e| panic!("{e}"));
+    let again = fleet
+        .tenantctl(&["deploy", "--wait", "--timeout", "120"])
+        .await;
+    assert!(again.status.success(), "{}", text(&again));
+    testkit::stop_service(migrator).await;
+}
+
+/// A mistyped `DATABASE_URL` never starts an empty fleet: `deploy` refuses a platform database
+/// that does not exist, naming it and how to create one, and creates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_against_a_missing_platform_database_creates_nothing() {
+    let fleet = Fleet::new(0, &[]).await;
+    let missing = format!("tenancy_typo_{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let url = format!("postgres://postgres@127.0.0.1:5432/{missing}?password=s3cret");
+    for args in [
+        &["deploy", "--wait", "--timeout", "10"][..],
+        &["deploy", "--dry-run"][..],
+        &["status"][..],
+    ] {
+        let mut command = fleet.command(args);
+        command.env("DATABASE_URL", &url);
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let said = text(&output);
+        assert!(!output.status.success(), "{args:?}: {said}");
+        assert!(
+            said.contains(&format!("`{missing}` does not exist")),
+            "{args:?}: {said}"
+        );
+        assert!(said.contains("createdb"), "{args:?}: {said}");
+        assert!(!said.contains("s3cret"), "{args:?}: {said}");
+    }
+    let mut conn = fleet.database.connect().await;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&missing)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!exists, "the mistyped database was created");
 }

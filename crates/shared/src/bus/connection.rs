@@ -226,14 +226,15 @@ async fn connect_waiting(
     shutdown: &CancellationToken,
 ) -> Result<Connection, BusError> {
     let shown = url.redacted();
-    let address = url
+    let uri = url
         .expose()
         .parse::<AMQPUri>()
-        .map(|uri| (uri.authority.host, uri.authority.port))
         .map_err(|reason| BusError::InvalidUrl {
             url: shown.clone(),
             reason,
         })?;
+    let address = (uri.authority.host, uri.authority.port);
+    let login = (uri.authority.userinfo.username, uri.vhost);
     let mut delays = ExponentialBuilder::new()
         .with_min_delay(Duration::from_millis(200))
         .with_max_delay(Duration::from_secs(5))
@@ -279,19 +280,48 @@ async fn connect_waiting(
                     () = tokio::time::sleep(delay) => {}
                 }
             }
-            Err(source) => return Err(BusError::Unreachable { url: shown, source }),
+            Err(source) => {
+                let reason = refusal(&source).unwrap_or_else(|| source.to_string());
+                return Err(BusError::Refused {
+                    broker: format!("{}:{}", address.0, address.1),
+                    user: login.0.clone(),
+                    vhost: login.1.clone(),
+                    reason,
+                });
+            }
         }
     }
 }
 
 /// Broker unreachable, refusing connections while it starts, or closing them while it stops:
-/// worth waiting for. Bad credentials or a missing vhost are not.
+/// worth waiting for. A broker that answers and refuses the login (ACCESS_REFUSED: user or
+/// password), the vhost (NOT_ALLOWED: it does not exist, or the user has no permission on it) or
+/// our protocol is not: no wait will change its answer.
 fn retryable(error: &lapin::Error) -> bool {
-    if error.is_io_error() || error.can_be_recovered() {
-        return true;
+    refusal(error).is_none()
+}
+
+/// Why the broker refused us for good, if it did.
+fn refusal(error: &lapin::Error) -> Option<String> {
+    use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+    match error.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => match amqp.kind() {
+            AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) => Some(format!(
+                "{}: wrong user name or password, or the user may not log in from here",
+                amqp.get_message()
+            )),
+            AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED) => Some(format!(
+                "{}: the vhost does not exist or the user has no permission on it (`rabbitmqctl add_vhost` / `rabbitmqctl set_permissions -p <vhost> <user> ...`)",
+                amqp.get_message()
+            )),
+            _ => None,
+        },
+        lapin::ErrorKind::AuthProviderError(reason) => {
+            Some(format!("authentication failed: {reason}"))
+        }
+        lapin::ErrorKind::InvalidProtocolVersion(version) => Some(format!(
+            "the server speaks AMQP {version:?}, not 0-9-1: is AMQP_URL pointing at RabbitMQ?"
+        )),
+        _ => None,
     }
-    let text = error.to_string();
-    !(text.contains("ACCESS_REFUSED")
-        || text.contains("NOT_ALLOWED")
-        || text.contains("authentication"))
 }

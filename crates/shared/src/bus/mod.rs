@@ -43,6 +43,16 @@ pub enum BusError {
         #[source]
         source: lapin::Error,
     },
+    /// The broker answered and said no: credentials, vhost, permissions. Never retried.
+    #[error(
+        "RabbitMQ at {broker} refused user `{user}` on vhost `{vhost}`: {reason}. Check AMQP_URL (amqp://USER:PASSWORD@HOST:PORT/VHOST, the vhost percent-encoded: `/` is %2f)"
+    )]
+    Refused {
+        broker: String,
+        user: String,
+        vhost: String,
+        reason: String,
+    },
     #[error("{context}: {source}")]
     Broker {
         context: String,
@@ -97,6 +107,7 @@ impl BusError {
             | BusError::ReplayLog(_) => true,
             BusError::Broker { source, .. } => source.can_be_recovered() || source.is_io_error(),
             BusError::Unroutable { .. }
+            | BusError::Refused { .. }
             | BusError::InvalidUrl { .. }
             | BusError::InvalidEvent { .. }
             | BusError::Cancelled => false,

@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! - pure (no I/O, no clock): [`version`], [`directives`], [`sql`], [`lint`], [`plan`],
-//!   [`history`] (data only), and the parsing half of [`source`];
+//!   [`release`], [`history`] (data only), and the parsing half of [`source`];
 //! - adapters: [`backend`] (PostgreSQL schema / database per tenant, SQLite file per tenant) and
 //!   [`engine`], which runs plans through a backend and is the only place the apply and revert
 //!   protocol is written down;
@@ -25,6 +25,7 @@ pub mod history;
 pub mod kinds;
 pub mod lint;
 pub mod plan;
+pub mod release;
 pub mod source;
 pub mod sql;
 pub mod target;

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod deploys;
+mod releases;
 mod replays;
 pub mod tenants;
 
@@ -20,8 +21,18 @@ use crate::tenant::{TenantSlug, quote_ident};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    #[error("the platform database {0} does not exist yet: `tenantctl up` creates and migrates it")]
-    DatabaseMissing(String),
+    /// Only a service's start creates the platform database: anything else that finds it
+    /// missing is most likely pointed at the wrong one, and must not start an empty fleet there.
+    #[error(
+        "the platform database `{name}` does not exist ({url}): check DATABASE_URL. A new fleet's platform database is created by the first start of the services (`tenantctl up`, or the provisioner, migrator or auditor binaries), or by hand with `{create}`"
+    )]
+    DatabaseMissing {
+        name: String,
+        /// The URL tried, without credentials.
+        url: String,
+        /// The command that creates it.
+        create: String,
+    },
     #[error(
         "the platform database has no `{0}` table yet: apply the platform migrations (`tenantctl up` does)"
     )]
@@ -127,12 +138,16 @@ impl PlatformDb {
                     .max_connections(max_connections)
                     .connect_with(options.clone())
                     .await
-                    .map_err(|e| missing_database(e, &options))?;
+                    .map_err(|e| missing_database(e, &options, url))?;
                 Ok(PlatformDb::Postgres(pool))
             }
             DatabaseUrl::Sqlite { path } => {
                 if !create && !path.exists() {
-                    return Err(StoreError::DatabaseMissing(path.display().to_string()));
+                    return Err(StoreError::DatabaseMissing {
+                        name: path.display().to_string(),
+                        url: url.redacted(),
+                        create: format!("sqlite3 {} 'SELECT 1'", path.display()),
+                    });
                 }
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent)
@@ -245,10 +260,24 @@ pub(crate) fn not_migrated(table: &'static str) -> impl Fn(sqlx::Error) -> Store
     }
 }
 
-fn missing_database(error: sqlx::Error, options: &PgConnectOptions) -> StoreError {
+fn missing_database(
+    error: sqlx::Error,
+    options: &PgConnectOptions,
+    url: &DatabaseUrl,
+) -> StoreError {
     match &error {
         sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000") => {
-            StoreError::DatabaseMissing(options.get_database().unwrap_or_default().to_owned())
+            let name = options.get_database().unwrap_or_default().to_owned();
+            StoreError::DatabaseMissing {
+                create: format!(
+                    "createdb -h {} -p {} {}",
+                    options.get_host(),
+                    options.get_port(),
+                    quote_ident(&name)
+                ),
+                url: url.redacted(),
+                name,
+            }
         }
         _ => StoreError::Sql(error),
     }

@@ -21,6 +21,7 @@ use shared::config::Config;
 use shared::message::MigrateTenant;
 use shared::migrate::check::static_findings;
 use shared::migrate::lint::Severity;
+use shared::migrate::release::{Coverage, ReleaseConflict, ReleaseRefused};
 use shared::migrate::{EngineOptions, Version};
 use shared::service::Context;
 use shared::storage::TenantStorage;
@@ -122,14 +123,32 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let operator = super::dlq::operator_handle(args.operator.clone())?;
     let shutdown = CancellationToken::new();
-    let ctx = Context::connect(config, "tenantctl", &shutdown)
+    let ctx = Context::connect_existing(config, "tenantctl", &shutdown)
         .await
         .context("connecting to PostgreSQL and RabbitMQ")?;
+    // Before anything is applied: the files must be the ones already released. Then, once the
+    // platform has the record, this deploy's versions join it (the first record wins, so a
+    // concurrent deploy with other contents is caught by the second comparison).
+    refuse_conflicts(&catalog, release_conflicts(&ctx.platform, &catalog).await?)?;
     let platform_run = ctx
         .apply_platform_migrations()
         .await
         .context("applying the platform migrations")?;
     let deploy = Uuid::new_v4();
+    let released_by = format!("deploy {deploy}");
+    let mut conflicts = ctx
+        .platform
+        .release(&catalog.tenant, Some(target), &released_by)
+        .await?;
+    if target == latest {
+        // The migrator brings a tenant at the newest version up to the newest seeds too.
+        conflicts.extend(
+            ctx.platform
+                .release(&catalog.tenant_seeds, None, &released_by)
+                .await?,
+        );
+    }
+    refuse_conflicts(&catalog, conflicts)?;
     let tenants = ctx
         .platform
         .record_deploy(&NewDeploy {
@@ -188,6 +207,37 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     follow(&ctx.platform, deploy, target, None, &args).await
+}
+
+/// What the tenant sets contradict in the released record: every released version must be
+/// there, unchanged (a deploy of an older build is refused too).
+async fn release_conflicts(
+    platform: &PlatformDb,
+    catalog: &shared::migrate::Catalog,
+) -> anyhow::Result<Vec<ReleaseConflict>> {
+    let mut conflicts = Vec::new();
+    for set in [&catalog.tenant, &catalog.tenant_seeds] {
+        conflicts.extend(
+            platform
+                .release_conflicts(set, Coverage::Everything)
+                .await?,
+        );
+    }
+    Ok(conflicts)
+}
+
+fn refuse_conflicts(
+    catalog: &shared::migrate::Catalog,
+    conflicts: Vec<ReleaseConflict>,
+) -> anyhow::Result<()> {
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    Err(ReleaseRefused {
+        origin: catalog.tenant.origin.clone(),
+        conflicts,
+    })
+    .context("refusing to deploy; nothing was published")
 }
 
 /// Publishes one confirmed `migrate.tenant` per tenant, `batch` at a time, and marks each batch
@@ -458,6 +508,7 @@ async fn dry_run(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let platform = PlatformDb::connect(&config.database_url, false, 2).await?;
+    let conflicts = release_conflicts(&platform, catalog).await?;
     let platform_standing = {
         let PlatformDb::Postgres(pool) = &platform else {
             anyhow::bail!("deploys need a PostgreSQL platform database");
@@ -564,6 +615,14 @@ async fn dry_run(
             "{} tenant(s), {to_migrate} with migrations to apply up to {target}",
             tenants.len()
         );
+    }
+    if !conflicts.is_empty() {
+        let refused = ReleaseRefused {
+            origin: catalog.tenant.origin.clone(),
+            conflicts,
+        };
+        eprintln!("a deploy would refuse: {refused}");
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }

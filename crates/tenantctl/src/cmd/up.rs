@@ -37,6 +37,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .apply_platform_migrations()
         .await
         .context("applying the platform migrations")?;
+    ctx.check_released_sets().await?;
     tracing::info!(
         applied = platform.steps.len(),
         version = %platform.after.map_or("none".to_owned(), |v| v.to_string()),

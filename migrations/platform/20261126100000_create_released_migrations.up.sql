@@ -1,0 +1,13 @@
+-- Creates released_migrations: every tenant migration (and tenant seed) as it was the first time
+-- its version reached tenants, through a deploy or a provisioning. Deploys and services compare
+-- their files with it, so an edited, deleted or renamed released file is refused without reading
+-- any tenant's history.
+CREATE TABLE released_migrations (
+    migration_set text        NOT NULL CHECK (migration_set IN ('tenant', 'tenant-seeds')),
+    version       bigint      NOT NULL CHECK (version > 0),
+    description   text        NOT NULL,
+    checksum      text        NOT NULL CHECK (length(checksum) = 64),
+    released_by   text        NOT NULL,
+    released_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (migration_set, version)
+);
