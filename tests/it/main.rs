@@ -10,6 +10,7 @@ mod dlq;
 mod faults;
 mod personal_data;
 mod provisioning;
+mod provisioning_faults;
 mod releases;
 mod support;
 mod trace;

@@ -67,7 +67,7 @@ impl Env {
         Self::with(Some(database), &url, SHARED_BROKER, Some(migrations_dir)).await
     }
 
-    async fn with(
+    pub async fn with(
         database: Option<TestDatabase>,
         database_url: &str,
         amqp_url: &str,

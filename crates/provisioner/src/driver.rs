@@ -132,9 +132,13 @@ async fn fail_step<P: Port>(
             Outcome::Retry { reason }
         }
         OnFailure::GiveUp => {
-            tracing::error!(step = step.as_str(), %reason, "provisioning failed; the tenant is marked failed");
-            if has_row && let Err(mark) = port.set_status(request, TenantStatus::Failed).await {
-                tracing::warn!(error = %mark, "could not mark the tenant failed; the step record and the dead-letter queue hold the reason");
+            if has_row {
+                tracing::error!(step = step.as_str(), %reason, "provisioning failed; the tenant is marked failed");
+                if let Err(mark) = port.set_status(request, TenantStatus::Failed).await {
+                    tracing::warn!(error = %mark, "could not mark the tenant failed; the step record and the dead-letter queue hold the reason");
+                }
+            } else {
+                tracing::error!(step = step.as_str(), %reason, "registration refused; no tenant row was created: the reason is in the dead-letter queue and the tenant.provisioning_failed event");
             }
             let _ = port.emit(request, status("failed")).await;
             let _ = port
@@ -452,6 +456,39 @@ mod tests {
                 assert_converged(&port, &context);
             }
         }
+    }
+
+    /// A registration refused at the first step (a taken slug) leaves no tenant row, and the log
+    /// says so instead of claiming the tenant was marked failed.
+    #[tokio::test]
+    async fn a_refused_registration_logs_that_nothing_was_created() {
+        #[derive(Clone, Default)]
+        struct Lines(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let port = Fake::default();
+        port.0.lock().unwrap().fault = Some((Step::Register, Fault::Permanent));
+        let outcome = provision(&port, &request(), false).await;
+        assert!(matches!(outcome, Outcome::DeadLetter { .. }), "{outcome:?}");
+        assert_eq!(port.0.lock().unwrap().status, None, "no row");
+        let logged = String::from_utf8_lossy(&lines.0.lock().unwrap()).into_owned();
+        assert!(logged.contains("no tenant row was created"), "{logged}");
+        assert!(!logged.contains("marked failed"), "{logged}");
     }
 
     #[tokio::test]

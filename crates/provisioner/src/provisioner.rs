@@ -1,5 +1,6 @@
 //! The real [`Port`]: the platform database, the tenant server and the bus.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -30,6 +31,10 @@ pub struct Provisioner {
     /// Set once this process has recorded its tenant sets as released (before the first
     /// tenant it migrates).
     released: tokio::sync::OnceCell<()>,
+    /// Attempts of a step whose outcome could not be recorded (the platform database was
+    /// gone): added to the step's count by its next record, so `provisioning_steps.attempts`
+    /// counts every attempt this process made.
+    unrecorded: std::sync::Mutex<HashMap<(Uuid, Step), i32>>,
 }
 
 struct Metrics {
@@ -53,6 +58,7 @@ impl Provisioner {
             catalog,
             publisher,
             released: tokio::sync::OnceCell::new(),
+            unrecorded: std::sync::Mutex::default(),
             metrics: Metrics {
                 step_duration: meter
                     .f64_histogram("tenancy.provisioning.step_duration")
@@ -122,6 +128,14 @@ impl Provisioner {
         Ok(())
     }
 
+    fn take_unrecorded(&self, key: (Uuid, Step)) -> i32 {
+        self.unrecorded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key)
+            .unwrap_or(0)
+    }
+
     /// An event with an id derived from what it says, so that a run that emits it again after
     /// a crash emits the same event (stored once by the auditor).
     fn event<T: Event>(&self, key: &str, data: T) -> CloudEvent<T> {
@@ -154,10 +168,31 @@ impl Port for Provisioner {
         started_at: DateTime<Utc>,
         duration_ms: i64,
     ) -> Result<u32, StepError> {
-        let attempts = self
+        let key = (request.tenant_id, step);
+        let earlier = self.take_unrecorded(key);
+        let recorded = self
             .platform
-            .record_step(request.tenant_id, step, outcome, started_at, duration_ms)
-            .await?;
+            .record_step(
+                request.tenant_id,
+                step,
+                outcome,
+                started_at,
+                duration_ms,
+                1 + earlier,
+            )
+            .await;
+        let attempts = match recorded {
+            Ok(attempts) => attempts,
+            Err(error) => {
+                *self
+                    .unrecorded
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(key)
+                    .or_default() += 1 + earlier;
+                return Err(error.into());
+            }
+        };
         if *outcome == StepOutcome::Succeeded {
             self.metrics.step_duration.record(
                 duration_ms as f64 / 1000.0,
@@ -196,9 +231,14 @@ impl Port for Provisioner {
                     duration_ms,
                     error.as_deref(),
                 );
-                self.publisher
-                    .publish(&self.event(&format!("{tenant}/{step}/{status}/{attempt}"), data))
-                    .await?;
+                // An attempt that could not be recorded has no number to derive an id from, and
+                // no record to emit it again from after a crash: its event gets a fresh id.
+                let event = if attempt == 0 {
+                    self.publisher.event(data)
+                } else {
+                    self.event(&format!("{tenant}/{step}/{status}/{attempt}"), data)
+                };
+                self.publisher.publish(&event).await?;
             }
             Emitted::Provisioned => {
                 let standing = self

@@ -307,12 +307,12 @@ fn refusal(error: &lapin::Error) -> Option<String> {
     match error.kind() {
         lapin::ErrorKind::ProtocolError(amqp) => match amqp.kind() {
             AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) => Some(format!(
-                "{}: wrong user name or password, or the user may not log in from here",
-                amqp.get_message()
+                "{} (wrong user name or password, or the user may not log in from this host)",
+                broker_says(amqp)
             )),
             AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED) => Some(format!(
-                "{}: the vhost does not exist or the user has no permission on it (`rabbitmqctl add_vhost` / `rabbitmqctl set_permissions -p <vhost> <user> ...`)",
-                amqp.get_message()
+                "{} (the vhost does not exist, or the user has no permission on it: `rabbitmqctl add_vhost`, `rabbitmqctl set_permissions -p <vhost> <user> ...`)",
+                broker_says(amqp)
             )),
             _ => None,
         },
@@ -324,4 +324,13 @@ fn refusal(error: &lapin::Error) -> Option<String> {
         )),
         _ => None,
     }
+}
+
+/// The broker's own words, without the trailing full stop (our message goes on after them).
+fn broker_says(error: &lapin::protocol::AMQPError) -> String {
+    error
+        .get_message()
+        .as_str()
+        .trim_end_matches('.')
+        .to_owned()
 }

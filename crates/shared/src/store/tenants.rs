@@ -164,7 +164,8 @@ impl PlatformDb {
         Ok(progress)
     }
 
-    /// Records how a step ended; returns how many attempts it has had. The record need not wait
+    /// Records how a step ended, counting `attempts` more attempts (more than one when earlier
+    /// attempts could not be recorded); returns how many it has had. The record need not wait
     /// for the WAL flush: losing it in a crash only means the (idempotent) step runs again.
     ///
     /// # Errors
@@ -176,6 +177,7 @@ impl PlatformDb {
         outcome: &StepOutcome,
         started_at: DateTime<Utc>,
         duration_ms: i64,
+        attempts: i32,
     ) -> Result<i32, StoreError> {
         let pool = self.postgres()?;
         let (status, error) = match outcome {
@@ -188,9 +190,9 @@ impl PlatformDb {
             .await?;
         let attempts: i32 = sqlx::query_scalar(
             "INSERT INTO provisioning_steps (tenant_id, step, status, attempts, last_error, started_at, finished_at, duration_ms, updated_at)
-             VALUES ($1, $2, $3, 1, $4, $5, now(), $6, now())
+             VALUES ($1, $2, $3, $7, $4, $5, now(), $6, now())
              ON CONFLICT (tenant_id, step) DO UPDATE SET
-               status = excluded.status, attempts = provisioning_steps.attempts + 1, last_error = excluded.last_error,
+               status = excluded.status, attempts = provisioning_steps.attempts + excluded.attempts, last_error = excluded.last_error,
                started_at = excluded.started_at, finished_at = excluded.finished_at,
                duration_ms = excluded.duration_ms, updated_at = now()
              RETURNING attempts",
@@ -201,6 +203,7 @@ impl PlatformDb {
         .bind(error)
         .bind(started_at)
         .bind(duration_ms)
+        .bind(attempts.max(1))
         .fetch_one(&mut *transaction)
         .await?;
         transaction.commit().await?;
