@@ -245,6 +245,45 @@ pub struct OtelConfig {
     pub service_name: Option<String>,
 }
 
+/// What logging and telemetry need, readable on its own: `tenantctl` sets up its logging before
+/// it knows whether the command needs a database or a broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetrySettings {
+    pub otel: OtelConfig,
+    pub log_format: crate::telemetry::LogFormat,
+}
+
+impl TelemetrySettings {
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    /// An invalid `LOG_FORMAT`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads `LOG_FORMAT`, `OTEL_EXPORTER_OTLP_ENDPOINT` and `OTEL_SERVICE_NAME` through
+    /// `lookup` (an empty value counts as unset).
+    ///
+    /// # Errors
+    /// An invalid `LOG_FORMAT`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
+        let log_format = get("LOG_FORMAT")
+            .map_or(Ok(crate::telemetry::LogFormat::Auto), |v| v.parse())
+            .map_err(|e| ConfigError {
+                problems: vec![format!("LOG_FORMAT: {e}")],
+            })?;
+        Ok(TelemetrySettings {
+            otel: OtelConfig {
+                endpoint: get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+                service_name: get("OTEL_SERVICE_NAME"),
+            },
+            log_format,
+        })
+    }
+}
+
 /// Every setting of a service.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -392,9 +431,8 @@ impl Config {
                 ))
             })
             .ok();
-        let log_format = get("LOG_FORMAT")
-            .map_or(Ok(crate::telemetry::LogFormat::Auto), |v| v.parse())
-            .map_err(|e| problems.push(format!("LOG_FORMAT: {e}")))
+        let telemetry = TelemetrySettings::from_lookup(&lookup)
+            .map_err(|e| problems.extend(e.problems))
             .ok();
 
         let mut count = |key: &str, default: u16| -> u16 {
@@ -417,24 +455,20 @@ impl Config {
                 MigratorConfig::default().server_slots,
             ),
         };
-        let otel = OtelConfig {
-            endpoint: get("OTEL_EXPORTER_OTLP_ENDPOINT"),
-            service_name: get("OTEL_SERVICE_NAME"),
-        };
 
         match (
             database_url,
             tenant_database_url,
             tenant_isolation,
             health_addr,
-            log_format,
+            telemetry,
         ) {
             (
                 Some(database_url),
                 Some(tenant_database_url),
                 Some(tenant_isolation),
                 Some(health_addr),
-                Some(log_format),
+                Some(TelemetrySettings { otel, log_format }),
             ) if problems.is_empty() => Ok(Config {
                 database_url,
                 tenant_database_url,

@@ -111,6 +111,10 @@ pub mod field {
 pub const DEFAULT_LOG_FILTER: &str =
     "info,lapin=off,amq_protocol=warn,sqlx=warn,opentelemetry=warn";
 
+/// The filter of `tenantctl`'s commands when `RUST_LOG` is unset: what they print is their
+/// output; logs are for what went wrong.
+pub const CLI_LOG_FILTER: &str = "warn,lapin=off,amq_protocol=warn,sqlx=warn,opentelemetry=warn";
+
 /// The filter of [`init_for_tests`] when `RUST_LOG` is unset: this workspace's crates (and the
 /// `it` e2e binary) at `debug`.
 pub const TEST_LOG_FILTER: &str = "info,shared=debug,provisioner=debug,migrator=debug,\
@@ -316,6 +320,20 @@ pub fn init(
     service_name: &str,
     format: LogFormat,
 ) -> Result<TelemetryGuard, TelemetryError> {
+    init_with_filter(otel, service_name, format, DEFAULT_LOG_FILTER)
+}
+
+/// As [`init`], with `default_filter` where `RUST_LOG` is unset (`tenantctl`'s commands use
+/// [`CLI_LOG_FILTER`]).
+///
+/// # Errors
+/// As [`init`].
+pub fn init_with_filter(
+    otel: &OtelConfig,
+    service_name: &str,
+    format: LogFormat,
+    default_filter: &str,
+) -> Result<TelemetryGuard, TelemetryError> {
     let target = ExportTarget::from_endpoint(otel.endpoint.as_deref())?;
     let service_name = otel
         .service_name
@@ -347,7 +365,7 @@ pub fn init(
         meter,
     };
 
-    let (filter, filter_problem) = log_filter(DEFAULT_LOG_FILTER);
+    let (filter, filter_problem) = log_filter(default_filter);
     let installed = tracing_subscriber::registry()
         .with(fmt_layer(format.resolve(), filter))
         .with(otel_layer(&providers.tracer))
@@ -419,6 +437,12 @@ pub fn init_for_tests() {
 /// instruments created before `init`, recording is a no-op.
 pub fn meter() -> opentelemetry::metrics::Meter {
     global::meter(SCOPE)
+}
+
+/// The root span of one operator command (`tenantctl deploy`, …): what it publishes carries its
+/// trace context, so the services' work joins (or, for a deploy's fan-out, links to) its trace.
+pub fn command_span(name: &str) -> Span {
+    tracing::info_span!("command", otel.name = name, otel.kind = "internal")
 }
 
 /// The producer span around one `basic.publish`, following the OpenTelemetry messaging
@@ -611,7 +635,7 @@ fn fmt_layer(format: LogFormat, filter: EnvFilter) -> BoxedLayer {
         LogFormat::Human | LogFormat::Auto => tracing_subscriber::fmt::layer()
             .with_writer(stderr)
             .with_target(true)
-            .with_ansi(std::io::stderr().is_terminal())
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
             .with_filter(filter)
             .boxed(),
     }

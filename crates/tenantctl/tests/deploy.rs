@@ -1036,3 +1036,134 @@ async fn a_deploy_against_a_missing_platform_database_creates_nothing() {
             .unwrap_or_else(|e| panic!("{e}"));
     assert!(!exists, "the mistyped database was created");
 }
+
+/// `tenantctl` carries trace context: a deploy is one trace (its commands carry it), and each
+/// tenant's migration is a trace of its own linked to it (a child of it for 10,000 tenants would
+/// be one unreadable trace). What the CLI publishes never carries an empty `tracestate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_is_one_trace_that_each_tenants_migration_links_to() {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    // nextest runs each test in its own process: this test owns the global subscriber.
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("e2e")));
+    let _ = tracing::subscriber::set_global_default(subscriber);
+
+    let fleet = Fleet::new(3, &[notice_board()]).await;
+    let migrator = fleet.start_migrator();
+    let deploy = fleet
+        .tenantctl(&["deploy", "--wait", "--timeout", "120"])
+        .await;
+    assert!(deploy.status.success(), "{}", text(&deploy));
+    testkit::stop_service(migrator).await;
+    let _ = provider.force_flush();
+
+    let spans = exporter.get_finished_spans().unwrap_or_default();
+    let migrations: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "process migrator.migrate-tenant")
+        .collect();
+    assert_eq!(
+        migrations.len(),
+        3,
+        "{:?}",
+        spans.iter().map(|s| s.name.clone()).collect::<Vec<_>>()
+    );
+    let deploy_traces: std::collections::HashSet<_> = migrations
+        .iter()
+        .map(|span| {
+            assert_eq!(
+                span.parent_span_id,
+                opentelemetry::trace::SpanId::INVALID,
+                "each migration is the root of its own trace"
+            );
+            assert_eq!(span.links.links.len(), 1, "linked to the deploy's command");
+            let linked = &span.links.links[0].span_context;
+            assert!(linked.is_valid() && linked.is_remote());
+            assert_ne!(linked.trace_id(), span.span_context.trace_id());
+            linked.trace_id()
+        })
+        .collect();
+    assert_eq!(
+        deploy_traces.len(),
+        1,
+        "every command is in the deploy's one trace"
+    );
+
+    // `event publish` runs in a root span too: its message carries `traceparent`, and no
+    // empty `tracestate`.
+    let published = fleet
+        .tenantctl(&[
+            "event",
+            "publish",
+            "tenant.provisioned",
+            "--data",
+            &serde_json::json!({
+                "tenant_id": Uuid::new_v4(), "slug": "traced_towers", "isolation": "schema",
+                "schema_version": 0, "duration_ms": 1
+            })
+            .to_string(),
+        ])
+        .await;
+    assert!(published.status.success(), "{}", text(&published));
+    let connection = lapin::Connection::connect(BROKER, lapin::ConnectionProperties::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let channel = connection
+        .create_channel()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let queue = shared::bus::Topology::new(fleet.namespace.clone()).queue(WorkQueue::AuditorEvents);
+    let mut headers = None;
+    for _ in 0..50 {
+        if let Some(message) = channel
+            .basic_get(
+                queue.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+        {
+            headers = message.delivery.properties.headers().clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let headers = headers.unwrap_or_else(|| panic!("the event reached {queue} with headers"));
+    let header = |name: &str| headers.inner().get(name).cloned();
+    assert!(
+        matches!(header("traceparent"), Some(lapin::types::AMQPValue::LongString(v)) if v.to_string().starts_with("00-")),
+        "{headers:?}"
+    );
+    assert_eq!(header("tracestate"), None, "{headers:?}");
+    let _ = connection.close(200, "done".into()).await;
+}
+
+/// Every command logs as `LOG_FORMAT` says (JSON lines here), not only `up`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_log_in_the_format_log_format_asks_for() {
+    let fleet = Fleet::new(1, &[]).await;
+    let mut command = fleet.command(&["status"]);
+    // An invalid filter is reported as a warning: one log line to look at.
+    command
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "not[a(filter");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let warning = stderr
+        .lines()
+        .find(|line| line.contains("RUST_LOG is not a valid filter"))
+        .unwrap_or_else(|| panic!("no warning about RUST_LOG: {stderr}"));
+    let parsed: serde_json::Value =
+        serde_json::from_str(warning).unwrap_or_else(|e| panic!("{e}: {warning}"));
+    assert_eq!(parsed["level"], "WARN", "{parsed}");
+    assert!(!stderr.contains("\u{1b}["), "no colour codes: {stderr}");
+}

@@ -36,7 +36,7 @@ use super::connection::Bus;
 use super::dead_letter;
 use super::propagation;
 use super::publisher::{Publisher, header_i64};
-use super::topology::WorkQueue;
+use super::topology::{TraceJoin, WorkQueue};
 use crate::message::{AnyEvent, CloudEvent, Event, decode, decode_any};
 use crate::telemetry;
 
@@ -297,6 +297,14 @@ fn name_of(delivery: &Delivery) -> String {
         .unwrap_or_default()
 }
 
+/// Puts a delivery's `process` span in (or beside) its publisher's trace, as its queue says.
+fn join_trace(span: &tracing::Span, queue: WorkQueue, headers: &lapin::types::FieldTable) {
+    match queue.trace_join() {
+        TraceJoin::Child => propagation::set_parent_from(span, headers),
+        TraceJoin::Link => propagation::link_from(span, headers),
+    }
+}
+
 fn delivery_count(delivery: &Delivery) -> u32 {
     let redeliveries =
         header_i64(delivery.properties.headers().as_ref(), "x-delivery-count").unwrap_or(0);
@@ -315,8 +323,9 @@ async fn process<H: Handler>(
     shutdown: &CancellationToken,
 ) {
     let span = telemetry::process_span(queue.base_name(), message_id, H::Event::TYPE);
-    propagation::set_parent_from(
+    join_trace(
         &span,
+        queue,
         &delivery.properties.headers().clone().unwrap_or_default(),
     );
     async {
@@ -499,8 +508,9 @@ pub async fn consume_batches<H: BatchHandler>(
                     &delivered.event.id.to_string(),
                     &delivered.event.type_,
                 );
-                propagation::set_parent_from(
+                join_trace(
                     &span,
+                    queue,
                     &delivery.properties.headers().clone().unwrap_or_default(),
                 );
                 span

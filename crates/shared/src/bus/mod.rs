@@ -29,7 +29,7 @@ pub mod topology;
 pub use connection::Bus;
 pub use consumer::{BatchHandler, ConsumerOptions, Delivered, Handler, Outcome};
 pub use publisher::Publisher;
-pub use topology::{Exchange, Topology, WorkQueue};
+pub use topology::{Exchange, Topology, TraceJoin, WorkQueue};
 
 /// A failure of the bus.
 #[derive(Debug, thiserror::Error)]

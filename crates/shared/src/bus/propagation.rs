@@ -34,7 +34,12 @@ pub const TRACESTATE: &str = "tracestate";
 pub struct HeaderInjector<'a>(pub &'a mut FieldTable);
 
 impl Injector for HeaderInjector<'_> {
+    /// An empty value (a `tracestate` with no vendor entries, the usual case) is left out: an
+    /// empty header only costs bytes and confuses other clients.
     fn set(&mut self, key: &str, value: String) {
+        if value.is_empty() {
+            return;
+        }
         self.0.insert(
             ShortString::from(key),
             AMQPValue::LongString(LongString::from(value)),
@@ -95,6 +100,29 @@ pub fn set_parent_from(span: &tracing::Span, headers: &FieldTable) {
         ),
         // No OpenTelemetry layer or the span is filtered out: tracing is off, nothing to link.
         Err(_) => {}
+    }
+}
+
+/// Makes `span` the root of a trace of its own, linked to the context carried by `headers`.
+///
+/// For messages that are one of many from a single operation (the `migrate.tenant` commands of a
+/// deploy): as children, ten thousand tenants' migrations would make the deploy one trace of
+/// tens of thousands of spans, more than trace back ends display or keep; linked, each tenant's
+/// migration is a small trace of its own that points at the deploy's, and the deploy's trace
+/// stays readable. Call it where [`set_parent_from`] would be called.
+pub fn link_from(span: &tracing::Span, headers: &FieldTable) {
+    let remote = extract(headers);
+    if let Err(SetParentError::AlreadyStarted) = span.set_parent(Context::new()) {
+        tracing::warn!(
+            "the process span was started before its link was set; this message's trace is \
+             not linked to its publisher"
+        );
+        return;
+    }
+    let remote_span = remote.span();
+    let linked = remote_span.span_context();
+    if linked.is_valid() {
+        span.add_link(linked.clone());
     }
 }
 
@@ -163,7 +191,11 @@ mod tests {
 
             assert!(published_trace.is_some(), "the publish span has a context");
             assert_eq!(consumed_trace, published_trace);
-            assert!(table.contains_key(TRACEPARENT) && table.contains_key(TRACESTATE));
+            assert!(table.contains_key(TRACEPARENT));
+            assert!(
+                !table.contains_key(TRACESTATE),
+                "an empty tracestate is not sent"
+            );
             let traceparent = HeaderExtractor(&table).get(TRACEPARENT).map(str::to_owned);
             assert_eq!(
                 traceparent,

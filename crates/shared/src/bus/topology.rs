@@ -63,6 +63,15 @@ impl WorkQueue {
     ];
 
     /// The queue's name before the namespace prefix; also the routing key of its dead letters.
+    /// How a delivery's handling joins its publisher's trace.
+    pub fn trace_join(self) -> TraceJoin {
+        match self {
+            // A deploy publishes one per tenant: see `propagation::link_from`.
+            WorkQueue::MigrateTenant => TraceJoin::Link,
+            _ => TraceJoin::Child,
+        }
+    }
+
     pub fn base_name(self) -> &'static str {
         match self {
             WorkQueue::TenantRegistered => "provisioner.tenant-registered",
@@ -122,6 +131,16 @@ const MAX_LENGTH: i64 = 1_000_000;
 /// inspecting it (`tenantctl dlq list` takes and returns each message). It must be explicit:
 /// RabbitMQ 4 defaults to 20, and `-1`, which means "unlimited" on 4.x, means "zero" on 3.10.
 const DLQ_DELIVERY_LIMIT: i32 = 1_000_000;
+
+/// How the span that handles a message relates to the span that published it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceJoin {
+    /// In the publisher's trace, as a child of its publish span.
+    Child,
+    /// A trace of its own, linked to the publish span (fan-outs: see
+    /// [`propagation::link_from`](super::propagation::link_from)).
+    Link,
+}
 
 /// The contract's names under one namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -273,7 +273,11 @@ fn missing_database(
                     "createdb -h {} -p {} {}",
                     options.get_host(),
                     options.get_port(),
-                    quote_ident(&name)
+                    if name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                        name.clone()
+                    } else {
+                        format!("'{}'", name.replace('\'', "'\\''"))
+                    }
                 ),
                 url: url.redacted(),
                 name,

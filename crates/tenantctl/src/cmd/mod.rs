@@ -12,6 +12,7 @@ mod up;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use tracing::Instrument as _;
 
 /// Operator CLI of the tenant fleet: schema lifecycle of the platform database and of every
 /// tenant's schema or database.
@@ -65,25 +66,54 @@ pub enum OutputFormat {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if !matches!(cli.command, Command::Up(_)) {
-        // Commands log warnings and errors to stderr; `up` sets up the services' telemetry.
-        tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "warn".into()),
-            )
-            .init();
+    let command = match cli.command {
+        // `up` sets up the services' telemetry itself.
+        Command::Up(args) => return up::run(args).await,
+        command => command,
+    };
+    // Logs go to stderr as LOG_FORMAT says, warnings and errors only unless RUST_LOG says
+    // otherwise; the command runs in a root span whose trace context what it publishes carries.
+    let settings = shared::config::TelemetrySettings::from_env()?;
+    let telemetry = shared::telemetry::init_with_filter(
+        &settings.otel,
+        "tenantctl",
+        settings.log_format,
+        shared::telemetry::CLI_LOG_FILTER,
+    )?;
+    let span = shared::telemetry::command_span(&format!("tenantctl {}", command.name()));
+    let outcome = async move {
+        match command {
+            Command::Up(_) => unreachable!("handled above"),
+            Command::Audit(args) => audit::run(args).await,
+            Command::Deploy(args) => deploy::run(args).await,
+            Command::Rollback(args) => rollback::run(args).await,
+            Command::Dlq(command) => dlq::run(command).await,
+            Command::Event(command) => event::run(command).await,
+            Command::Migrations(command) => migrations::run(command).await,
+            Command::Tenant(command) => tenant::run(command).await,
+            Command::Status(args) => migrations::status(args).await,
+        }
     }
-    match cli.command {
-        Command::Up(args) => up::run(args).await,
-        Command::Audit(args) => audit::run(args).await,
-        Command::Deploy(args) => deploy::run(args).await,
-        Command::Rollback(args) => rollback::run(args).await,
-        Command::Dlq(command) => dlq::run(command).await,
-        Command::Event(command) => event::run(command).await,
-        Command::Migrations(command) => migrations::run(command).await,
-        Command::Tenant(command) => tenant::run(command).await,
-        Command::Status(args) => migrations::status(args).await,
+    .instrument(span)
+    .await;
+    // Flushes the command's spans (bounded: a dead collector delays the exit by seconds).
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
+    outcome
+}
+
+impl Command {
+    /// The command's name, for its span.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Up(_) => "up",
+            Command::Audit(_) => "audit",
+            Command::Deploy(_) => "deploy",
+            Command::Rollback(_) => "rollback",
+            Command::Event(_) => "event",
+            Command::Dlq(_) => "dlq",
+            Command::Migrations(_) => "migrations",
+            Command::Tenant(_) => "tenant",
+            Command::Status(_) => "status",
+        }
     }
 }
