@@ -11,6 +11,7 @@ use shared::bus::Publisher;
 use shared::message::{
     CloudEvent, Event, MigrateTenant, Provisioned, ProvisioningFailed, ProvisioningStep,
 };
+use shared::migrate::release::Coverage;
 use shared::migrate::{Catalog, Version};
 use shared::provisioning::{Progress, Step, TenantStatus};
 use shared::storage::TenantStorage;
@@ -93,7 +94,13 @@ impl Provisioner {
             .get_or_try_init(|| async {
                 let mut conflicts = Vec::new();
                 for set in [&self.catalog.tenant, &self.catalog.tenant_seeds] {
-                    conflicts.extend(self.platform.release(set, None, "provisioner").await?);
+                    // A provisioner of the previous build may run beside a newer deploy (rolling
+                    // upgrade): versions released after it was built are not its conflicts.
+                    conflicts.extend(
+                        self.platform
+                            .release(set, None, "provisioner", Coverage::UpToNewest)
+                            .await?,
+                    );
                 }
                 if conflicts.is_empty() {
                     return Ok(());

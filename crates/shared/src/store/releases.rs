@@ -41,8 +41,8 @@ impl PlatformDb {
     }
 
     /// Records the migrations of `set` up to `up_to` that are not recorded yet (the first
-    /// record of a version wins), then compares the whole set with the record: the conflicts
-    /// come back, and none of the set's files may be used while there are any. Safe to run
+    /// record of a version wins), then compares the whole set with the record (as far as
+    /// `coverage` says): the conflicts come back, and none of the set's files may be used while there are any. Safe to run
     /// from several processes at once: whichever records a version first, every other one
     /// compares with that.
     ///
@@ -53,6 +53,7 @@ impl PlatformDb {
         set: &MigrationSet,
         up_to: Option<Version>,
         released_by: &str,
+        coverage: Coverage,
     ) -> Result<Vec<ReleaseConflict>, StoreError> {
         let releasing = release::releasable(set, up_to);
         let insert = "INSERT INTO released_migrations (migration_set, version, description, checksum, released_by)
@@ -90,7 +91,7 @@ impl PlatformDb {
             }
         }
         let recorded = self.released_migrations().await?;
-        Ok(release::conflicts(&recorded, set, Coverage::Everything))
+        Ok(release::conflicts(&recorded, set, coverage))
     }
 
     /// What `set` contradicts in the record, without recording anything.

@@ -138,13 +138,23 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let released_by = format!("deploy {deploy}");
     let mut conflicts = ctx
         .platform
-        .release(&catalog.tenant, Some(target), &released_by)
+        .release(
+            &catalog.tenant,
+            Some(target),
+            &released_by,
+            Coverage::Everything,
+        )
         .await?;
     if target == latest {
         // The migrator brings a tenant at the newest version up to the newest seeds too.
         conflicts.extend(
             ctx.platform
-                .release(&catalog.tenant_seeds, None, &released_by)
+                .release(
+                    &catalog.tenant_seeds,
+                    None,
+                    &released_by,
+                    Coverage::Everything,
+                )
                 .await?,
         );
     }
