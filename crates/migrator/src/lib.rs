@@ -16,6 +16,7 @@ use shared::config::DatabaseUrl;
 use shared::migrate::{Catalog, EngineOptions, ServerSlots};
 use shared::service::Context;
 use shared::storage::TenantStorage;
+use shared::store::ReleaseRecorder;
 use tenants::TenantReader;
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +32,8 @@ pub struct Migrator {
     recorder: Recorder,
     tenants: TenantReader,
     metrics: metrics::Metrics,
+    /// What this process applies joins the released record.
+    released: ReleaseRecorder,
     shutdown: CancellationToken,
 }
 
@@ -67,6 +70,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
         recorder,
         tenants,
         metrics: metrics::Metrics::new(),
+        released: ReleaseRecorder::new(ctx.platform.clone(), "migrator"),
         shutdown: shutdown.clone(),
     });
     let options = |component: &str, concurrency: u16| ConsumerOptions {

@@ -143,8 +143,12 @@ impl Migrator {
                 .storage
                 .apply(&tenant.slug, tenant.isolation, set, Some(target), &())
                 .await?;
+            if let Some(reached) = report.after {
+                self.released.applied(set, reached).await;
+            }
             if target == latest && !self.catalog.tenant_seeds.migrations.is_empty() {
-                self.storage
+                let seeded = self
+                    .storage
                     .apply(
                         &tenant.slug,
                         tenant.isolation,
@@ -153,6 +157,11 @@ impl Migrator {
                         &(),
                     )
                     .await?;
+                if let Some(reached) = seeded.after {
+                    self.released
+                        .applied(&self.catalog.tenant_seeds, reached)
+                        .await;
+                }
             }
             Ok::<_, EngineError>(report)
         }
@@ -212,6 +221,10 @@ impl Migrator {
                     .await
                     .ok()
                     .map(|s| s.applied_version.unwrap_or(Version::ZERO));
+                if let Some(reached) = now_at.filter(|v| *v > tenant.schema_version) {
+                    // The scripts before the failing one completed: they are released.
+                    self.released.applied(set, reached).await;
+                }
                 let status = if last {
                     ResultStatus::Failed
                 } else {

@@ -11,12 +11,11 @@ use shared::bus::Publisher;
 use shared::message::{
     CloudEvent, Event, MigrateTenant, Provisioned, ProvisioningFailed, ProvisioningStep,
 };
-use shared::migrate::release::Coverage;
 use shared::migrate::{Catalog, Version};
 use shared::provisioning::{Progress, Step, TenantStatus};
 use shared::storage::TenantStorage;
-use shared::store::PlatformDb;
 use shared::store::tenants::StepOutcome;
+use shared::store::{PlatformDb, ReleaseRecorder};
 use uuid::Uuid;
 
 use crate::port::{Emitted, Port, Request, StepError};
@@ -29,9 +28,8 @@ pub struct Provisioner {
     pub(crate) catalog: Arc<Catalog>,
     publisher: Publisher,
     metrics: Metrics,
-    /// Set once this process has recorded its tenant sets as released (before the first
-    /// tenant it migrates).
-    released: tokio::sync::OnceCell<()>,
+    /// What this process applies joins the released record.
+    pub(crate) released: ReleaseRecorder,
     /// Attempts of a step whose outcome could not be recorded (the platform database was
     /// gone): added to the step's count by its next record, so `provisioning_steps.attempts`
     /// counts every attempt this process made.
@@ -53,12 +51,13 @@ impl Provisioner {
         publisher: Publisher,
     ) -> Self {
         let meter = shared::telemetry::meter();
+        let released = ReleaseRecorder::new(platform.clone(), "provisioner");
         Provisioner {
             platform,
             storage,
             catalog,
             publisher,
-            released: tokio::sync::OnceCell::new(),
+            released,
             unrecorded: std::sync::Mutex::default(),
             metrics: Metrics {
                 step_duration: meter
@@ -83,38 +82,6 @@ impl Provisioner {
                     .build(),
             },
         }
-    }
-
-    /// Records the tenant sets as released, once per process, before the first tenant is
-    /// migrated with them: from then on, an edit of any of their files is refused by every
-    /// deploy and service start. A set that contradicts the record (another process released
-    /// other contents under the same versions) migrates nothing.
-    pub(crate) async fn ensure_released(&self) -> Result<(), StepError> {
-        self.released
-            .get_or_try_init(|| async {
-                let mut conflicts = Vec::new();
-                for set in [&self.catalog.tenant, &self.catalog.tenant_seeds] {
-                    // A provisioner of the previous build may run beside a newer deploy (rolling
-                    // upgrade): versions released after it was built are not its conflicts.
-                    conflicts.extend(
-                        self.platform
-                            .release(set, None, "provisioner", Coverage::UpToNewest)
-                            .await?,
-                    );
-                }
-                if conflicts.is_empty() {
-                    return Ok(());
-                }
-                Err(StepError::permanent(
-                    shared::migrate::release::ReleaseRefused {
-                        origin: self.catalog.tenant.origin.clone(),
-                        conflicts,
-                    }
-                    .to_string(),
-                ))
-            })
-            .await
-            .map(|_| ())
     }
 
     /// Publishes the tenant's `migrate.tenant` for `deploy` (see the activate step).

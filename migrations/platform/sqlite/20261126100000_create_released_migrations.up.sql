@@ -1,5 +1,5 @@
 -- Creates released_migrations: every tenant migration (and tenant seed) as it was the first time
--- its version reached tenants, through a deploy or a provisioning. Deploys and services compare
+-- it completed on a tenant, through the migrator or the provisioner. Deploys and services compare
 -- their files with it, so an edited, deleted or renamed released file is refused without reading
 -- any tenant's history.
 CREATE TABLE released_migrations (

@@ -1,11 +1,10 @@
-//! Step 3: every tenant migration, through the engine (its lock, checksums and history). The
-//! first tenant a process migrates records its sets as released (`Provisioner::ensure_released`).
+//! Step 3: every tenant migration, through the engine (its lock, checksums and history). What
+//! it applied joins the released record (`shared::store::ReleaseRecorder`).
 
 use crate::port::{Request, StepError};
 use crate::provisioner::Provisioner;
 
 pub(super) async fn run(provisioner: &Provisioner, request: &Request) -> Result<(), StepError> {
-    provisioner.ensure_released().await?;
     let report = provisioner
         .storage
         .apply(
@@ -17,5 +16,11 @@ pub(super) async fn run(provisioner: &Provisioner, request: &Request) -> Result<
         )
         .await?;
     tracing::debug!(applied = report.steps.len(), "tenant migrations applied");
+    if let Some(reached) = report.after {
+        provisioner
+            .released
+            .applied(&provisioner.catalog.tenant, reached)
+            .await;
+    }
     Ok(())
 }

@@ -4,7 +4,7 @@ use crate::port::{Request, StepError};
 use crate::provisioner::Provisioner;
 
 pub(super) async fn run(provisioner: &Provisioner, request: &Request) -> Result<(), StepError> {
-    provisioner
+    let report = provisioner
         .storage
         .apply(
             &request.slug,
@@ -14,5 +14,11 @@ pub(super) async fn run(provisioner: &Provisioner, request: &Request) -> Result<
             &(),
         )
         .await?;
+    if let Some(reached) = report.after {
+        provisioner
+            .released
+            .applied(&provisioner.catalog.tenant_seeds, reached)
+            .await;
+    }
     Ok(())
 }

@@ -8,6 +8,7 @@ mod replays;
 pub mod tenants;
 
 pub use audit::{AuditFilter, AuditRecord, AuditRow};
+pub use releases::ReleaseRecorder;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};

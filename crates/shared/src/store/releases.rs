@@ -1,4 +1,12 @@
-//! `released_migrations`: the record behind [`crate::migrate::release`].
+//! `released_migrations`: the record behind [`crate::migrate::release`], and the
+//! [`ReleaseRecorder`] through which the services add to it.
+//!
+//! A migration is released when it first completes on a tenant (the provisioner's or the
+//! migrator's engine run). One that failed everywhere never reached a tenant: it may still be
+//! fixed, as the engine has always allowed for a file that never completed.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use super::{PlatformDb, StoreError, not_migrated};
 use crate::migrate::release::{self, Coverage, ReleaseConflict, Released};
@@ -105,5 +113,65 @@ impl PlatformDb {
     ) -> Result<Vec<ReleaseConflict>, StoreError> {
         let recorded = self.released_migrations().await?;
         Ok(release::conflicts(&recorded, set, coverage))
+    }
+}
+
+/// Adds what a process applies to the released record: one statement the first time a tenant
+/// reaches a newer version of a set, none after (a fleet deploy costs one per process).
+#[derive(Debug)]
+pub struct ReleaseRecorder {
+    platform: PlatformDb,
+    released_by: String,
+    recorded: Mutex<HashMap<SetKind, Version>>,
+}
+
+impl ReleaseRecorder {
+    /// `released_by` says who applied them (`provisioner`, `migrator`), in the record.
+    pub fn new(platform: PlatformDb, released_by: impl Into<String>) -> Self {
+        ReleaseRecorder {
+            platform,
+            released_by: released_by.into(),
+            recorded: Mutex::default(),
+        }
+    }
+
+    /// After a tenant reached `reached` in `set` through the engine, which checked the tenant's
+    /// history against these very files on the way: the migrations of `set` up to `reached`
+    /// are released. Never fails the caller (the tenant's migration is done): a record that
+    /// cannot be written is tried again with the next tenant, and contents that contradict the
+    /// record (another build applied other files under the same versions) are an error in the
+    /// log, which every later deploy and service start refuses.
+    pub async fn applied(&self, set: &MigrationSet, reached: Version) {
+        let known = self.lock().get(&set.kind).copied();
+        if known.is_some_and(|known| reached <= known) {
+            return;
+        }
+        match self
+            .platform
+            .release(set, Some(reached), &self.released_by, Coverage::UpToNewest)
+            .await
+        {
+            Ok(conflicts) => {
+                for conflict in &conflicts {
+                    tracing::error!(
+                        set = %set.kind,
+                        %conflict,
+                        "tenants now hold a released migration in two versions: deploys and service starts refuse this set until the file is restored"
+                    );
+                }
+                let mut recorded = self.lock();
+                let entry = recorded.entry(set.kind).or_insert(reached);
+                *entry = (*entry).max(reached);
+            }
+            Err(error) => tracing::warn!(
+                set = %set.kind,
+                %error,
+                "could not record the released migrations; trying again with the next tenant"
+            ),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SetKind, Version>> {
+        self.recorded.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

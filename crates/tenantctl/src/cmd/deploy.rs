@@ -126,39 +126,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ctx = Context::connect_existing(config, "tenantctl", &shutdown)
         .await
         .context("connecting to PostgreSQL and RabbitMQ")?;
-    // Before anything is applied: the files must be the ones already released. Then, once the
-    // platform has the record, this deploy's versions join it (the first record wins, so a
-    // concurrent deploy with other contents is caught by the second comparison).
+    // Before anything is applied or published: the files must be the ones already released
+    // (completed on some tenant; the migrators and the provisioner record them).
     refuse_conflicts(&catalog, release_conflicts(&ctx.platform, &catalog).await?)?;
     let platform_run = ctx
         .apply_platform_migrations()
         .await
         .context("applying the platform migrations")?;
     let deploy = Uuid::new_v4();
-    let released_by = format!("deploy {deploy}");
-    let mut conflicts = ctx
-        .platform
-        .release(
-            &catalog.tenant,
-            Some(target),
-            &released_by,
-            Coverage::Everything,
-        )
-        .await?;
-    if target == latest {
-        // The migrator brings a tenant at the newest version up to the newest seeds too.
-        conflicts.extend(
-            ctx.platform
-                .release(
-                    &catalog.tenant_seeds,
-                    None,
-                    &released_by,
-                    Coverage::Everything,
-                )
-                .await?,
-        );
-    }
-    refuse_conflicts(&catalog, conflicts)?;
+
     let tenants = ctx
         .platform
         .record_deploy(&NewDeploy {
