@@ -6,7 +6,7 @@ pub mod deploys;
 mod replays;
 pub mod tenants;
 
-pub use audit::{AuditFilter, AuditRecord, AuditRow};
+pub use audit::{AuditConflict, AuditFilter, AuditInsert, AuditRecord, AuditRow, conflict_id};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
