@@ -4,6 +4,7 @@
 
 mod audit;
 mod consumer;
+mod content_modes;
 mod deploy_records;
 mod dlq;
 mod faults;
