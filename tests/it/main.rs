@@ -5,6 +5,7 @@
 mod audit;
 mod broker_refusals;
 mod consumer;
+mod content_modes;
 mod deploy_records;
 mod dlq;
 mod faults;

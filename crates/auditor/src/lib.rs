@@ -38,6 +38,7 @@ pub struct Auditor {
     platform: PlatformDb,
     stored: Counter<u64>,
     duplicates: Counter<u64>,
+    conflicts: Counter<u64>,
     batch_duration: Histogram<f64>,
 }
 
@@ -54,6 +55,12 @@ impl Auditor {
                 .u64_counter("tenancy.auditor.events_duplicate")
                 .with_description("redelivered events whose id was already stored")
                 .build(),
+            conflicts: meter
+                .u64_counter("tenancy.auditor.events_conflicting")
+                .with_description(
+                    "events whose id was already stored with other content (a producer reusing ids), stored as conflict rows",
+                )
+                .build(),
             batch_duration: meter
                 .f64_histogram("tenancy.auditor.batch_duration")
                 .with_unit("s")
@@ -63,15 +70,18 @@ impl Auditor {
     }
 }
 
-/// The row stored for an event: personal data removed (contract §2.3).
+/// The row stored for an event: personal data removed (contract §2.3), with the digest of the
+/// content as received, which tells a redelivery from an id reused for another event.
 pub fn record_of(event: &AnyEvent) -> AuditRecord {
     AuditRecord {
         id: event.id,
         event_type: event.type_.clone(),
         tenant_id: event.tenant_id(),
-        source: event.source.clone(),
+        source: event.redacted_source().to_owned(),
         occurred_at: event.time,
         data: event.redacted_data(),
+        content_digest: Some(event.content_digest()),
+        conflicts_with: None,
     }
 }
 
@@ -82,17 +92,33 @@ impl BatchHandler for Auditor {
             .iter()
             .map(|delivered| record_of(&delivered.event))
             .collect();
-        let stored = self
+        let inserted = self
             .platform
             .insert_audit_events(&records)
             .await
             .map_err(|e| e.to_string())?;
         self.batch_duration
             .record(started.elapsed().as_secs_f64(), &[]);
-        self.stored.add(stored, &[]);
-        self.duplicates
-            .add((records.len() as u64).saturating_sub(stored), &[]);
-        tracing::debug!(events = records.len(), stored, "batch stored");
+        self.stored.add(inserted.stored, &[]);
+        self.duplicates.add(inserted.duplicates, &[]);
+        self.conflicts.add(inserted.conflicts.len() as u64, &[]);
+        for conflict in &inserted.conflicts {
+            // Ids, type and (redacted) source only: the data may hold what the producer should
+            // not have sent.
+            tracing::warn!(
+                event_id = %conflict.conflicts_with,
+                conflict_id = %conflict.id,
+                event_type = %conflict.event_type,
+                source = %conflict.source,
+                "an event id was reused for different content (a producer bug); stored as a conflict row beside the first"
+            );
+        }
+        tracing::debug!(
+            events = records.len(),
+            stored = inserted.stored,
+            conflicts = inserted.conflicts.len(),
+            "batch stored"
+        );
         Ok(())
     }
 }

@@ -114,7 +114,13 @@ impl Provisioner {
     /// a crash emits the same event (stored once by the auditor).
     fn event<T: Event>(&self, key: &str, data: T) -> CloudEvent<T> {
         let mut event = self.publisher.event(data);
-        let digest = Sha256::digest(format!("tenancy/provisioning/{key}").as_bytes());
+        let digest = Sha256::digest(
+            [
+                format!("tenancy/provisioning/{key}/").as_bytes(),
+                &event.content_digest(),
+            ]
+            .concat(),
+        );
         let mut bytes = [0_u8; 16];
         bytes.copy_from_slice(&digest[..16]);
         event.id = Uuid::new_v8(bytes);

@@ -2,8 +2,10 @@
 //! dead-letter, so a handler can be tested without a broker.
 //!
 //! For each delivery:
-//! 1. decode: bytes that are not a valid CloudEvent of the expected type go to the dead-letter
-//!    queue with the reason in a header, and are never retried;
+//! 1. decode, in either CloudEvents content mode (structured: the event is the body; binary:
+//!    its attributes are `cloudEvents:*` application properties, see [`Received`]): a message
+//!    that is not a valid CloudEvent of the expected type goes to the dead-letter queue with the
+//!    reason in a header, and is never retried;
 //! 2. handle, inside a `process` span whose parent is the publisher's trace;
 //! 3. [`Outcome::Retry`] is retried in-process with exponential backoff and jitter, then given
 //!    back with `basic.reject(requeue)`, which (unlike `nack` on RabbitMQ ≥ 4.3) counts toward
@@ -14,6 +16,7 @@
 //! Shutdown: stop consuming, let in-flight handlers finish within the drain timeout, close the
 //! channel (the broker requeues whatever was not acknowledged).
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -25,7 +28,7 @@ use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,7 +40,10 @@ use super::dead_letter;
 use super::propagation;
 use super::publisher::{Publisher, header_i64};
 use super::topology::{TraceJoin, WorkQueue};
-use crate::message::{AnyEvent, CloudEvent, Event, decode, decode_any};
+use crate::message::{
+    AnyEvent, CloudEvent, Event, Received, decode_any_received, decode_received,
+    is_cloudevents_property,
+};
 use crate::telemetry;
 
 /// What a handler decided about one message.
@@ -305,6 +311,66 @@ fn join_trace(span: &tracing::Span, queue: WorkQueue, headers: &lapin::types::Fi
     }
 }
 
+/// What the message module decodes: the content type, the CloudEvents application properties
+/// (binary mode) as text, and the body.
+///
+/// Text properties are taken as they are (invalid UTF-8 replaced, so a bad value fails its
+/// attribute's rule rather than looking absent); an AMQP timestamp becomes RFC 3339 (the
+/// binding maps `time` to one); numbers and booleans their decimal or `true`/`false` form.
+/// Arrays, tables and byte arrays are left out: no CloudEvents attribute has that shape.
+pub(super) fn received(delivery: &Delivery) -> Received<'_> {
+    let properties = delivery
+        .properties
+        .headers()
+        .as_ref()
+        .map(|headers| {
+            headers
+                .inner()
+                .iter()
+                .filter(|(name, _)| is_cloudevents_property(name.as_str()))
+                .filter_map(|(name, value)| Some((name.as_str(), property_text(value)?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Received {
+        content_type: delivery
+            .properties
+            .content_type()
+            .as_ref()
+            .map(|t| t.as_str()),
+        properties,
+        body: &delivery.data,
+    }
+}
+
+fn property_text(value: &AMQPValue) -> Option<Cow<'_, str>> {
+    Some(match value {
+        AMQPValue::LongString(text) => String::from_utf8_lossy(text.as_bytes()),
+        AMQPValue::ShortString(text) => Cow::Borrowed(text.as_str()),
+        AMQPValue::Timestamp(seconds) => Cow::Owned(
+            i64::try_from(*seconds)
+                .ok()
+                .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))?,
+        ),
+        AMQPValue::Boolean(b) => Cow::Owned(b.to_string()),
+        AMQPValue::ShortShortInt(n) => Cow::Owned(n.to_string()),
+        AMQPValue::ShortShortUInt(n) => Cow::Owned(n.to_string()),
+        AMQPValue::ShortInt(n) => Cow::Owned(n.to_string()),
+        AMQPValue::ShortUInt(n) => Cow::Owned(n.to_string()),
+        AMQPValue::LongInt(n) => Cow::Owned(n.to_string()),
+        AMQPValue::LongUInt(n) => Cow::Owned(n.to_string()),
+        AMQPValue::LongLongInt(n) => Cow::Owned(n.to_string()),
+        AMQPValue::Float(n) => Cow::Owned(n.to_string()),
+        AMQPValue::Double(n) => Cow::Owned(n.to_string()),
+        AMQPValue::DecimalValue(_)
+        | AMQPValue::FieldArray(_)
+        | AMQPValue::FieldTable(_)
+        | AMQPValue::ByteArray(_)
+        | AMQPValue::Void => return None,
+    })
+}
+
 fn delivery_count(delivery: &Delivery) -> u32 {
     let redeliveries =
         header_i64(delivery.properties.headers().as_ref(), "x-delivery-count").unwrap_or(0);
@@ -329,7 +395,7 @@ async fn process<H: Handler>(
         &delivery.properties.headers().clone().unwrap_or_default(),
     );
     async {
-        let event = match decode::<H::Event>(&delivery.data) {
+        let event = match decode_received::<H::Event>(&received(&delivery)) {
             Ok(event) => event,
             Err(error) => {
                 tracing::warn!(queue = queue.base_name(), reason = %error.reason(), "message refused; moving it to the dead-letter queue");
@@ -466,7 +532,7 @@ pub async fn consume_batches<H: BatchHandler>(
         let mut pending: Vec<&Delivery> = Vec::with_capacity(batch.len());
         let mut valid = Vec::with_capacity(batch.len());
         for delivery in &batch {
-            match decode_any(&delivery.data) {
+            match decode_any_received(&received(delivery)) {
                 Ok(event) => {
                     pending.push(delivery);
                     valid.push(Delivered {

@@ -22,8 +22,10 @@ use lapin::{BasicProperties, Channel};
 
 use super::BusError;
 use super::connection::Bus;
+use super::consumer::received;
 use super::publisher::{Publisher, header_i64, header_str};
 use super::topology::{Exchange, WorkQueue};
+use crate::message::peek;
 
 /// Why the message was dead-lettered (at most [`REASON_MAX`] characters).
 pub const REASON: &str = "x-tenancy-reason";
@@ -121,21 +123,15 @@ impl DeadLetterInfo {
         )
     }
 
-    /// Reads a dead letter's headers (ours, else the broker's `x-death`) and, for the type and
-    /// tenant, the envelope of its body.
+    /// Reads a dead letter's headers (ours, else the broker's `x-death`) and, for the id, type
+    /// and tenant, its CloudEvents attributes in either content mode (unvalidated: a dead
+    /// letter may be anything).
     pub fn of(delivery: &Delivery) -> Self {
         let headers = delivery.properties.headers().as_ref();
         let millis =
             |key| header_i64(headers, key).and_then(|ms| Utc.timestamp_millis_opt(ms).single());
         let death = headers.and_then(first_death);
-        let envelope: Option<serde_json::Value> = serde_json::from_slice(&delivery.data).ok();
-        let envelope_str = |path: &[&str]| {
-            let mut value = envelope.as_ref()?;
-            for key in path {
-                value = value.get(key)?;
-            }
-            value.as_str().map(str::to_owned)
-        };
+        let event = peek(&received(delivery));
         let reason = header_str(headers, REASON)
             .map(str::to_owned)
             .or_else(|| {
@@ -150,14 +146,14 @@ impl DeadLetterInfo {
                 .message_id()
                 .as_ref()
                 .map(|id| id.to_string())
-                .or_else(|| envelope_str(&["id"])),
+                .or(event.id),
             event_type: delivery
                 .properties
                 .kind()
                 .as_ref()
                 .map(|t| t.to_string())
-                .or_else(|| envelope_str(&["type"])),
-            tenant_id: envelope_str(&["data", "tenant_id"]).or_else(|| envelope_str(&["subject"])),
+                .or(event.event_type),
+            tenant_id: event.tenant_id,
             reason,
             deliveries: header_i64(headers, DELIVERIES)
                 .or_else(|| death.as_ref().map(|d| d.count))

@@ -1,6 +1,8 @@
-//! Reading the CloudEvents 1.0 structured-JSON envelope: size limit, JSON, the required and
-//! optional attributes, and their rules. `data` is left as JSON for the caller to check against
-//! its type.
+//! Reading the CloudEvents 1.0 envelope: size limit, JSON, the required and optional
+//! attributes, and their rules. `data` is left as JSON for the caller to check against its type.
+//!
+//! [`parse`] reads a structured-mode body; [`read`] checks attributes gathered by either content
+//! mode (the binary mode gathers them from application properties: see `received`).
 //!
 //! Pure.
 
@@ -19,6 +21,22 @@ pub(crate) const SPEC_VERSION: &str = "1.0";
 
 /// The only `datacontenttype`: JSON in the `data` attribute.
 pub(crate) const DATA_CONTENT_TYPE: &str = "application/json";
+
+/// The media type of a content type, without its parameters (`; charset=utf-8`), trimmed and
+/// in lower case (media types are case-insensitive).
+pub(crate) fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Whether `content_type` is [`DATA_CONTENT_TYPE`], parameters allowed.
+pub(crate) fn is_json(content_type: &str) -> bool {
+    media_type(content_type) == DATA_CONTENT_TYPE
+}
 
 fn malformed(field: &str, rule: &str) -> DecodeError {
     DecodeError::Malformed(format!("{field}: {rule}"))
@@ -54,27 +72,43 @@ fn required<'a>(map: &'a Map<String, Value>, field: &str) -> Result<&'a str, Dec
     string_attribute(map, field)?.ok_or_else(|| malformed(field, "is required"))
 }
 
-/// Parses the envelope of `bytes`.
+/// Refuses a message of more than [`MAX_MESSAGE_BYTES`].
 ///
 /// # Errors
-/// [`DecodeError::Invalid`] over [`MAX_MESSAGE_BYTES`]; [`DecodeError::Malformed`] for anything
-/// wrong with the envelope.
-pub(crate) fn parse(bytes: &[u8]) -> Result<AnyEvent, DecodeError> {
-    if bytes.len() > MAX_MESSAGE_BYTES {
+/// [`DecodeError::Invalid`] on the `message` field.
+pub(crate) fn check_size(bytes: usize) -> Result<(), DecodeError> {
+    if bytes > MAX_MESSAGE_BYTES {
         return Err(DecodeError::Invalid(ValidationError::new(
             "message",
             format!("must be at most {MAX_MESSAGE_BYTES} bytes (64 KiB)"),
         )));
     }
+    Ok(())
+}
+
+/// Parses the structured-mode envelope of `bytes`.
+///
+/// # Errors
+/// [`DecodeError::Invalid`] over [`MAX_MESSAGE_BYTES`]; [`DecodeError::Malformed`] for anything
+/// wrong with the envelope.
+pub(crate) fn parse(bytes: &[u8]) -> Result<AnyEvent, DecodeError> {
+    check_size(bytes.len())?;
     // serde_json's syntax errors name a position and what was expected, never the input.
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| DecodeError::Malformed(format!("not JSON ({e})")))?;
-    let Value::Object(mut map) = value else {
+    let Value::Object(map) = value else {
         return Err(DecodeError::Malformed(
             "not a JSON object (a structured-mode CloudEvent is one)".to_owned(),
         ));
     };
+    read(map)
+}
 
+/// Checks the attributes of `map` (an envelope: attributes and `data`) and returns the event.
+///
+/// # Errors
+/// [`DecodeError::Malformed`] for a missing, ill-typed or ill-formed attribute.
+pub(crate) fn read(mut map: Map<String, Value>) -> Result<AnyEvent, DecodeError> {
     match map.get("specversion") {
         None | Some(Value::Null) => {
             return Err(malformed("specversion", "is required (not a CloudEvent)"));
@@ -105,11 +139,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<AnyEvent, DecodeError> {
         attribute("subject", subject).map_err(|e| malformed("subject", &e.rule))?;
     }
 
-    if let Some(content_type) = string_attribute(&map, "datacontenttype")? {
-        let media_type = content_type.split(';').next().unwrap_or_default().trim();
-        if !media_type.eq_ignore_ascii_case(DATA_CONTENT_TYPE) {
-            return Err(malformed("datacontenttype", "must be application/json"));
-        }
+    if let Some(content_type) = string_attribute(&map, "datacontenttype")?
+        && !is_json(content_type)
+    {
+        return Err(malformed("datacontenttype", "must be application/json"));
     }
     if map.contains_key("data_base64") {
         return Err(malformed(

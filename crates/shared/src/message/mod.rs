@@ -1,17 +1,25 @@
-//! The messages of the contract (§2.3): the CloudEvents 1.0 envelope in structured JSON mode,
-//! one typed struct per message kind, and the rules each must follow.
+//! The messages of the contract (§2.3): the CloudEvents 1.0 envelope (structured and binary
+//! content modes), one typed struct per message kind, and the rules each must follow.
 //!
 //! Pure: no I/O, no async, no clock reads except in [`CloudEvent::new`], which stamps the
-//! event's `time`. The bus adapter calls [`encode`] and [`decode`] / [`decode_any`]; nothing
-//! here knows about AMQP.
+//! event's `time`. The bus adapter calls [`encode`] and [`decode_received`] /
+//! [`decode_any_received`] with the message as plain data ([`Received`]); nothing here knows
+//! about AMQP.
 //!
 //! # Wire format
+//! Our services publish structured mode (the whole event is one JSON body, which the
+//! dead-letter tools, logs and other tools can read on its own):
 //! ```json
 //! {"specversion":"1.0","id":"<uuid>","source":"provisioner","type":"tenant.provisioned",
 //!  "time":"2026-11-24T10:00:00Z","subject":"<tenant id>","datacontenttype":"application/json",
 //!  "data":{...}}
 //! ```
 //! `subject` is the tenant id when the event concerns one tenant, and is omitted otherwise.
+//!
+//! Consumers accept both content modes of the AMQP binding: structured (content type
+//! `application/json`, `application/cloudevents+json` or none) and binary (attributes in
+//! `cloudEvents:*` or `cloudEvents_*` application properties, JSON data as the body); see
+//! `received`.
 //!
 //! # Decoding
 //! A message is refused ([`DecodeError`]) when it is over 64 KiB, is not a CloudEvent, or its
@@ -21,12 +29,19 @@
 //! dead-letter headers, and the value may be personal data. The rules of every type are listed
 //! in `docs/MESSAGES.md`.
 //!
+//! # Auditing
+//! [`AnyEvent::redacted_data`] is what the audit trail may store (no personal data, whatever the
+//! type); [`AnyEvent::content_digest`] tells a redelivery from an id reused for another event.
+//!
 //! # Layout
-//! - this file: [`CloudEvent`], [`Event`], [`encode`], [`decode`], [`decode_any`], [`AnyEvent`];
+//! - this file: [`CloudEvent`], [`Event`], [`encode`], [`decode`], [`decode_any`],
+//!   [`decode_received`], [`decode_any_received`], [`AnyEvent`];
 //! - one file per message kind: [`tenant_registered`], [`migrate_tenant`], [`rollback_tenant`],
 //!   and [`lifecycle`] for the events the services publish as work progresses;
+//! - `received`: [`Received`], the content modes, [`peek`];
 //! - private: `envelope` (reading the envelope), `wire` (reading `data` field by field, writing
-//!   the shared types), `rules` (the content rules), `error`.
+//!   the shared types), `rules` (the content rules), `digest` (the content digest), `redact`
+//!   (personal data in events of unknown types), `error`.
 
 use std::fmt;
 
@@ -37,21 +52,26 @@ use serde::{Serialize, Serializer};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+mod digest;
 mod envelope;
 mod error;
 pub mod lifecycle;
 pub mod migrate_tenant;
+mod received;
+mod redact;
 pub mod rollback_tenant;
 mod rules;
 pub mod tenant_registered;
 mod wire;
 
+pub use digest::content_digest;
 pub use error::{DecodeError, ValidationError};
 pub use lifecycle::{
     DlqReplayed, MigrationCompleted, MigrationFailed, MigrationRollback, MigrationStarted,
     Provisioned, ProvisioningFailed, ProvisioningStep, clip_reason,
 };
 pub use migrate_tenant::MigrateTenant;
+pub use received::{Peek, Received, STRUCTURED_CONTENT_TYPE, is_cloudevents_property, peek};
 pub use rollback_tenant::RollbackTenant;
 pub use tenant_registered::{Admin, TenantRegistered};
 
@@ -156,6 +176,16 @@ impl<T: Event> CloudEvent<T> {
         self.data.validate()?;
         check_subject(self.subject.as_deref(), self.data.tenant_id())
     }
+
+    /// The event's content digest: the same as [`AnyEvent::content_digest`] of the event
+    /// decoded from [`encode`]'s bytes. A publisher that derives an event id from what the
+    /// event is about can fold it in, so that an event re-emitted with other content gets
+    /// another id instead of reusing one.
+    pub fn content_digest(&self) -> [u8; 32] {
+        let data = serde_json::to_value(&self.data)
+            .expect("event data are structs of strings, numbers, booleans and lists: always JSON");
+        content_digest(T::TYPE, &self.source, self.subject.as_deref(), &data)
+    }
 }
 
 impl<T: Event> Serialize for CloudEvent<T> {
@@ -185,14 +215,23 @@ pub fn encode<T: Event>(event: &CloudEvent<T>) -> Vec<u8> {
         .expect("event data are structs of strings, numbers, booleans and lists: always JSON")
 }
 
-/// Decodes a message of type `T`.
+/// Decodes a structured-mode message of type `T` from its body alone.
 ///
 /// # Errors
-/// [`DecodeError::Malformed`] when it is not a CloudEvent, [`DecodeError::WrongType`] when it is
-/// another type, [`DecodeError::Invalid`] when it is over [`MAX_MESSAGE_BYTES`], its data break
-/// `T`'s rules, or its `subject` is not its data's tenant.
+/// As [`decode_received`].
 pub fn decode<T: Event>(bytes: &[u8]) -> Result<CloudEvent<T>, DecodeError> {
-    let any = envelope::parse(bytes)?;
+    decode_received(&Received::structured(bytes))
+}
+
+/// Decodes a message of type `T`, in either content mode.
+///
+/// # Errors
+/// [`DecodeError::Malformed`] when it is not a CloudEvent (or a binary-mode one whose data are
+/// not JSON), [`DecodeError::WrongType`] when it is another type, [`DecodeError::Invalid`] when
+/// it is over [`MAX_MESSAGE_BYTES`], its data break `T`'s rules, or its `subject` is not its
+/// data's tenant.
+pub fn decode_received<T: Event>(message: &Received<'_>) -> Result<CloudEvent<T>, DecodeError> {
+    let any = received::parse(message)?;
     if any.type_ != T::TYPE {
         return Err(DecodeError::WrongType {
             expected: T::TYPE,
@@ -210,14 +249,22 @@ pub fn decode<T: Event>(bytes: &[u8]) -> Result<CloudEvent<T>, DecodeError> {
     })
 }
 
-/// Decodes a message of any type, for consumers that handle them all (the auditor, the DLQ
-/// tools). A message of a known type (see [`known_types`]) must also pass that type's rules; one
-/// of an unknown type is accepted when its envelope is valid.
+/// Decodes a structured-mode message of any type from its body alone.
 ///
 /// # Errors
-/// As [`decode`], without [`DecodeError::WrongType`].
+/// As [`decode_any_received`].
 pub fn decode_any(bytes: &[u8]) -> Result<AnyEvent, DecodeError> {
-    let any = envelope::parse(bytes)?;
+    decode_any_received(&Received::structured(bytes))
+}
+
+/// Decodes a message of any type, in either content mode, for consumers that handle them all
+/// (the auditor, the DLQ tools). A message of a known type (see [`known_types`]) must also pass
+/// that type's rules; one of an unknown type is accepted when its envelope is valid.
+///
+/// # Errors
+/// As [`decode_received`], without [`DecodeError::WrongType`].
+pub fn decode_any_received(message: &Received<'_>) -> Result<AnyEvent, DecodeError> {
+    let any = received::parse(message)?;
     if let Some((_, check)) = KNOWN.iter().find(|(type_, _)| *type_ == any.type_) {
         let tenant_id = check(&any.data)?;
         check_subject(any.subject.as_deref(), tenant_id)?;
@@ -228,6 +275,10 @@ pub fn decode_any(bytes: &[u8]) -> Result<AnyEvent, DecodeError> {
 /// The types this module knows, in contract order.
 pub fn known_types() -> impl Iterator<Item = &'static str> {
     KNOWN.iter().map(|(type_, _)| *type_)
+}
+
+fn is_known(event_type: &str) -> bool {
+    known_types().any(|known| known == event_type)
 }
 
 /// Reads `data` as an event's type and returns its tenant.
@@ -288,12 +339,20 @@ pub struct AnyEvent {
 const TENANT_REGISTERED_AUDITED: [&str; 5] = ["tenant_id", "slug", "name", "plan", "isolation"];
 
 impl AnyEvent {
-    /// The data as the audit trail stores it, with no personal data (contract §2.3): for
-    /// `tenant.registered`, the `admin` block becomes `{"redacted": true}` and fields beyond the
-    /// contract's are dropped; other types are unchanged.
+    /// The data as the audit trail stores it, with no personal data (contract §2.3):
+    /// - `tenant.registered`: the `admin` block becomes `{"redacted": true}` and fields beyond
+    ///   the contract's are dropped;
+    /// - the other known types (our commands and lifecycle events, which carry no personal data
+    ///   by construction): unchanged;
+    /// - unknown types: personal data removed by field name and shape (see `redact`: person
+    ///   blocks, keys such as `email` or `first_name`, anything shaped like an email address).
     pub fn redacted_data(&self) -> Value {
         if self.type_ != TenantRegistered::TYPE {
-            return self.data.clone();
+            return if is_known(&self.type_) {
+                self.data.clone()
+            } else {
+                redact::personal_data(&self.data)
+            };
         }
         let mut kept: Map<String, Value> = self
             .data
@@ -307,6 +366,28 @@ impl AnyEvent {
             .unwrap_or_default();
         kept.insert("admin".to_owned(), json!({ "redacted": true }));
         Value::Object(kept)
+    }
+
+    /// The `source` as the audit trail stores it: `"redacted"` when it holds something shaped
+    /// like an email address (a producer naming itself after a person), else as received.
+    pub fn redacted_source(&self) -> &str {
+        if redact::looks_like_email(&self.source) {
+            "redacted"
+        } else {
+            &self.source
+        }
+    }
+
+    /// SHA-256 of what the event says (`type`, `source`, `subject`, `data` as received; not `id`
+    /// or `time`): equal for two deliveries of one event, different when an id is reused for
+    /// another event. See `digest` for the canonical form.
+    pub fn content_digest(&self) -> [u8; 32] {
+        content_digest(
+            &self.type_,
+            &self.source,
+            self.subject.as_deref(),
+            &self.data,
+        )
     }
 
     /// The tenant the event concerns: `data.tenant_id` when it is a UUID (for any type, known
@@ -323,7 +404,7 @@ impl fmt::Debug for AnyEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AnyEvent")
             .field("id", &self.id)
-            .field("source", &self.source)
+            .field("source", &self.redacted_source())
             .field("type_", &self.type_)
             .field("time", &self.time)
             .field("subject", &self.subject)

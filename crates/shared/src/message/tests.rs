@@ -608,3 +608,349 @@ fn the_default_from_data_names_missing_fields_and_quotes_nothing() {
     assert_eq!(decode::<Ping>(&encode(&event)).unwrap(), event);
     assert_eq!(decode_any(&encode(&event)).unwrap().type_, "test.ping");
 }
+
+/// The structured fixture `name` in binary mode: its attributes as `prefix`ed properties, its
+/// data as the body. `datacontenttype` goes to the transport's content type.
+fn binary(name: &[u8], prefix: &str) -> (Vec<(String, String)>, Option<String>, Vec<u8>) {
+    let Value::Object(mut map) = serde_json::from_slice::<Value>(name).unwrap() else {
+        panic!("a structured fixture")
+    };
+    let body = map
+        .remove("data")
+        .map(|data| serde_json::to_vec(&data).unwrap())
+        .unwrap_or_default();
+    let content_type = map
+        .remove("datacontenttype")
+        .and_then(|v| v.as_str().map(str::to_owned));
+    let properties = map
+        .into_iter()
+        .map(|(key, value)| (format!("{prefix}{key}"), value.as_str().unwrap().to_owned()))
+        .collect();
+    (properties, content_type, body)
+}
+
+fn received<'a>(
+    properties: &'a [(String, String)],
+    content_type: Option<&'a str>,
+    body: &'a [u8],
+) -> Received<'a> {
+    Received {
+        content_type,
+        properties: properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), std::borrow::Cow::Borrowed(v.as_str())))
+            .collect(),
+        body,
+    }
+}
+
+#[test]
+fn binary_mode_decodes_with_either_prefix_like_structured_mode() {
+    let bytes = fixture!("tenant_registered.valid.json");
+    let structured = decode::<TenantRegistered>(bytes).unwrap();
+    let structured_any = decode_any(bytes).unwrap();
+    for prefix in [
+        "cloudEvents:",
+        "cloudEvents_",
+        "CLOUDEVENTS:",
+        "cloudevents_",
+    ] {
+        let (properties, content_type, body) = binary(bytes, prefix);
+        for content_type in [
+            content_type.as_deref(),
+            None,
+            Some("application/json; charset=utf-8"),
+        ] {
+            let message = received(&properties, content_type, &body);
+            assert_eq!(
+                decode_received::<TenantRegistered>(&message).unwrap(),
+                structured,
+                "{prefix} {content_type:?}"
+            );
+            let any = decode_any_received(&message).unwrap();
+            assert_eq!(any, structured_any, "{prefix}");
+            assert_eq!(
+                any.content_digest(),
+                structured_any.content_digest(),
+                "the mode is not content"
+            );
+        }
+    }
+    // Properties that are not CloudEvents attributes are ignored, as are extensions.
+    let (mut properties, _, body) = binary(bytes, "cloudEvents:");
+    properties.push((
+        "traceparent".into(),
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+    ));
+    properties.push(("cloudEvents:partitionkey".into(), "k".into()));
+    properties.push(("cloudEvents:not-a-name!".into(), "k".into()));
+    assert!(decode_received::<TenantRegistered>(&received(&properties, None, &body)).is_ok());
+}
+
+#[test]
+fn structured_mode_accepts_the_cloudevents_json_content_type() {
+    let bytes = fixture!("tenant_registered.valid.json");
+    let expected = decode_any(bytes).unwrap();
+    for content_type in [
+        "application/cloudevents+json",
+        "application/cloudevents+json; charset=utf-8",
+        "Application/CloudEvents+JSON ;charset=UTF-8",
+        "application/json",
+        "application/json; charset=utf-8",
+    ] {
+        let message = received(&[], Some(content_type), bytes);
+        assert_eq!(
+            decode_any_received(&message).unwrap(),
+            expected,
+            "{content_type}"
+        );
+    }
+    // The structured content type wins over stray binary properties.
+    let stray = [("cloudEvents:specversion".to_owned(), "1.0".to_owned())];
+    let message = received(&stray, Some("application/cloudevents+json"), bytes);
+    assert_eq!(decode_any_received(&message).unwrap(), expected);
+
+    for (content_type, field) in [
+        ("application/cloudevents-batch+json", "content_type"),
+        ("application/cloudevents+avro", "content_type"),
+        ("text/plain", "content_type"),
+        ("application/xml", "content_type"),
+    ] {
+        let error = decode_any_received(&received(&[], Some(content_type), bytes)).unwrap_err();
+        assert!(
+            matches!(error, DecodeError::Malformed(_)),
+            "{content_type}: {error}"
+        );
+        assert_eq!(error.field(), Some(field), "{content_type}: {error}");
+        assert!(
+            !error.reason().contains(content_type),
+            "the reason quotes nothing: {error}"
+        );
+    }
+}
+
+#[test]
+fn binary_mode_errors_name_the_attribute() {
+    let bytes = fixture!("tenant_registered.valid.json");
+    let (properties, _, body) = binary(bytes, "cloudEvents:");
+    let without = |name: &str| -> Vec<(String, String)> {
+        properties
+            .iter()
+            .filter(|(k, _)| k != &format!("cloudEvents:{name}"))
+            .cloned()
+            .collect()
+    };
+    let with = |name: &str, value: &str| -> Vec<(String, String)> {
+        let mut changed = without(name);
+        changed.push((format!("cloudEvents:{name}"), value.to_owned()));
+        changed
+    };
+    let refused = |properties: &[(String, String)], content_type: Option<&str>, body: &[u8]| {
+        decode_any_received(&received(properties, content_type, body)).unwrap_err()
+    };
+
+    let error = refused(&without("specversion"), None, &body);
+    assert_eq!(error.field(), Some("specversion"), "{error}");
+    assert!(
+        error.to_string().contains("cloudEvents:specversion"),
+        "{error}"
+    );
+    let error = refused(&with("specversion", "0.3"), None, &body);
+    assert_eq!(error.field(), Some("specversion"), "{error}");
+    let error = refused(&without("id"), None, &body);
+    assert_eq!(
+        error,
+        DecodeError::Malformed("id: is required".to_owned()),
+        "{error}"
+    );
+    assert_eq!(refused(&with("id", "42"), None, &body).field(), Some("id"));
+    assert_eq!(
+        refused(&without("source"), None, &body).field(),
+        Some("source")
+    );
+    assert_eq!(refused(&without("type"), None, &body).field(), Some("type"));
+    assert_eq!(
+        refused(&with("time", "yesterday"), None, &body).field(),
+        Some("time")
+    );
+    assert_eq!(
+        refused(&with("source", "a\nb"), None, &body).field(),
+        Some("source")
+    );
+
+    // The data must be JSON, and said to be.
+    for content_type in ["text/plain", "application/xml", "application/octet-stream"] {
+        let error = refused(&properties, Some(content_type), &body);
+        assert_eq!(
+            error.field(),
+            Some("datacontenttype"),
+            "{content_type}: {error}"
+        );
+        assert!(error.to_string().contains("binary mode"), "{error}");
+    }
+    assert_eq!(
+        refused(&with("datacontenttype", "text/plain"), None, &body).field(),
+        Some("datacontenttype")
+    );
+    let error = refused(&properties, Some("application/json"), b"<xml/>");
+    assert_eq!(error.field(), Some("data"), "{error}");
+
+    // No attribute twice, and the data only in the body.
+    let mut twice = properties.clone();
+    twice.push((
+        "cloudEvents_id".into(),
+        "0b6f5a2e-2f8e-4a55-9d8e-3c1f0f6a7b12".into(),
+    ));
+    assert_eq!(refused(&twice, None, &body).field(), Some("id"));
+    assert_eq!(
+        refused(&with("data", "{}"), None, &body).field(),
+        Some("data")
+    );
+    assert_eq!(
+        refused(&with("data_base64", "AAAA"), None, &body).field(),
+        Some("data_base64")
+    );
+}
+
+#[test]
+fn binary_events_follow_every_content_rule() {
+    let (properties, content_type, _) =
+        binary(fixture!("tenant_registered.valid.json"), "cloudEvents:");
+    let data = |change: fn(&mut Value)| {
+        let mut value: Value =
+            serde_json::from_slice(fixture!("tenant_registered.valid.json")).unwrap();
+        change(&mut value["data"]);
+        serde_json::to_vec(&value["data"]).unwrap()
+    };
+    let refused = |body: &[u8]| {
+        kind_and_field(
+            &decode_received::<TenantRegistered>(&received(
+                &properties,
+                content_type.as_deref(),
+                body,
+            ))
+            .unwrap_err(),
+        )
+    };
+    assert_eq!(
+        refused(&data(|d| d["slug"] = json!("acme'; DROP SCHEMA public; --"))),
+        (Kind::Invalid, "data.slug".to_owned())
+    );
+    assert_eq!(
+        refused(&data(|d| d["admin"]["email"] = json!("ana"))),
+        (Kind::Invalid, "data.admin.email".to_owned())
+    );
+    assert_eq!(
+        refused(&data(
+            |d| d["tenant_id"] = json!("0190f5c2-8000-7000-8000-000000000001")
+        )),
+        (Kind::Invalid, "subject".to_owned())
+    );
+    assert_eq!(
+        refused(&data(
+            |d| d["padding"] = json!("x".repeat(MAX_MESSAGE_BYTES))
+        )),
+        (Kind::Invalid, "message".to_owned())
+    );
+    assert_eq!(
+        refused(b""),
+        (Kind::Invalid, "data".to_owned()),
+        "no body, no data"
+    );
+    // The limit counts the attributes too.
+    let mut heavy = properties.clone();
+    heavy.push(("cloudEvents:padding".into(), "x".repeat(MAX_MESSAGE_BYTES)));
+    let error = decode_any_received(&received(&heavy, None, &data(|_| {}))).unwrap_err();
+    assert_eq!(
+        kind_and_field(&error),
+        (Kind::Invalid, "message".to_owned())
+    );
+    // And the type is checked as in structured mode.
+    assert!(matches!(
+        decode_received::<MigrateTenant>(&received(&properties, None, &data(|_| {}))),
+        Err(DecodeError::WrongType { .. })
+    ));
+}
+
+#[test]
+fn peek_reads_either_mode_without_validating() {
+    let bytes = fixture!("bad_slug.json");
+    let structured = peek(&Received::structured(bytes));
+    assert_eq!(structured.event_type.as_deref(), Some("tenant.registered"));
+    assert_eq!(structured.tenant_id.as_deref(), Some(TENANT));
+    assert!(structured.id.is_some());
+    let (properties, content_type, body) = binary(bytes, "cloudEvents_");
+    let binary = peek(&received(&properties, content_type.as_deref(), &body));
+    assert_eq!(binary, structured);
+    // Without data, the subject names the tenant.
+    let binary = peek(&received(&properties, None, b""));
+    assert_eq!(binary.tenant_id.as_deref(), Some(TENANT));
+    assert_eq!(
+        peek(&Received::structured(b"\xff garbage")),
+        Peek::default()
+    );
+}
+
+#[test]
+fn unknown_types_lose_their_personal_data_in_the_audit_copy() {
+    let bytes = envelope(|v| {
+        v["type"] = json!("com.example.resident.moved");
+        v["source"] = json!("mailto:ops@acme.example");
+        v["data"] = json!({
+            "unit": "12B",
+            "admin": { "email": "ana@acme.example", "name": "Ana Lima" },
+            "resident": { "first_name": "Bob", "phone": "+55 11 99999-0000" },
+            "history": [{ "by": "carla@acme.example", "at": "2026-11-24" }],
+            "full_name": "Dora Dias",
+        });
+    });
+    let event = decode_any(&bytes).unwrap();
+    let redacted = event.redacted_data();
+    assert_eq!(
+        redacted,
+        json!({
+            "unit": "12B",
+            "admin": { "redacted": true },
+            "resident": { "redacted": true },
+            "history": [{ "by": "redacted", "at": "2026-11-24" }],
+            "full_name": "redacted",
+        })
+    );
+    assert_eq!(event.redacted_source(), "redacted");
+    let shown = format!("{event:?}");
+    for secret in ["ana@", "Ana Lima", "Bob", "99999", "carla@", "Dora", "ops@"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    // Our own types are stored as they are: they carry no personal data by construction.
+    let known = decode_any(fixture!("migration_completed.valid.json")).unwrap();
+    assert_eq!(known.redacted_data(), known.data);
+    assert_eq!(known.redacted_source(), known.source);
+}
+
+#[test]
+fn a_typed_event_and_its_decoded_bytes_have_the_same_content_digest() {
+    for bytes in samples() {
+        let any = decode_any(&bytes).unwrap();
+        let digest = any.content_digest();
+        // Re-sent later: a new time, the same content.
+        let mut value: Value = serde_json::from_slice(&bytes).unwrap();
+        value["time"] = json!("2030-01-01T00:00:00Z");
+        let resent = decode_any(&serde_json::to_vec(&value).unwrap()).unwrap();
+        assert_eq!(resent.content_digest(), digest, "{}", any.type_);
+        value["id"] = json!(Uuid::now_v7());
+        assert_eq!(
+            decode_any(&serde_json::to_vec(&value).unwrap())
+                .unwrap()
+                .content_digest(),
+            digest
+        );
+    }
+    let typed = decode::<TenantRegistered>(fixture!("tenant_registered.valid.json")).unwrap();
+    assert_eq!(
+        typed.content_digest(),
+        decode_any(&encode(&typed)).unwrap().content_digest()
+    );
+    let mut other = typed.clone();
+    other.data.slug = TenantSlug::parse("other_towers").unwrap();
+    assert_ne!(other.content_digest(), typed.content_digest());
+}

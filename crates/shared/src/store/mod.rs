@@ -7,7 +7,7 @@ mod releases;
 mod replays;
 pub mod tenants;
 
-pub use audit::{AuditFilter, AuditRecord, AuditRow};
+pub use audit::{AuditConflict, AuditFilter, AuditInsert, AuditRecord, AuditRow, conflict_id};
 pub use releases::ReleaseRecorder;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
