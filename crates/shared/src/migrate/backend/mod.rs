@@ -57,6 +57,24 @@ impl Timeouts {
     }
 }
 
+/// A value bound to a positional parameter of a statement run by [`Session::execute_bound`].
+/// `Debug` never shows text values: they may be personal data (an administrator's email).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum BindValue<'a> {
+    Text(&'a str),
+    /// PostgreSQL gets a `uuid`; SQLite its hyphenated text.
+    Uuid(uuid::Uuid),
+}
+
+impl fmt::Debug for BindValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BindValue::Text(text) => write!(f, "Text(<{} bytes>)", text.len()),
+            BindValue::Uuid(id) => write!(f, "Uuid({id})"),
+        }
+    }
+}
+
 /// A failure of a backend primitive.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -128,6 +146,35 @@ impl BackendError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SchemaSnapshot {
     pub tables: BTreeMap<String, TableShape>,
+}
+
+/// How big a schema is: what the summary of `migrations check` shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchemaSize {
+    pub tables: usize,
+    pub columns: usize,
+    pub indexes: usize,
+    /// Named constraints (PostgreSQL; SQLite keeps them inside each table's definition, so 0).
+    pub constraints: usize,
+}
+
+impl SchemaSnapshot {
+    pub fn size(&self) -> SchemaSize {
+        let mut size = SchemaSize {
+            tables: self.tables.len(),
+            ..SchemaSize::default()
+        };
+        for table in self.tables.values() {
+            size.columns += table.columns.len();
+            size.indexes += table.indexes.len();
+            size.constraints += table
+                .constraints
+                .keys()
+                .filter(|name| *name != "definition")
+                .count();
+        }
+        size
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -334,6 +381,15 @@ pub trait Session: Send {
         sql: &str,
     ) -> impl Future<Output = Result<u64, BackendError>> + Send;
 
+    /// Runs one statement with `values` bound to its positional parameters (`$1`, … in
+    /// PostgreSQL, `?1`, … in SQLite) and returns the number of rows it affected. The values
+    /// travel as bind parameters, never inside the SQL; the statement is not kept prepared.
+    fn execute_bound(
+        &mut self,
+        sql: &str,
+        values: &[BindValue<'_>],
+    ) -> impl Future<Output = Result<u64, BackendError>> + Send;
+
     /// Writes the history table.
     fn record(
         &mut self,
@@ -343,6 +399,11 @@ pub trait Session: Send {
 
     /// The tables, columns, indexes and constraints of the target (history table excluded).
     fn snapshot(&mut self) -> impl Future<Output = Result<SchemaSnapshot, BackendError>> + Send;
+
+    /// The number of rows of every table of the target (history table excluded).
+    fn row_counts(
+        &mut self,
+    ) -> impl Future<Output = Result<BTreeMap<String, i64>, BackendError>> + Send;
 
     /// Releases the connection.
     fn close(self) -> impl Future<Output = ()> + Send;
