@@ -22,6 +22,7 @@
 //!   its own transaction together with the row's progress counters, until a batch comes back
 //!   short. An interrupted run resumes where the committed batches stopped.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -125,6 +126,18 @@ impl<B: MigrationBackend> Engine<B> {
         let snapshot = session.snapshot().await.map_err(&failed);
         session.close().await;
         snapshot
+    }
+
+    /// The number of rows of every table of `target` (history table excluded).
+    ///
+    /// # Errors
+    /// When the target cannot be reached or read.
+    pub async fn row_counts(&self, target: &Target) -> Result<BTreeMap<String, i64>, EngineError> {
+        let failed = backend_error(target);
+        let mut session = self.backend.open(target).await.map_err(&failed)?;
+        let counts = session.row_counts().await.map_err(&failed);
+        session.close().await;
+        counts
     }
 
     /// Where `target` stands against `set`: applied version, pending versions, unfinished
