@@ -485,7 +485,7 @@ impl<B: MigrationBackend> Engine<B> {
         if script.statements.is_empty() {
             return Ok(0);
         }
-        let failed = |source| EngineError::AdminUser {
+        let failed = |source: BackendError| EngineError::AdminUser {
             target: target.clone(),
             file: script.file.clone(),
             source: Box::new(source),
@@ -519,7 +519,14 @@ impl<B: MigrationBackend> Engine<B> {
             work
         }
         .await
-        .map_err(failed);
+        .map_err(|error: BackendError| {
+            // A database may quote a value in its message (a failed cast): never the
+            // administrator's email or name, which end up in step records and events.
+            failed(error.redacting(&[
+                (values.admin_email, "admin_email"),
+                (values.admin_name, "admin_name"),
+            ]))
+        });
         session.close().await;
         result
     }

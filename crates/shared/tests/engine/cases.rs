@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::migrate::backend::BackendError;
+use shared::migrate::backend::{BackendError, MigrationBackend as _};
 use shared::migrate::plan::{Drift, PlanError};
 use shared::migrate::{
-    AdminValues, Catalog, Direction, EngineError, EngineOptions, MigrationEvent, MigrationSet,
-    SetKind, Target, Version,
+    AdminValues, Catalog, Dialect, Direction, EngineError, EngineOptions, MigrationEvent,
+    MigrationSet, SetKind, Target, Version,
 };
 use testkit::{SetBuilder, wait_until};
 
@@ -1051,6 +1051,22 @@ pub async fn an_admin_user_script_binds_its_values_and_rolls_back_as_a_whole<F: 
         0,
         "the first statement was rolled back with the second"
     );
+
+    if engine.backend().dialect() == Dialect::Postgres {
+        // PostgreSQL quotes the value a cast fails on: the error names the parameter instead.
+        let casting = script("SELECT CAST(:admin_email AS integer)");
+        let message = engine
+            .run_admin_user(&tenant, &casting, &values)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.contains("invalid input syntax for type integer: \"<admin_email>\"")
+                && !message.contains("acme.example"),
+            "{message}"
+        );
+    }
 
     let working = script(
         "UPDATE members SET display_name = display_name || '!' WHERE slug = ':tenant_slugacme'",

@@ -100,6 +100,14 @@ pub enum BackendError {
         #[source]
         source: std::io::Error,
     },
+    /// A database error whose message quoted a bound personal value (an administrator's email
+    /// or name), with the value replaced by its parameter's name.
+    #[error("{message}")]
+    Redacted {
+        message: String,
+        transient: bool,
+        code: Option<String>,
+    },
 }
 
 impl From<sqlx::Error> for BackendError {
@@ -127,6 +135,48 @@ impl BackendError {
             BackendError::StorageMissing { .. } | BackendError::InvalidScript(_) => false,
             BackendError::Io { .. } | BackendError::ShuttingDown => true,
             BackendError::Sql { source, .. } => crate::store::is_transient_sql_error(source),
+            BackendError::Redacted { transient, .. } => *transient,
+        }
+    }
+
+    /// This error with every occurrence of the `(value, name)` pairs' values in its message
+    /// (compared ignoring ASCII case: a database may echo a lower-cased value) replaced by their
+    /// names; unchanged when its message quotes none. For errors of statements that were bound
+    /// personal data.
+    pub fn redacting(self, personal: &[(&str, &str)]) -> BackendError {
+        let message = self.to_string();
+        let lowered = message.to_ascii_lowercase();
+        let mut hits: Vec<(usize, usize, &str)> = Vec::new();
+        for (value, name) in personal {
+            let value = value.to_ascii_lowercase();
+            if value.is_empty() {
+                continue;
+            }
+            hits.extend(
+                lowered
+                    .match_indices(&value)
+                    .map(|(at, found)| (at, at + found.len(), *name)),
+            );
+        }
+        if hits.is_empty() {
+            return self;
+        }
+        hits.sort_unstable();
+        let mut redacted = String::with_capacity(message.len());
+        let mut copied = 0;
+        for (start, end, name) in hits {
+            if start < copied {
+                continue; // overlaps a value already replaced
+            }
+            redacted.push_str(&message[copied..start]);
+            redacted.push_str(&format!("<{name}>"));
+            copied = end;
+        }
+        redacted.push_str(&message[copied..]);
+        BackendError::Redacted {
+            message: redacted,
+            transient: self.is_transient(),
+            code: self.code(),
         }
     }
 
@@ -137,6 +187,7 @@ impl BackendError {
                 source: sqlx::Error::Database(db),
                 ..
             } => db.code().map(|c| c.into_owned()),
+            BackendError::Redacted { code, .. } => code.clone(),
             _ => None,
         }
     }
@@ -407,4 +458,30 @@ pub trait Session: Send {
 
     /// Releases the connection.
     fn close(self) -> impl Future<Output = ()> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacting_replaces_personal_values_whatever_their_case_and_keeps_the_class() {
+        let error = BackendError::InvalidScript(
+            "invalid input syntax for type integer: \"ana.lima@acme.example\" (Ana Lima, ANA.LIMA@ACME.EXAMPLE)"
+                .to_owned(),
+        );
+        let redacted = error.redacting(&[
+            ("Ana.Lima@Acme.Example", "admin_email"),
+            ("Ana Lima", "admin_name"),
+            ("", "tenant_name"),
+        ]);
+        assert_eq!(
+            redacted.to_string(),
+            "invalid input syntax for type integer: \"<admin_email>\" (<admin_name>, <admin_email>)"
+        );
+        assert!(!redacted.is_transient());
+
+        let untouched = BackendError::ShuttingDown.redacting(&[("ana", "admin_name")]);
+        assert!(matches!(untouched, BackendError::ShuttingDown));
+    }
 }
