@@ -711,6 +711,9 @@ async fn a_tenant_failed_at_a_step_resumes_there_when_retried() {
     testkit::stop_service((stop, running)).await;
 }
 
+/// A row of the team's `users`: email, display name, is_admin, tenant_ref, source.
+type TeamUser = (String, String, bool, Option<Uuid>, Option<String>);
+
 /// A team's own sets: a `users` table unlike the built-in one (a unique index on `lower(email)`,
 /// no `status`, no `full_name`) and the admin-user script that fits it.
 fn team_sets() -> testkit::ScratchDir {
@@ -847,11 +850,10 @@ async fn a_team_set_with_its_own_users_table_provisions_its_admin_with_its_own_f
                 )
             }
         };
-        let rows: Vec<(String, String, bool, Option<Uuid>, Option<String>)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .fetch_all(&mut conn)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+        let rows: Vec<TeamUser> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             rows,
             [expected],
