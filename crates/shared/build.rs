@@ -1,5 +1,7 @@
 //! Embeds the repository's `migrations/` into the library, so every binary carries the sets it
-//! was built with (`MIGRATIONS_DIR` overrides them at run time).
+//! was built with (`MIGRATIONS_DIR` overrides them at run time): every `.sql` file (migrations
+//! and the tenant-seeds set's `admin_user.sql`), and each set's `approvals.txt` and
+//! `settings.conf`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -45,7 +47,9 @@ fn collect(dir: &Path, prefix: &str, files: &mut Vec<(String, PathBuf)>) {
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        if path.is_file() && (name.ends_with(".sql") || name == "approvals.txt") {
+        // Migrations, the admin-user script (`admin_user.sql`), approvals and settings.
+        let embedded = name.ends_with(".sql") || name == "approvals.txt" || name == "settings.conf";
+        if path.is_file() && embedded {
             let absolute = path.canonicalize().unwrap_or(path);
             files.push((format!("{prefix}{name}"), absolute));
         }

@@ -710,3 +710,175 @@ async fn a_tenant_failed_at_a_step_resumes_there_when_retried() {
     assert_provisioned(&env, tenant, &slug).await;
     testkit::stop_service((stop, running)).await;
 }
+
+/// A row of the team's `users`: email, display name, is_admin, tenant_ref, source.
+type TeamUser = (String, String, bool, Option<Uuid>, Option<String>);
+
+/// A team's own sets: a `users` table unlike the built-in one (a unique index on `lower(email)`,
+/// no `status`, no `full_name`) and the admin-user script that fits it.
+fn team_sets() -> testkit::ScratchDir {
+    let sets = testkit::ScratchDir::new();
+    testkit::copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/platform"),
+        &sets.path().join("platform"),
+    )
+    .unwrap_or_else(|e| panic!("copying the platform set: {e}"));
+    let files = [
+        (
+            "tenant/20270101000000_create_users.up.sql",
+            "-- The team's users: admins are flagged, there is no status.\n\
+             CREATE TABLE users (\n\
+                 id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n\
+                 email        text NOT NULL,\n\
+                 display_name text NOT NULL,\n\
+                 is_admin     boolean NOT NULL DEFAULT false,\n\
+                 tenant_ref   uuid,\n\
+                 source       text\n\
+             );\n\
+             CREATE UNIQUE INDEX users_email_lower_key ON users (lower(email));\n",
+        ),
+        (
+            "tenant/20270101000000_create_users.down.sql",
+            "DROP TABLE users;\n",
+        ),
+        ("tenant/settings.conf", "sqlite = untested\n"),
+        ("tenant-seeds/settings.conf", "sqlite = untested\n"),
+        (
+            "tenant-seeds/admin_user.sql",
+            "-- Emails keep their case; the unique index ignores it.\n\
+             INSERT INTO users (email, display_name, is_admin, tenant_ref, source)\n\
+             VALUES (:admin_email, :admin_name, true, :tenant_id, 'provisioned for ' || :tenant_slug::text)\n\
+             ON CONFLICT ((lower(email))) DO NOTHING;\n",
+        ),
+    ];
+    for (file, contents) in files {
+        let path = sets.path().join(file);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(&path, contents).unwrap_or_else(|e| panic!("{e}"));
+    }
+    sets
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_set_with_its_own_users_table_provisions_its_admin_with_its_own_file() {
+    let sets = team_sets();
+    let env = Env::with_migrations(sets.path()).await;
+    let (stop, task) = env.start_provisioner();
+    let (in_schema, schema_slug) = env.register(Some("schema")).await;
+    let (in_database, database_slug) = env.register(Some("database")).await;
+    for tenant in [in_schema, in_database] {
+        testkit::wait_until(ACTIVE_WITHIN, "the tenant is active or failed", || async {
+            matches!(
+                env.tenant_status(tenant).await.as_deref(),
+                Some("active" | "failed")
+            )
+        })
+        .await;
+        let mut conn = env.sql().await;
+        let failures: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT step, last_error FROM provisioning_steps WHERE tenant_id = $1 AND status <> 'succeeded'",
+        )
+        .bind(tenant)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_default();
+        assert_eq!(
+            env.tenant_status(tenant).await.as_deref(),
+            Some("active"),
+            "{failures:?}"
+        );
+    }
+
+    let admin = |slug: &shared::tenant::TenantSlug, tenant: Uuid| {
+        let expected = (
+            ADMIN_EMAIL.to_owned(),
+            ADMIN_NAME.to_owned(),
+            true,
+            Some(tenant),
+            Some(format!("provisioned for {slug}")),
+        );
+        (slug.clone(), expected)
+    };
+    let storage = TenantStorage::connect(&env.ctx.config, 2, EngineOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for ((slug, expected), isolation) in [
+        (admin(&schema_slug, in_schema), Isolation::Schema),
+        (admin(&database_slug, in_database), Isolation::Database),
+    ] {
+        // A redelivered registration, with the email in another case: the team's index on
+        // lower(email) keeps one administrator.
+        let shouting = ADMIN_EMAIL.to_uppercase();
+        let again = storage
+            .insert_admin(
+                &slug,
+                isolation,
+                &env.ctx.catalog.tenant_seeds,
+                &shared::migrate::AdminValues {
+                    tenant_id: expected.3.unwrap_or_default(),
+                    tenant_slug: slug.as_str(),
+                    tenant_name: "Acme Towers",
+                    admin_email: &shouting,
+                    admin_name: ADMIN_NAME,
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again, 0, "nothing added the second time");
+
+        let (sql, mut conn) = match isolation {
+            Isolation::Schema => (
+                format!(
+                    "SELECT email, display_name, is_admin, tenant_ref, source FROM \"{}\".users",
+                    slug.storage_name()
+                ),
+                env.sql().await,
+            ),
+            Isolation::Database => {
+                use sqlx::ConnectOptions as _;
+                let conn = testkit::pg::server_options()
+                    .database(&slug.storage_name())
+                    .connect()
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                (
+                    "SELECT email, display_name, is_admin, tenant_ref, source FROM users"
+                        .to_owned(),
+                    conn,
+                )
+            }
+        };
+        let rows: Vec<TeamUser> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            rows,
+            [expected],
+            "{isolation:?}: one administrator, as the file says"
+        );
+        let _ = conn.close().await;
+    }
+    testkit::stop_service((stop, task)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provisioner_refuses_to_start_with_a_set_that_has_no_admin_user_file() {
+    let sets = team_sets();
+    std::fs::remove_file(sets.path().join("tenant-seeds/admin_user.sql"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let env = Env::with_migrations(sets.path()).await;
+    let (_stop, task) = env.start_provisioner();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap_or_else(|_| panic!("the provisioner started"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let message = outcome.err().map(|e| format!("{e:#}")).unwrap_or_default();
+    assert!(
+        message.contains("has no admin_user.sql")
+            && message.contains("tenant-seeds/admin_user.sql"),
+        "{message}"
+    );
+}

@@ -30,8 +30,10 @@ pub const CONCURRENCY: u16 = 8;
 /// Runs the provisioner until `shutdown`.
 ///
 /// # Errors
-/// The tenant server is not PostgreSQL or unreachable, or the consumer could not run.
+/// The tenant-seeds set has no admin-user script (every tenant would fail at `admin_user`), the
+/// tenant server is not PostgreSQL or unreachable, or the consumer could not run.
 pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()> {
+    ctx.catalog.admin_user()?;
     let storage = TenantStorage::connect(
         &ctx.config,
         u32::from(CONCURRENCY),

@@ -17,8 +17,8 @@ use crate::config::{Config, DatabaseUrl, Isolation};
 use crate::migrate::backend::{BackendError, MigrationBackend};
 use crate::migrate::plan::Standing;
 use crate::migrate::{
-    Engine, EngineError, EngineOptions, MigrationSet, PgDatabaseBackend, PgSchemaBackend,
-    ProgressSink, RunReport, ServerSlots, Target, Version,
+    AdminValues, Engine, EngineError, EngineOptions, MigrationSet, PgDatabaseBackend,
+    PgSchemaBackend, ProgressSink, RunReport, ServerSlots, Target, Version,
 };
 use crate::tenant::{TenantSlug, quote_ident};
 
@@ -224,47 +224,27 @@ impl TenantStorage {
         }
     }
 
-    /// Invites the tenant's administrator: a row in the tenant's `users`, role `admin`, status
+    /// Invites the tenant's administrator by running the admin-user script of `seeds` (the
+    /// tenant-seeds set's `admin_user.sql`) in the tenant's schema or database, with `values`
+    /// bound to its parameters. The built-in script inserts a `users` row, role `admin`, status
     /// `invited`, no password and no invitation token (the application issues one when it sends
-    /// the invitation). Returns whether a row was inserted (`false`: the email is already a
-    /// user, e.g. on a redelivery).
+    /// the invitation). Scripts are idempotent: a second run (a redelivery) adds nothing.
+    /// Returns the rows the script affected.
     ///
     /// # Errors
-    /// A database error.
+    /// As [`Engine::run_admin_user`]: no script in the set, or a database error.
     pub async fn insert_admin(
         &self,
         tenant: &TenantSlug,
         isolation: Isolation,
-        email: &str,
-        name: &str,
-    ) -> Result<bool, BackendError> {
-        let insert = |users: &str| {
-            format!(
-                "INSERT INTO {users} (email, full_name, role, status, invited_at) VALUES (lower($1), $2, 'admin', 'invited', now())
-                 ON CONFLICT (email) DO NOTHING"
-            )
-        };
-        let inserted = match isolation {
-            Isolation::Schema => {
-                let users = format!("{}.\"users\"", quote_ident(&tenant.storage_name()));
-                sqlx::query(AssertSqlSafe(insert(&users)))
-                    .bind(email)
-                    .bind(name)
-                    .execute(self.schema.backend().pool())
-                    .await?
-            }
-            Isolation::Database => {
-                let mut conn = self.connect_tenant_database(tenant).await?;
-                let done = sqlx::query(AssertSqlSafe(insert("\"public\".\"users\"")))
-                    .bind(email)
-                    .bind(name)
-                    .execute(&mut conn)
-                    .await;
-                let _ = conn.close().await;
-                done?
-            }
-        };
-        Ok(inserted.rows_affected() == 1)
+        seeds: &MigrationSet,
+        values: &AdminValues<'_>,
+    ) -> Result<u64, EngineError> {
+        let target = Target::Tenant(tenant.clone());
+        match isolation {
+            Isolation::Schema => self.schema.run_admin_user(&target, seeds, values).await,
+            Isolation::Database => self.database.run_admin_user(&target, seeds, values).await,
+        }
     }
 
     /// Drops the tenant's storage and role (tests and teardown).

@@ -276,6 +276,174 @@ fn a_destructive_migration_needs_an_approval_that_an_edit_voids() {
     check(Some(1), "warning[stale-approval]");
 }
 
+/// `migrations check --no-postgres [extra…] --dir <dir>`
+fn check_dir(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut args = vec!["migrations", "check"];
+    args.extend_from_slice(extra);
+    args.extend(["--dir", dir.to_str().unwrap_or_default()]);
+    tenantctl(&args, env)
+}
+
+#[test]
+fn check_prints_a_summary_by_default_and_the_full_schema_only_with_verbose() {
+    let catalog = Catalog::load(None).unwrap_or_else(|e| panic!("{e}"));
+    let summary = tenantctl(&["migrations", "check", "--no-postgres"], &[]);
+    let out = text(&summary);
+    assert!(summary.status.success(), "{out}");
+    for set in catalog.sets() {
+        let migrations = set.migrations.len();
+        assert!(
+            out.contains(&format!("\n{}: {migrations} migration", set.kind)),
+            "{}: {out}",
+            set.kind
+        );
+    }
+    for line in [
+        "  checked: lints, approvals, dialect parity\n",
+        "  checked: lints, approvals, dialect parity, admin_user.sql parameters (:admin_email, :admin_name)",
+        "  sqlite: applied; up -> down -> up gave the same schema for ",
+        "  schema (sqlite): 6 tables, ",
+        "  admin user (sqlite): ran twice: the first run added 1 row to users, the second none",
+        "  findings: none",
+        "result: 0 error(s), 0 warning(s)",
+    ] {
+        assert!(out.contains(line), "{line:?} in:\n{out}");
+    }
+    // A column that only the full schema lists.
+    assert!(
+        !out.contains("invitation_token_hash") && !out.contains("schema of each tenant"),
+        "{out}"
+    );
+
+    let verbose = tenantctl(&["migrations", "check", "--no-postgres", "--verbose"], &[]);
+    let out = text(&verbose);
+    assert!(verbose.status.success(), "{out}");
+    assert!(
+        out.contains("  checked: ")
+            && out.contains("schema of each tenant (sqlite):")
+            && out.contains("invitation_token_hash"),
+        "{out}"
+    );
+
+    let quiet = tenantctl(&["migrations", "check", "--no-postgres", "--quiet"], &[]);
+    let out = text(&quiet);
+    assert!(quiet.status.success(), "{out}");
+    assert!(
+        !out.contains("checked:")
+            && !out.contains("invitation_token_hash")
+            && out.contains("sqlite: every set applied")
+            && out.contains("result: 0 error(s), 0 warning(s)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_reports_a_broken_admin_user_file() {
+    let sets = copy_of_the_sets();
+    let seeds = sets.path().join("tenant-seeds");
+
+    write(
+        seeds.join("admin_user.sql"),
+        "-- Invites the administrator.\nINSERT INTO users (email, full_name) VALUES (:admin_mail, :admin_name);\n",
+    );
+    let output = check_dir(sets.path(), &["--no-postgres"], &[]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(
+            "tenant-seeds/admin_user.sql: line 2: unknown parameter `:admin_mail`: the known parameters are :admin_email, :admin_name, :tenant_id, :tenant_slug, :tenant_name"
+        ),
+        "{out}"
+    );
+
+    // Runs, but not twice: on PostgreSQL the second run hits the unique email; on SQLite it
+    // quietly adds a second administrator.
+    write(
+        seeds.join("admin_user.sql"),
+        "INSERT INTO users (email, full_name, role, status)\nVALUES (lower(:admin_email), :admin_name, 'admin', 'invited');\n",
+    );
+    write(
+        seeds.join("sqlite/admin_user.sql"),
+        "INSERT INTO users (email, full_name, role, status)\nVALUES (lower(:admin_email) || hex(randomblob(4)), :admin_name, 'admin', 'invited');\n",
+    );
+    let server =
+        std::env::var("PG_TEST_URL").unwrap_or_else(|_| testkit::pg::DEFAULT_SERVER.to_owned());
+    let output = check_dir(sets.path(), &[], &[("DATABASE_URL", server.as_str())]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    for line in [
+        "error[admin-user-postgres] tenant-seeds/admin_user.sql: fails when it runs a second time, as it does for a redelivered registration: ",
+        "error[admin-user-sqlite] tenant-seeds/sqlite/admin_user.sql: is not idempotent: running it a second time added rows (users +1)",
+        "  admin user (postgres): failed (see the findings)",
+    ] {
+        assert!(out.contains(line), "{line:?} in:\n{out}");
+    }
+    assert!(!out.contains("postgres: skipped"), "{out}");
+
+    std::fs::remove_file(seeds.join("admin_user.sql")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(seeds.join("sqlite/admin_user.sql")).unwrap_or_else(|e| panic!("{e}"));
+    let output = check_dir(sets.path(), &["--no-postgres"], &[]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("error[missing-admin-user] tenant-seeds/admin_user.sql: ")
+            && out.contains(&format!("Add {}/admin_user.sql", seeds.display())),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_set_without_sqlite_variants_checks_with_warnings_only_when_its_settings_say_so() {
+    let sets = copy_of_the_sets();
+    let tenant = sets.path().join("tenant");
+    std::fs::remove_dir_all(tenant.join("sqlite")).unwrap_or_else(|e| panic!("{e}"));
+
+    let output = check_dir(sets.path(), &["--no-postgres", "--quiet"], &[]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("error[dialect-parity] tenant/20261124110000_create_users.up.sql: 20261124110000_create_users.up.sql has no SQLite variant"),
+        "{out}"
+    );
+
+    write(
+        tenant.join("settings.conf"),
+        "# This team runs PostgreSQL only.\nsqlite = untested\n",
+    );
+    let output = check_dir(sets.path(), &["--no-postgres"], &[]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    for line in [
+        "warning[dialect-parity] tenant/20261124110000_create_users.up.sql: 20261124110000_create_users.up.sql has no SQLite variant: add sqlite/20261124110000_create_users.up.sql (a warning: settings.conf says `sqlite = untested`)",
+        "  checked: lints, approvals, dialect parity as warnings (settings.conf: sqlite = untested)",
+        "  sqlite: not applied: its settings.conf says `sqlite = untested`",
+        "  sqlite: not applied: it builds on the tenant set, which is not tested on SQLite",
+        "  admin user (sqlite): not run: the tenant set is not applied on sqlite",
+        "sqlite: 1 of 3 sets applied (not applied: tenant, tenant-seeds)",
+        "result: 0 error(s), ",
+    ] {
+        assert!(out.contains(line), "{line:?} in:\n{out}");
+    }
+    assert!(!out.contains("error["), "{out}");
+
+    write(tenant.join("settings.conf"), "sqlite = sometimes\n");
+    let output = check_dir(sets.path(), &["--no-postgres"], &[]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(
+            "tenant/settings.conf: line 1: `sqlite = sometimes`: the accepted values are `required`"
+        ) && out.contains("`untested`"),
+        "{out}"
+    );
+    write(tenant.join("settings.conf"), "sqlite_variants = optional\n");
+    let out = text(&check_dir(sets.path(), &["--no-postgres"], &[]));
+    assert!(
+        out.contains("tenant/settings.conf: line 1: unknown key `sqlite_variants`: the known keys are `sqlite` (required | untested)"),
+        "{out}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_lists_tenants_with_version_pending_and_drift() {
     let database = TestDatabase::create().await;

@@ -1,18 +1,29 @@
-//! Step 5: the tenant administrator from the registration, invited: no password and no token
-//! is stored (the application issues the invitation). A second run finds the email taken and
-//! inserts nothing: one admin.
+//! Step 5: the tenant administrator from the registration, invited by the tenant-seeds set's
+//! admin-user script (`admin_user.sql`), run in the tenant's schema or database with the
+//! administrator bound as parameters. The built-in script stores no password and no token (the
+//! application issues the invitation). Scripts are idempotent: a second run finds the
+//! administrator there and adds nothing.
+
+use shared::migrate::AdminValues;
 
 use crate::port::{Request, StepError};
 use crate::provisioner::Provisioner;
 
 pub(super) async fn run(provisioner: &Provisioner, request: &Request) -> Result<(), StepError> {
+    let values = AdminValues {
+        tenant_id: request.tenant_id,
+        tenant_slug: request.slug.as_str(),
+        tenant_name: &request.name,
+        admin_email: &request.admin_email,
+        admin_name: &request.admin_name,
+    };
     provisioner
         .storage
         .insert_admin(
             &request.slug,
             request.isolation,
-            &request.admin_email,
-            &request.admin_name,
+            &provisioner.catalog.tenant_seeds,
+            &values,
         )
         .await?;
     Ok(())

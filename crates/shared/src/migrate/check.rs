@@ -4,11 +4,15 @@
 //! 2. lints: missing down files, cross-schema references in tenant sets, destructive and heavy
 //!    locking statements, misuse of `-- no-transaction` and batches;
 //! 3. destructive up scripts are approved in `approvals.txt` (a deploy refuses them otherwise);
-//! 4. dialect parity: the same versions in PostgreSQL and SQLite, with the same reversibility;
-//! 5. every set applies on SQLite and, when a server is given and reachable, on a throwaway
-//!    PostgreSQL database; each reversible migration goes up → down → up and must give back the
-//!    same schema both times;
-//! 6. both dialects end with the same tables and columns.
+//! 4. dialect parity: the same versions in PostgreSQL and SQLite, with the same reversibility
+//!    (errors, or warnings for a set whose `settings.conf` says `sqlite = untested`);
+//! 5. every set applies on SQLite (unless it is untested there) and, when a server is given and
+//!    reachable, on a throwaway PostgreSQL database; each reversible migration goes up → down →
+//!    up and must give back the same schema both times;
+//! 6. both dialects end with the same tables and columns;
+//! 7. the tenant-seeds set has its admin-user script (`admin_user.sql`), which is linted like a
+//!    migration and, on each dialect's scratch tenant after every set, runs twice: the first run
+//!    must affect a row, the second must add none.
 
 use std::fmt;
 use std::path::Path;
@@ -16,10 +20,12 @@ use std::path::Path;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
+use super::admin::{ADMIN_USER_FILE, AdminUserScript, AdminValues};
 use super::backend::{MigrationBackend, PgSchemaBackend, SchemaSnapshot, SqliteBackend};
 use super::engine::{Engine, EngineOptions};
 use super::kinds::{Dialect, Direction, SetKind};
 use super::lint::{self, LintInput, Severity};
+use super::settings::{SETTINGS_FILE, SqlitePolicy};
 use super::source::{Catalog, MigrationSet};
 use super::target::Target;
 use super::version::Version;
@@ -62,6 +68,46 @@ pub enum PostgresCheck {
     Skipped(String),
 }
 
+/// How one set fared on one dialect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetRun {
+    pub set: SetKind,
+    pub dialect: Dialect,
+    pub outcome: SetOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetOutcome {
+    /// Every migration applied; `proven` of the `reversible` ones went up → down → up to the
+    /// same schema (the others are findings).
+    Applied { reversible: usize, proven: usize },
+    /// A migration failed: see the findings.
+    Failed,
+    /// Not applied on this dialect, and why.
+    Skipped(String),
+}
+
+/// How the admin-user script fared on one dialect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminUserRun {
+    pub dialect: Dialect,
+    pub outcome: AdminUserOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminUserOutcome {
+    /// Ran twice: the first run added these rows (table, rows), the second added none.
+    Idempotent { added: Vec<(String, i64)> },
+    /// The file holds no statement: tenants get no administrator.
+    NoStatement,
+    /// It failed a requirement: see the findings.
+    Failed,
+    /// The set has no file for this dialect: see the findings.
+    Missing,
+    /// Not run on this dialect, and why.
+    Skipped(String),
+}
+
 /// The result of a check.
 #[derive(Debug, Clone)]
 pub struct CheckReport {
@@ -72,6 +118,10 @@ pub struct CheckReport {
     /// Migrations proven to go up → down → up to the same schema, per dialect (failures are
     /// findings, not counted here).
     pub round_trips: Vec<(Dialect, usize)>,
+    /// Every set on every dialect that ran, in order.
+    pub runs: Vec<SetRun>,
+    /// The admin-user script on every dialect that ran.
+    pub admin_user: Vec<AdminUserRun>,
 }
 
 impl CheckReport {
@@ -93,15 +143,79 @@ pub struct CheckOptions {
     pub postgres: Option<PgConnectOptions>,
 }
 
-/// The static half of the check: lints, approvals, parity. Pure.
+/// The static half of the check: lints (of the migrations and of the admin-user script),
+/// approvals, parity. Pure. A deploy refuses the sets when one of these is an error.
 pub fn static_findings(catalog: &Catalog) -> Vec<CheckFinding> {
     let mut findings = Vec::new();
     for set in catalog.sets() {
         lint_set(set, &mut findings);
+        lint_admin_user(set, &mut findings);
         check_parity(set, &mut findings);
         check_approvals(set, &mut findings);
     }
     findings
+}
+
+/// What the provisioner needs of the sets: the admin-user script. Pure. Not part of
+/// [`static_findings`]: a deploy never runs the script, so it is not refused for lacking one
+/// (the provisioner refuses to start instead, and `migrations check` fails).
+pub fn provisioning_findings(catalog: &Catalog) -> Vec<CheckFinding> {
+    let seeds = &catalog.tenant_seeds;
+    match catalog.admin_user() {
+        Ok(_) => Vec::new(),
+        Err(missing) => vec![CheckFinding {
+            severity: Severity::Error,
+            set: seeds.kind,
+            file: Some(ADMIN_USER_FILE.to_owned()),
+            line: None,
+            code: "missing-admin-user".into(),
+            message: missing.to_string(),
+        }],
+    }
+}
+
+fn lint_admin_user(set: &MigrationSet, findings: &mut Vec<CheckFinding>) {
+    for dialect in Dialect::ALL {
+        let Some(script) = set.admin_user(dialect) else {
+            continue;
+        };
+        let input = LintInput {
+            sql: &script.sql,
+            dialect,
+            set: set.kind,
+            no_transaction: false,
+            batched: false,
+        };
+        for finding in lint::lint(&input) {
+            findings.push(CheckFinding {
+                severity: finding.code.severity(),
+                set: set.kind,
+                file: Some(script.file.clone()),
+                line: Some(finding.line),
+                code: finding.code.as_str().to_owned(),
+                message: finding.message,
+            });
+        }
+    }
+}
+
+/// Dialect-parity findings are errors unless the set's `settings.conf` says SQLite is untested.
+fn parity_finding(set: &MigrationSet, file: String, message: String) -> CheckFinding {
+    let (severity, message) = match set.settings.sqlite {
+        SqlitePolicy::Required => (Severity::Error, message),
+        SqlitePolicy::Untested => (
+            Severity::Warning,
+            format!("{message} (a warning: {SETTINGS_FILE} says `sqlite = untested`)"),
+        ),
+    };
+    CheckFinding {
+        severity,
+        set: set.kind,
+        file: Some(file),
+        line: None,
+        code: "dialect-parity".into(),
+        message,
+    }
 }
 
 fn lint_set(set: &MigrationSet, findings: &mut Vec<CheckFinding>) {
@@ -174,14 +288,11 @@ fn check_parity(set: &MigrationSet, findings: &mut Vec<CheckFinding>) {
                 ),
                 _ => continue,
             };
-            findings.push(CheckFinding {
-                severity: Severity::Error,
-                set: set.kind,
-                file: Some(migration.file_name(Dialect::Postgres, direction)),
-                line: None,
-                code: "dialect-parity".into(),
+            findings.push(parity_finding(
+                set,
+                migration.file_name(Dialect::Postgres, direction),
                 message,
-            });
+            ));
         }
         let batch = |d| {
             migration
@@ -191,15 +302,28 @@ fn check_parity(set: &MigrationSet, findings: &mut Vec<CheckFinding>) {
         if let (Some(pg), Some(lite)) = (batch(Dialect::Postgres), batch(Dialect::Sqlite))
             && pg != lite
         {
-            findings.push(CheckFinding {
-                severity: Severity::Error,
-                set: set.kind,
-                file: Some(migration.primary().file.clone()),
-                line: None,
-                code: "dialect-parity".into(),
-                message: "one dialect is a batched data migration and the other is not".into(),
-            });
+            findings.push(parity_finding(
+                set,
+                migration.primary().file.clone(),
+                "one dialect is a batched data migration and the other is not".into(),
+            ));
         }
+    }
+    let postgres = set.admin_user(Dialect::Postgres).is_some();
+    let sqlite = set.admin_user(Dialect::Sqlite).is_some();
+    let sqlite_file = format!("sqlite/{ADMIN_USER_FILE}");
+    match (postgres, sqlite) {
+        (true, false) => findings.push(parity_finding(
+            set,
+            ADMIN_USER_FILE.to_owned(),
+            format!("{ADMIN_USER_FILE} has no SQLite variant: add {sqlite_file}"),
+        )),
+        (false, true) => findings.push(parity_finding(
+            set,
+            sqlite_file.clone(),
+            format!("{sqlite_file} exists but {ADMIN_USER_FILE} does not"),
+        )),
+        _ => {}
     }
 }
 
@@ -257,11 +381,15 @@ fn check_approvals(set: &MigrationSet, findings: &mut Vec<CheckFinding>) {
 
 /// Runs the whole check.
 pub async fn run(catalog: &Catalog, options: &CheckOptions, scratch: &Path) -> CheckReport {
+    let mut findings = static_findings(catalog);
+    findings.extend(provisioning_findings(catalog));
     let mut report = CheckReport {
-        findings: static_findings(catalog),
+        findings,
         schemas: Vec::new(),
         postgres: PostgresCheck::Skipped("no PostgreSQL server was given".into()),
         round_trips: Vec::new(),
+        runs: Vec::new(),
+        admin_user: Vec::new(),
     };
 
     let sqlite = Engine::new(
@@ -295,33 +423,73 @@ pub async fn run(catalog: &Catalog, options: &CheckOptions, scratch: &Path) -> C
     report
 }
 
-/// Applies every set on one backend, proving up → down → up per reversible migration.
+/// Why `set` is not applied on `dialect`, if it is not: a set untested on SQLite, or a
+/// tenant-scoped set that builds on one (`skipped_tenant_set`).
+fn skip_reason(
+    set: &MigrationSet,
+    dialect: Dialect,
+    skipped_tenant_set: Option<SetKind>,
+) -> Option<String> {
+    if dialect != Dialect::Sqlite {
+        return None;
+    }
+    if set.settings.sqlite == SqlitePolicy::Untested {
+        return Some(format!("its {SETTINGS_FILE} says `sqlite = untested`"));
+    }
+    match skipped_tenant_set {
+        Some(base) if set.kind.is_tenant_scoped() => Some(format!(
+            "it builds on the {base} set, which is not tested on SQLite"
+        )),
+        _ => None,
+    }
+}
+
+/// Applies every set on one backend, proving up → down → up per reversible migration, then
+/// runs the admin-user script on the scratch tenant.
 async fn exercise<B: MigrationBackend>(
     engine: &Engine<B>,
     catalog: &Catalog,
     report: &mut CheckReport,
 ) {
     let dialect = engine.backend().dialect();
-    let tenant = Target::Tenant(TenantSlug::parse("check_tenant").expect("a valid literal slug"));
-    if let Target::Tenant(slug) = &tenant {
-        let _ = engine.backend().drop_storage(slug).await;
-        if let Err(e) = engine.backend().create_storage(slug).await {
-            report.findings.push(runtime_finding(
-                SetKind::Tenant,
-                dialect,
-                None,
-                format!("cannot create the scratch tenant: {e}"),
-            ));
-            return;
-        }
+    let slug = TenantSlug::parse("check_tenant").expect("a valid literal slug");
+    let tenant = Target::Tenant(slug.clone());
+    let _ = engine.backend().drop_storage(&slug).await;
+    if let Err(e) = engine.backend().create_storage(&slug).await {
+        report.findings.push(runtime_finding(
+            SetKind::Tenant,
+            dialect,
+            None,
+            format!("cannot create the scratch tenant: {e}"),
+        ));
+        return;
     }
     let mut round_trips = 0;
+    let mut skipped_tenant_set = None;
+    // Whether every tenant-scoped set applied: the admin-user script runs after them.
+    let mut tenant_ready = Ok(());
     for set in catalog.sets() {
+        if let Some(reason) = skip_reason(set, dialect, skipped_tenant_set) {
+            if set.kind.is_tenant_scoped() {
+                skipped_tenant_set = skipped_tenant_set.or(Some(set.kind));
+                tenant_ready = tenant_ready.and(Err(format!(
+                    "the {} set is not applied on {dialect}",
+                    set.kind
+                )));
+            }
+            report.runs.push(SetRun {
+                set: set.kind,
+                dialect,
+                outcome: SetOutcome::Skipped(reason),
+            });
+            continue;
+        }
         let target = if set.kind.is_tenant_scoped() {
             tenant.clone()
         } else {
             Target::Platform
         };
+        let (mut reversible, mut proven) = (0, 0);
         let mut previous = Version::ZERO;
         let mut ok = true;
         for migration in &set.migrations {
@@ -342,6 +510,7 @@ async fn exercise<B: MigrationBackend>(
                 previous = version;
                 continue;
             }
+            reversible += 1;
             let after = engine.snapshot(&target).await;
             if let Err(e) = engine.revert(&target, set, previous, true, &()).await {
                 report.findings.push(runtime_finding(
@@ -388,7 +557,7 @@ async fn exercise<B: MigrationBackend>(
                         ));
                     }
                     if reverted == before && again == after {
-                        round_trips += 1;
+                        proven += 1;
                     }
                 }
                 (a, b, c, d) => {
@@ -409,17 +578,131 @@ async fn exercise<B: MigrationBackend>(
             }
             previous = version;
         }
+        round_trips += proven;
         if ok && let Ok(schema) = engine.snapshot(&target).await {
             // Tenant seeds add rows, not tables: show the schema once per target.
             if set.kind != SetKind::TenantSeeds {
                 report.schemas.push((set.kind, dialect, schema));
             }
         }
+        if !ok && set.kind.is_tenant_scoped() {
+            tenant_ready = tenant_ready.and(Err(format!("the {} set did not apply", set.kind)));
+        }
+        report.runs.push(SetRun {
+            set: set.kind,
+            dialect,
+            outcome: if ok {
+                SetOutcome::Applied { reversible, proven }
+            } else {
+                SetOutcome::Failed
+            },
+        });
     }
     report.round_trips.push((dialect, round_trips));
-    if let Target::Tenant(slug) = &tenant {
-        let _ = engine.backend().drop_storage(slug).await;
+
+    let outcome = match (tenant_ready, catalog.tenant_seeds.admin_user(dialect)) {
+        (Err(reason), _) => AdminUserOutcome::Skipped(reason),
+        (Ok(()), None) => AdminUserOutcome::Missing,
+        (Ok(()), Some(script)) => {
+            check_admin_user(engine, &tenant, &catalog.tenant_seeds, script, report).await
+        }
+    };
+    report.admin_user.push(AdminUserRun { dialect, outcome });
+    let _ = engine.backend().drop_storage(&slug).await;
+}
+
+/// The values the check binds to the admin-user script: no one's personal data.
+const CHECK_ADMIN: AdminValues<'static> = AdminValues {
+    tenant_id: uuid::Uuid::from_u128(0x7e57_c4ec_0000_4000_8000_0000_0000_0001),
+    tenant_slug: "check_tenant",
+    tenant_name: "Check Tenant",
+    admin_email: "Check.Admin@example.invalid",
+    admin_name: "Check Admin",
+};
+
+/// Runs the admin-user script twice on the scratch tenant (every tenant set applied): the first
+/// run must affect a row, the second must add none (a redelivered registration).
+async fn check_admin_user<B: MigrationBackend>(
+    engine: &Engine<B>,
+    tenant: &Target,
+    seeds: &MigrationSet,
+    script: &AdminUserScript,
+    report: &mut CheckReport,
+) -> AdminUserOutcome {
+    if script.statements.is_empty() {
+        return AdminUserOutcome::NoStatement;
     }
+    let dialect = engine.backend().dialect();
+    let mut fail = |message: String| {
+        report.findings.push(CheckFinding {
+            severity: Severity::Error,
+            set: seeds.kind,
+            file: Some(script.file.clone()),
+            line: None,
+            code: format!("admin-user-{dialect}"),
+            message,
+        });
+        AdminUserOutcome::Failed
+    };
+    let before = match engine.row_counts(tenant).await {
+        Ok(counts) => counts,
+        Err(e) => return fail(format!("cannot count the scratch tenant's rows: {e}")),
+    };
+    let affected = match engine.run_admin_user(tenant, seeds, &CHECK_ADMIN).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            return fail(format!(
+                "does not run on a tenant with every tenant migration and seed applied: {e}"
+            ));
+        }
+    };
+    if affected == 0 {
+        return fail(
+            "affected no row: it must invite the administrator (a file holding only comments means the tenants have none)"
+                .into(),
+        );
+    }
+    let once = match engine.row_counts(tenant).await {
+        Ok(counts) => counts,
+        Err(e) => return fail(format!("cannot count the scratch tenant's rows: {e}")),
+    };
+    if let Err(e) = engine.run_admin_user(tenant, seeds, &CHECK_ADMIN).await {
+        return fail(format!(
+            "fails when it runs a second time, as it does for a redelivered registration: {e}"
+        ));
+    }
+    let twice = match engine.row_counts(tenant).await {
+        Ok(counts) => counts,
+        Err(e) => return fail(format!("cannot count the scratch tenant's rows: {e}")),
+    };
+    let grew = added_rows(&once, &twice);
+    if !grew.is_empty() {
+        let detail = grew
+            .iter()
+            .map(|(table, rows)| format!("{table} +{rows}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return fail(format!(
+            "is not idempotent: running it a second time added rows ({detail}), so a redelivered registration would add a second administrator; skip what exists (e.g. `ON CONFLICT … DO NOTHING`)"
+        ));
+    }
+    AdminUserOutcome::Idempotent {
+        added: added_rows(&before, &once),
+    }
+}
+
+/// The tables that have more rows in `after` than in `before`, and how many more.
+fn added_rows(
+    before: &std::collections::BTreeMap<String, i64>,
+    after: &std::collections::BTreeMap<String, i64>,
+) -> Vec<(String, i64)> {
+    after
+        .iter()
+        .filter_map(|(table, rows)| {
+            let more = rows - before.get(table).copied().unwrap_or(0);
+            (more > 0).then(|| (table.clone(), more))
+        })
+        .collect()
 }
 
 fn runtime_finding(
@@ -589,5 +872,141 @@ impl ThrowawayDatabase {
             let _ = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut admin).await;
             let _ = admin.close().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// The built-in sets with `tenant` replaced by a set of PostgreSQL files only (plus `extra`
+    /// files, e.g. a settings file).
+    fn postgres_only_tenant_set(extra: &[(&str, &str)]) -> Catalog {
+        let mut files = vec![
+            (
+                "20270101000000_members.up.sql".to_owned(),
+                "CREATE TABLE members (id bigint PRIMARY KEY);\n".to_owned(),
+            ),
+            (
+                "20270101000000_members.down.sql".to_owned(),
+                "DROP TABLE members;\n".to_owned(),
+            ),
+        ];
+        files.extend(
+            extra
+                .iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned())),
+        );
+        let tenant = MigrationSet::from_files(SetKind::Tenant, "team/tenant", files).unwrap();
+        Catalog {
+            tenant: Arc::new(tenant),
+            ..Catalog::load(None).unwrap()
+        }
+    }
+
+    fn parity(findings: &[CheckFinding]) -> Vec<&CheckFinding> {
+        findings
+            .iter()
+            .filter(|f| f.code == "dialect-parity")
+            .collect()
+    }
+
+    #[test]
+    fn a_set_without_sqlite_variants_is_refused_unless_it_says_it_is_untested() {
+        let required = static_findings(&postgres_only_tenant_set(&[]));
+        assert_eq!(parity(&required).len(), 2, "{required:?}");
+        assert!(
+            parity(&required)
+                .iter()
+                .all(|f| f.severity == Severity::Error)
+        );
+
+        let untested = static_findings(&postgres_only_tenant_set(&[(
+            "settings.conf",
+            "sqlite = untested\n",
+        )]));
+        let warnings = parity(&untested);
+        assert_eq!(warnings.len(), 2, "still shown: {untested:?}");
+        assert!(
+            warnings.iter().all(|f| f.severity == Severity::Warning
+                && f.message.contains("settings.conf says `sqlite = untested`")),
+            "{warnings:?}"
+        );
+        assert!(
+            untested.iter().all(|f| f.severity != Severity::Error),
+            "a deploy proceeds: {untested:?}"
+        );
+
+        let explicit = static_findings(&postgres_only_tenant_set(&[(
+            "settings.conf",
+            "sqlite = required\n",
+        )]));
+        assert_eq!(explicit, required);
+    }
+
+    #[test]
+    fn the_admin_user_script_is_linted_and_needs_its_sqlite_variant() {
+        let seeds = |files: &[(&str, &str)]| {
+            let files = files
+                .iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()));
+            Catalog {
+                tenant_seeds: Arc::new(
+                    MigrationSet::from_files(SetKind::TenantSeeds, "team/tenant-seeds", files)
+                        .unwrap(),
+                ),
+                ..Catalog::load(None).unwrap()
+            }
+        };
+        let reaching = seeds(&[
+            (
+                "admin_user.sql",
+                "INSERT INTO public.users (email) VALUES (:admin_email);",
+            ),
+            (
+                "sqlite/admin_user.sql",
+                "INSERT INTO users (email) VALUES (:admin_email);",
+            ),
+        ]);
+        let findings = static_findings(&reaching);
+        assert!(
+            findings.iter().any(|f| f.code == "cross-schema"
+                && f.severity == Severity::Error
+                && f.file.as_deref() == Some("admin_user.sql")),
+            "{findings:?}"
+        );
+
+        let no_variant = seeds(&[(
+            "admin_user.sql",
+            "INSERT INTO users (email) VALUES (:admin_email);",
+        )]);
+        let findings = static_findings(&no_variant);
+        assert!(
+            findings.iter().any(|f| f.code == "dialect-parity"
+                && f.severity == Severity::Error
+                && f.message.contains("add sqlite/admin_user.sql")),
+            "{findings:?}"
+        );
+        assert!(provisioning_findings(&no_variant).is_empty());
+
+        let without = seeds(&[]);
+        assert!(
+            static_findings(&without)
+                .iter()
+                .all(|f| f.set != SetKind::TenantSeeds)
+        );
+        let missing = provisioning_findings(&without);
+        assert_eq!(missing.len(), 1);
+        assert_eq!(missing[0].code, "missing-admin-user");
+        assert!(
+            missing[0]
+                .message
+                .contains("Add team/tenant-seeds/admin_user.sql"),
+            "{}",
+            missing[0].message
+        );
     }
 }

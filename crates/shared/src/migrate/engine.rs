@@ -22,12 +22,14 @@
 //!   its own transaction together with the row's progress counters, until a batch comes back
 //!   short. An interrupted run resumes where the committed batches stopped.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::StreamExt;
 use futures_util::stream;
 
+use super::admin::{AdminValues, MissingAdminUser};
 use super::backend::{BackendError, MigrationBackend, SchemaSnapshot, Session, Timeouts};
 use super::error::EngineError;
 use super::events::{MigrationEvent, ProgressSink};
@@ -124,6 +126,18 @@ impl<B: MigrationBackend> Engine<B> {
         let snapshot = session.snapshot().await.map_err(&failed);
         session.close().await;
         snapshot
+    }
+
+    /// The number of rows of every table of `target` (history table excluded).
+    ///
+    /// # Errors
+    /// When the target cannot be reached or read.
+    pub async fn row_counts(&self, target: &Target) -> Result<BTreeMap<String, i64>, EngineError> {
+        let failed = backend_error(target);
+        let mut session = self.backend.open(target).await.map_err(&failed)?;
+        let counts = session.row_counts().await.map_err(&failed);
+        session.close().await;
+        counts
     }
 
     /// Where `target` stands against `set`: applied version, pending versions, unfinished
@@ -441,6 +455,82 @@ impl<B: MigrationBackend> Engine<B> {
             .await
     }
 
+    /// Runs the admin-user script of `seeds` (the tenant-seeds set) on `target`, with `values`
+    /// bound to its named parameters, and returns the rows its statements affected.
+    ///
+    /// The script runs in one transaction scoped like a migration's (the target's schema as the
+    /// only entry of `search_path`, the timeouts of its directives), so it uses unqualified table
+    /// names; a failure rolls all of it back. It takes no migration lock and records nothing in
+    /// the history: it must be idempotent (run twice, one administrator), which
+    /// `migrations check` verifies. A script without statements runs nothing.
+    ///
+    /// # Errors
+    /// The set has no script for this backend's dialect, the target cannot be reached, or a
+    /// statement fails ([`EngineError::AdminUser`], with the line of the file).
+    pub async fn run_admin_user(
+        &self,
+        target: &Target,
+        seeds: &MigrationSet,
+        values: &AdminValues<'_>,
+    ) -> Result<u64, EngineError> {
+        let dialect = self.backend.dialect();
+        let Some(script) = seeds.admin_user(dialect) else {
+            let missing = MissingAdminUser::new(&seeds.origin, dialect);
+            return Err(EngineError::AdminUser {
+                target: target.clone(),
+                file: missing.file.clone(),
+                source: Box::new(BackendError::InvalidScript(missing.to_string())),
+            });
+        };
+        if script.statements.is_empty() {
+            return Ok(0);
+        }
+        let failed = |source: BackendError| EngineError::AdminUser {
+            target: target.clone(),
+            file: script.file.clone(),
+            source: Box::new(source),
+        };
+        let mut session = self
+            .backend
+            .open(target)
+            .await
+            .map_err(backend_error(target))?;
+        let timeouts = self.options.timeouts.for_script(&script.directives);
+        let result = async {
+            session.begin(timeouts).await?;
+            let work = async {
+                let mut rows = 0;
+                for statement in &script.statements {
+                    let bound: Vec<_> = statement.params.iter().map(|p| values.get(*p)).collect();
+                    rows += session
+                        .execute_bound(&statement.sql, &bound)
+                        .await
+                        .map_err(|error| at_line(error, statement.line))?;
+                }
+                session.commit().await?;
+                Ok(rows)
+            }
+            .await;
+            if work.is_err() {
+                // If the rollback fails too, the session stays marked in-transaction and its
+                // connection is closed rather than reused.
+                let _ = session.rollback().await;
+            }
+            work
+        }
+        .await
+        .map_err(|error: BackendError| {
+            // A database may quote a value in its message (a failed cast): never the
+            // administrator's email or name, which end up in step records and events.
+            failed(error.redacting(&[
+                (values.admin_email, "admin_email"),
+                (values.admin_name, "admin_name"),
+            ]))
+        });
+        session.close().await;
+        result
+    }
+
     /// Takes the target's lock (try, back off with jitter, retry until `lock_wait` is spent) and
     /// returns the history as read under it: another runner may have finished in the meantime.
     async fn lock(
@@ -598,13 +688,7 @@ impl<B: MigrationBackend> Engine<B> {
         let mut outcome = Ok(());
         for statement in sql::split_statements(&script.sql) {
             if let Err(error) = session.execute(statement.text).await {
-                outcome = Err(match error {
-                    BackendError::Sql { source, line } => BackendError::Sql {
-                        source,
-                        line: Some(statement.line + line.unwrap_or(1) - 1),
-                    },
-                    other => other,
-                });
+                outcome = Err(at_line(error, statement.line));
                 break;
             }
         }
@@ -783,6 +867,17 @@ async fn finish<S: Session>(
                 .await;
             Err(error)
         }
+    }
+}
+
+/// An error of a statement that starts on line `first` of its file, with its line in the file.
+fn at_line(error: BackendError, first: usize) -> BackendError {
+    match error {
+        BackendError::Sql { source, line } => BackendError::Sql {
+            source,
+            line: Some(first + line.unwrap_or(1) - 1),
+        },
+        other => other,
     }
 }
 

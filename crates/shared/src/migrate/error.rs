@@ -44,6 +44,15 @@ pub enum EngineError {
         #[source]
         source: Box<BackendError>,
     },
+    /// The set's admin-user script (`admin_user.sql`) failed, or the set has none. Its
+    /// transaction was rolled back: nothing of it stays.
+    #[error("{target}: {file} failed: {source}")]
+    AdminUser {
+        target: Target,
+        file: String,
+        #[source]
+        source: Box<BackendError>,
+    },
     /// Reading the history, locking, connecting: anything around the scripts.
     #[error("{target}: {source}")]
     Backend {
@@ -67,9 +76,9 @@ impl EngineError {
         match self {
             EngineError::Plan { .. } | EngineError::DataLoss { .. } => false,
             EngineError::LockTimeout { .. } => true,
-            EngineError::Script { source, .. } | EngineError::Backend { source, .. } => {
-                source.is_transient()
-            }
+            EngineError::Script { source, .. }
+            | EngineError::AdminUser { source, .. }
+            | EngineError::Backend { source, .. } => source.is_transient(),
         }
     }
 
@@ -79,6 +88,7 @@ impl EngineError {
             | EngineError::LockTimeout { target, .. }
             | EngineError::DataLoss { target, .. }
             | EngineError::Script { target, .. }
+            | EngineError::AdminUser { target, .. }
             | EngineError::Backend { target, .. } => target,
         }
     }

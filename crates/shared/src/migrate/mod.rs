@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - pure (no I/O, no clock): [`version`], [`directives`], [`sql`], [`lint`], [`plan`],
-//!   [`release`], [`history`] (data only), and the parsing half of [`source`];
+//!   [`release`], [`history`] (data only), [`admin`] (the tenant-seeds set's admin-user
+//!   script), [`settings`] (a set's `settings.conf`), and the parsing half of [`source`];
 //! - adapters: [`backend`] (PostgreSQL schema / database per tenant, SQLite file per tenant) and
 //!   [`engine`], which runs plans through a backend and is the only place the apply and revert
 //!   protocol is written down;
@@ -15,6 +16,7 @@
 //! behind it), it leaks that lock on a failed migration, and it finds its table through the
 //! `search_path`. See `docs/MIGRATIONS.md`.
 
+pub mod admin;
 pub mod backend;
 pub mod check;
 pub mod directives;
@@ -26,6 +28,7 @@ pub mod kinds;
 pub mod lint;
 pub mod plan;
 pub mod release;
+pub mod settings;
 pub mod source;
 pub mod sql;
 pub mod target;
@@ -35,6 +38,7 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded_migrations.rs"));
 }
 
+pub use admin::{AdminUserScript, AdminValues};
 pub use backend::{
     MigrationBackend, PgDatabaseBackend, PgSchemaBackend, ServerSlots, SlotConn, SqliteBackend,
     Timeouts,

@@ -1,5 +1,6 @@
 //! Migration sets: loading versioned up/down files (from a directory or from the set built into
-//! the binary), their checksums, directives and approvals.
+//! the binary), their checksums, directives and approvals, the set's settings file and, in the
+//! tenant-seeds set, its admin-user script.
 //!
 //! Parsing is pure ([`MigrationSet::from_files`]); only [`MigrationSet::load_dir`] reads the
 //! file system. Nothing here talks to a database.
@@ -11,8 +12,10 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::admin::{ADMIN_USER_FILE, AdminUserScript, MissingAdminUser};
 use super::directives::{self, Directives};
 use super::kinds::{Dialect, Direction, SetKind};
+use super::settings::{self, SETTINGS_FILE, SetSettings};
 use super::sql;
 use super::version::Version;
 
@@ -155,6 +158,12 @@ pub struct MigrationSet {
     /// Sorted by version.
     pub migrations: Vec<Migration>,
     pub approvals: Vec<Approval>,
+    /// From the set's `settings.conf`, else the defaults.
+    pub settings: SetSettings,
+    /// Whether the set has a `settings.conf` (its settings are not only the defaults).
+    pub has_settings_file: bool,
+    /// The tenant-seeds set's `admin_user.sql`, per dialect (empty in the other sets).
+    admin_user: BTreeMap<Dialect, AdminUserScript>,
 }
 
 /// Why a set could not be loaded.
@@ -187,7 +196,8 @@ impl MigrationSet {
     /// # Errors
     /// A badly named `.sql` file, a duplicate or SQLite-only version, a down file without its up
     /// file, a down file next to an `-- irreversible` marker, a bad directive, unterminated SQL,
-    /// or a malformed `approvals.txt`.
+    /// a malformed `approvals.txt` or `settings.conf`, an `admin_user.sql` outside tenant-seeds,
+    /// or one with an unknown parameter.
     pub fn from_files(
         kind: SetKind,
         origin: impl Into<String>,
@@ -201,16 +211,37 @@ impl MigrationSet {
         };
         let mut by_version: BTreeMap<Version, (String, Scripts)> = BTreeMap::new();
         let mut approvals = Vec::new();
+        let mut settings = None;
+        let mut admin_user = BTreeMap::new();
 
         for (file, contents) in files {
             if file == APPROVALS_FILE {
                 approvals = parse_approvals(&contents).map_err(|message| fail(&file, message))?;
                 continue;
             }
+            if file == SETTINGS_FILE {
+                settings =
+                    Some(settings::parse(&contents).map_err(|e| fail(&file, e.to_string()))?);
+                continue;
+            }
             let (dialect, name) = match file.strip_prefix("sqlite/") {
                 Some(name) => (Dialect::Sqlite, name),
                 None => (Dialect::Postgres, file.as_str()),
             };
+            if name == ADMIN_USER_FILE {
+                if kind != SetKind::TenantSeeds {
+                    return Err(fail(
+                        &file,
+                        format!(
+                            "{ADMIN_USER_FILE} belongs in the tenant-seeds set: the provisioner runs it in each new tenant after the seeds"
+                        ),
+                    ));
+                }
+                let script = AdminUserScript::parse(file.clone(), dialect, &contents)
+                    .map_err(|e| fail(&file, e.to_string()))?;
+                admin_user.insert(dialect, script);
+                continue;
+            }
             if !name.ends_with(".sql") || name.contains('/') {
                 continue; // READMEs and other notes may live beside the migrations
             }
@@ -298,6 +329,9 @@ impl MigrationSet {
             origin,
             migrations,
             approvals,
+            has_settings_file: settings.is_some(),
+            settings: settings.unwrap_or_default(),
+            admin_user,
         })
     }
 
@@ -359,6 +393,11 @@ impl MigrationSet {
             .map(|at| &self.migrations[at])
     }
 
+    /// The admin-user script of `dialect` (tenant-seeds only), if the set has one.
+    pub fn admin_user(&self, dialect: Dialect) -> Option<&AdminUserScript> {
+        self.admin_user.get(&dialect)
+    }
+
     /// The approval of `version`, if one matches the current PostgreSQL up file.
     pub fn approval_for(&self, migration: &Migration) -> Option<&Approval> {
         let checksum = migration.primary().checksum.to_hex();
@@ -404,6 +443,16 @@ impl Catalog {
 
     pub fn sets(&self) -> [&Arc<MigrationSet>; 3] {
         [&self.platform, &self.tenant, &self.tenant_seeds]
+    }
+
+    /// The admin-user script the provisioner runs in every new tenant (PostgreSQL).
+    ///
+    /// # Errors
+    /// The tenant-seeds set has no `admin_user.sql`; the message says what to add.
+    pub fn admin_user(&self) -> Result<&AdminUserScript, MissingAdminUser> {
+        self.tenant_seeds
+            .admin_user(Dialect::Postgres)
+            .ok_or_else(|| MissingAdminUser::new(&self.tenant_seeds.origin, Dialect::Postgres))
     }
 }
 
@@ -546,6 +595,116 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn the_built_in_sets_carry_their_settings_and_admin_user_script() {
+        let embedded: Vec<&str> = super::super::embedded::FILES
+            .iter()
+            .map(|(path, _)| *path)
+            .collect();
+        for file in [
+            "tenant/settings.conf",
+            "tenant-seeds/admin_user.sql",
+            "tenant-seeds/sqlite/admin_user.sql",
+        ] {
+            assert!(embedded.contains(&file), "{file} is not embedded");
+        }
+        let catalog = Catalog::load(None).unwrap();
+        assert!(catalog.tenant.has_settings_file);
+        assert_eq!(
+            catalog.tenant.settings.sqlite,
+            super::super::settings::SqlitePolicy::Required
+        );
+        let admin = catalog.admin_user().unwrap();
+        assert_eq!(admin.file, "admin_user.sql");
+        assert!(admin.statements[0].sql.contains("lower($1)"));
+        assert!(
+            catalog
+                .tenant_seeds
+                .admin_user(Dialect::Sqlite)
+                .is_some_and(|s| s.statements[0].sql.contains("lower(?1)"))
+        );
+    }
+
+    #[test]
+    fn settings_and_admin_user_scripts_are_loaded_or_refused_naming_the_file() {
+        let set = MigrationSet::from_files(
+            SetKind::TenantSeeds,
+            "seeds",
+            files(&[
+                ("settings.conf", "sqlite = untested\n"),
+                (
+                    "admin_user.sql",
+                    "INSERT INTO users (email) VALUES (:admin_email);",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert!(set.has_settings_file);
+        assert_eq!(
+            set.settings.sqlite,
+            super::super::settings::SqlitePolicy::Untested
+        );
+        assert!(set.admin_user(Dialect::Postgres).is_some());
+        assert!(set.admin_user(Dialect::Sqlite).is_none());
+
+        let cases: &[(SetKind, &str, &str, &str)] = &[
+            (
+                SetKind::TenantSeeds,
+                "settings.conf",
+                "sqlite = sometimes",
+                "the accepted values are",
+            ),
+            (
+                SetKind::Tenant,
+                "settings.conf",
+                "postgres = only",
+                "unknown key `postgres`",
+            ),
+            (
+                SetKind::TenantSeeds,
+                "admin_user.sql",
+                "INSERT INTO users (email) VALUES (:email);",
+                "unknown parameter `:email`: the known parameters are :admin_email",
+            ),
+            (
+                SetKind::TenantSeeds,
+                "sqlite/admin_user.sql",
+                "INSERT INTO users (email) VALUES (?);",
+                "positional parameter",
+            ),
+            (
+                SetKind::Tenant,
+                "admin_user.sql",
+                "SELECT 1;",
+                "belongs in the tenant-seeds set",
+            ),
+        ];
+        for (kind, file, contents, needle) in cases {
+            let err = MigrationSet::from_files(*kind, "dir", files(&[(file, contents)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("dir/{file}: line 1: "))
+                    || err.starts_with(&format!("dir/{file}: ")),
+                "{err}"
+            );
+            assert!(err.contains(needle), "{err}");
+        }
+
+        let missing = Catalog {
+            tenant_seeds: Arc::new(
+                MigrationSet::from_files(SetKind::TenantSeeds, "/srv/migrations/tenant-seeds", [])
+                    .unwrap(),
+            ),
+            ..Catalog::load(None).unwrap()
+        };
+        let message = missing.admin_user().unwrap_err().to_string();
+        assert!(
+            message.contains("Add /srv/migrations/tenant-seeds/admin_user.sql"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::migrate::backend::BackendError;
+use shared::migrate::backend::{BackendError, MigrationBackend as _};
 use shared::migrate::plan::{Drift, PlanError};
 use shared::migrate::{
-    Catalog, Direction, EngineError, EngineOptions, MigrationEvent, MigrationSet, SetKind, Target,
-    Version,
+    AdminValues, Catalog, Dialect, Direction, EngineError, EngineOptions, MigrationEvent,
+    MigrationSet, SetKind, Target, Version,
 };
 use testkit::{SetBuilder, wait_until};
 
@@ -948,4 +948,148 @@ pub async fn the_real_sets_apply_to_platform_and_tenant<F: Fixture>(f: F) {
         assert!(again.is_noop());
         assert_eq!(again.after, set.latest());
     }
+}
+
+fn admin_values<'a>(email: &'a str, slug: &'a str) -> AdminValues<'a> {
+    AdminValues {
+        tenant_id: uuid::Uuid::new_v4(),
+        tenant_slug: slug,
+        tenant_name: "Acme Towers",
+        admin_email: email,
+        admin_name: "Ana Lima",
+    }
+}
+
+pub async fn the_built_in_admin_user_script_invites_one_admin_however_often_it_runs<F: Fixture>(
+    f: F,
+) {
+    let catalog = Catalog::load(None).unwrap_or_else(|e| panic!("{e}"));
+    let engine = default_engine(&f);
+    let tenant = f.tenant().await;
+    for set in [&catalog.tenant, &catalog.tenant_seeds] {
+        engine
+            .apply(&tenant, set, None, &())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let values = admin_values("Ana.Lima@Acme.Example", "acme");
+    let first = engine
+        .run_admin_user(&tenant, &catalog.tenant_seeds, &values)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let second = engine
+        .run_admin_user(&tenant, &catalog.tenant_seeds, &values)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((first, second), (1, 0), "one admin, then nothing");
+    assert_eq!(
+        f.execute(
+            &tenant,
+            "UPDATE users SET role = role WHERE email = 'ana.lima@acme.example' AND full_name = 'Ana Lima' \
+             AND role = 'admin' AND status = 'invited' AND invited_at IS NOT NULL \
+             AND password_hash IS NULL AND invitation_token_hash IS NULL"
+        )
+        .await,
+        1,
+        "the email lower-cased, invited, without secrets"
+    );
+    assert_eq!(f.execute(&tenant, "UPDATE users SET role = role").await, 1);
+}
+
+pub async fn an_admin_user_script_binds_its_values_and_rolls_back_as_a_whole<F: Fixture>(f: F) {
+    let engine = default_engine(&f);
+    let tenant = f.tenant().await;
+    let schema = SetBuilder::new(SetKind::Tenant)
+        .migration(
+            1,
+            "members",
+            "CREATE TABLE members (email TEXT NOT NULL, display_name TEXT NOT NULL, tenant TEXT, slug TEXT);",
+            "DROP TABLE members;",
+        )
+        .build();
+    engine
+        .apply(&tenant, &schema, None, &())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The email is hostile: bound as a value, it is stored as written and runs nothing.
+    let hostile = "x'); DROP TABLE members; --@acme.example";
+    let script = |second: &str| {
+        let text = format!(
+            "-- Two statements: the member, then {second}.\n\
+             INSERT INTO members (email, display_name, tenant, slug)\n\
+             VALUES (:admin_email, :admin_name, CAST(:tenant_id AS TEXT), ':tenant_slug' || :tenant_slug);\n\
+             {second};\n"
+        );
+        MigrationSet::from_files(
+            SetKind::TenantSeeds,
+            "test",
+            [
+                ("admin_user.sql".to_owned(), text.clone()),
+                ("sqlite/admin_user.sql".to_owned(), text),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let values = admin_values(hostile, "acme");
+
+    let failing = script("INSERT INTO missing_table VALUES (1)");
+    let err = engine
+        .run_admin_user(&tenant, &failing, &values)
+        .await
+        .err();
+    let message = err.as_ref().map(ToString::to_string).unwrap_or_default();
+    assert!(
+        matches!(err, Some(EngineError::AdminUser { .. })) && message.contains("admin_user.sql"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("DROP TABLE") && !message.contains("acme.example"),
+        "no value in the error: {message}"
+    );
+    assert_eq!(
+        f.execute(&tenant, "UPDATE members SET slug = slug").await,
+        0,
+        "the first statement was rolled back with the second"
+    );
+
+    if engine.backend().dialect() == Dialect::Postgres {
+        // PostgreSQL quotes the value a cast fails on: the error names the parameter instead.
+        let casting = script("SELECT CAST(:admin_email AS integer)");
+        let message = engine
+            .run_admin_user(&tenant, &casting, &values)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.contains("invalid input syntax for type integer: \"<admin_email>\"")
+                && !message.contains("acme.example"),
+            "{message}"
+        );
+    }
+
+    let working = script(
+        "UPDATE members SET display_name = display_name || '!' WHERE slug = ':tenant_slugacme'",
+    );
+    let rows = engine
+        .run_admin_user(&tenant, &working, &values)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rows, 2);
+    let stored = format!(
+        "UPDATE members SET slug = slug WHERE email = '{}' AND display_name = 'Ana Lima!' AND tenant = '{}'",
+        hostile.replace('\'', "''"),
+        values.tenant_id
+    );
+    assert_eq!(f.execute(&tenant, &stored).await, 1, "stored as bound");
+
+    let none = MigrationSet::from_files(SetKind::TenantSeeds, "/srv/seeds", [])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let message = engine
+        .run_admin_user(&tenant, &none, &values)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(message.contains("/srv/seeds has no"), "{message}");
 }

@@ -55,6 +55,8 @@ on_every_backend!(
     the_lock_is_released_when_a_run_panics_or_is_cancelled,
     a_missing_tenant_is_reported_not_created,
     the_real_sets_apply_to_platform_and_tenant,
+    the_built_in_admin_user_script_invites_one_admin_however_often_it_runs,
+    an_admin_user_script_binds_its_values_and_rolls_back_as_a_whole,
 );
 
 /// Hostile slugs never become a target: there is no way to build one without validation, so no

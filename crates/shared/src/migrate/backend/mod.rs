@@ -57,6 +57,24 @@ impl Timeouts {
     }
 }
 
+/// A value bound to a positional parameter of a statement run by [`Session::execute_bound`].
+/// `Debug` never shows text values: they may be personal data (an administrator's email).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum BindValue<'a> {
+    Text(&'a str),
+    /// PostgreSQL gets a `uuid`; SQLite its hyphenated text.
+    Uuid(uuid::Uuid),
+}
+
+impl fmt::Debug for BindValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BindValue::Text(text) => write!(f, "Text(<{} bytes>)", text.len()),
+            BindValue::Uuid(id) => write!(f, "Uuid({id})"),
+        }
+    }
+}
+
 /// A failure of a backend primitive.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -81,6 +99,14 @@ pub enum BackendError {
         context: String,
         #[source]
         source: std::io::Error,
+    },
+    /// A database error whose message quoted a bound personal value (an administrator's email
+    /// or name), with the value replaced by its parameter's name.
+    #[error("{message}")]
+    Redacted {
+        message: String,
+        transient: bool,
+        code: Option<String>,
     },
 }
 
@@ -109,6 +135,48 @@ impl BackendError {
             BackendError::StorageMissing { .. } | BackendError::InvalidScript(_) => false,
             BackendError::Io { .. } | BackendError::ShuttingDown => true,
             BackendError::Sql { source, .. } => crate::store::is_transient_sql_error(source),
+            BackendError::Redacted { transient, .. } => *transient,
+        }
+    }
+
+    /// This error with every occurrence of the `(value, name)` pairs' values in its message
+    /// (compared ignoring ASCII case: a database may echo a lower-cased value) replaced by their
+    /// names; unchanged when its message quotes none. For errors of statements that were bound
+    /// personal data.
+    pub fn redacting(self, personal: &[(&str, &str)]) -> BackendError {
+        let message = self.to_string();
+        let lowered = message.to_ascii_lowercase();
+        let mut hits: Vec<(usize, usize, &str)> = Vec::new();
+        for (value, name) in personal {
+            let value = value.to_ascii_lowercase();
+            if value.is_empty() {
+                continue;
+            }
+            hits.extend(
+                lowered
+                    .match_indices(&value)
+                    .map(|(at, found)| (at, at + found.len(), *name)),
+            );
+        }
+        if hits.is_empty() {
+            return self;
+        }
+        hits.sort_unstable();
+        let mut redacted = String::with_capacity(message.len());
+        let mut copied = 0;
+        for (start, end, name) in hits {
+            if start < copied {
+                continue; // overlaps a value already replaced
+            }
+            redacted.push_str(&message[copied..start]);
+            redacted.push_str(&format!("<{name}>"));
+            copied = end;
+        }
+        redacted.push_str(&message[copied..]);
+        BackendError::Redacted {
+            message: redacted,
+            transient: self.is_transient(),
+            code: self.code(),
         }
     }
 
@@ -119,6 +187,7 @@ impl BackendError {
                 source: sqlx::Error::Database(db),
                 ..
             } => db.code().map(|c| c.into_owned()),
+            BackendError::Redacted { code, .. } => code.clone(),
             _ => None,
         }
     }
@@ -128,6 +197,35 @@ impl BackendError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SchemaSnapshot {
     pub tables: BTreeMap<String, TableShape>,
+}
+
+/// How big a schema is: what the summary of `migrations check` shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchemaSize {
+    pub tables: usize,
+    pub columns: usize,
+    pub indexes: usize,
+    /// Named constraints (PostgreSQL; SQLite keeps them inside each table's definition, so 0).
+    pub constraints: usize,
+}
+
+impl SchemaSnapshot {
+    pub fn size(&self) -> SchemaSize {
+        let mut size = SchemaSize {
+            tables: self.tables.len(),
+            ..SchemaSize::default()
+        };
+        for table in self.tables.values() {
+            size.columns += table.columns.len();
+            size.indexes += table.indexes.len();
+            size.constraints += table
+                .constraints
+                .keys()
+                .filter(|name| *name != "definition")
+                .count();
+        }
+        size
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -334,6 +432,15 @@ pub trait Session: Send {
         sql: &str,
     ) -> impl Future<Output = Result<u64, BackendError>> + Send;
 
+    /// Runs one statement with `values` bound to its positional parameters (`$1`, … in
+    /// PostgreSQL, `?1`, … in SQLite) and returns the number of rows it affected. The values
+    /// travel as bind parameters, never inside the SQL; the statement is not kept prepared.
+    fn execute_bound(
+        &mut self,
+        sql: &str,
+        values: &[BindValue<'_>],
+    ) -> impl Future<Output = Result<u64, BackendError>> + Send;
+
     /// Writes the history table.
     fn record(
         &mut self,
@@ -344,6 +451,37 @@ pub trait Session: Send {
     /// The tables, columns, indexes and constraints of the target (history table excluded).
     fn snapshot(&mut self) -> impl Future<Output = Result<SchemaSnapshot, BackendError>> + Send;
 
+    /// The number of rows of every table of the target (history table excluded).
+    fn row_counts(
+        &mut self,
+    ) -> impl Future<Output = Result<BTreeMap<String, i64>, BackendError>> + Send;
+
     /// Releases the connection.
     fn close(self) -> impl Future<Output = ()> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacting_replaces_personal_values_whatever_their_case_and_keeps_the_class() {
+        let error = BackendError::InvalidScript(
+            "invalid input syntax for type integer: \"ana.lima@acme.example\" (Ana Lima, ANA.LIMA@ACME.EXAMPLE)"
+                .to_owned(),
+        );
+        let redacted = error.redacting(&[
+            ("Ana.Lima@Acme.Example", "admin_email"),
+            ("Ana Lima", "admin_name"),
+            ("", "tenant_name"),
+        ]);
+        assert_eq!(
+            redacted.to_string(),
+            "invalid input syntax for type integer: \"<admin_email>\" (<admin_name>, <admin_email>)"
+        );
+        assert!(!redacted.is_transient());
+
+        let untouched = BackendError::ShuttingDown.redacting(&[("ana", "admin_name")]);
+        assert!(matches!(untouched, BackendError::ShuttingDown));
+    }
 }

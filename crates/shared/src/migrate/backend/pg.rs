@@ -1,6 +1,7 @@
 //! The PostgreSQL session shared by the schema-per-tenant and database-per-tenant backends.
 //! They differ only in how the connection is obtained and which schema is the tenant's.
 
+use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 
 use sqlx::pool::PoolConnection;
@@ -8,7 +9,7 @@ use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition, PgRow};
 use sqlx::{AssertSqlSafe, Connection, Postgres, Row};
 
 use super::slots::SlotConn;
-use super::{BackendError, ColumnShape, SchemaSnapshot, Session, TableShape, Timeouts};
+use super::{BackendError, BindValue, ColumnShape, SchemaSnapshot, Session, TableShape, Timeouts};
 use crate::migrate::history::{AppliedMigration, CommitWrite, HISTORY_TABLE, HistoryWrite};
 use crate::migrate::kinds::{Dialect, SetKind};
 use crate::migrate::version::Version;
@@ -628,6 +629,62 @@ impl Session for PgSession {
             .await
             .map(|done| done.rows_affected())
             .map_err(|e| with_line(e, sql))
+    }
+
+    async fn execute_bound(
+        &mut self,
+        sql: &str,
+        values: &[BindValue<'_>],
+    ) -> Result<u64, BackendError> {
+        // Not persistent: the statement runs once per tenant, and a prepared statement per
+        // connection would only fill the cache (its plan would depend on the search path).
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+        for value in values {
+            query = match *value {
+                BindValue::Text(text) => query.bind(text.to_owned()),
+                BindValue::Uuid(id) => query.bind(id),
+            };
+        }
+        query
+            .execute(self.conn())
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(|e| with_line(e, sql))
+    }
+
+    async fn row_counts(&mut self) -> Result<BTreeMap<String, i64>, BackendError> {
+        let schema = self.schema.clone();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND c.relname <> $2
+             ORDER BY c.relname",
+        )
+        .bind(&schema)
+        .bind(HISTORY_TABLE)
+        .fetch_all(self.conn())
+        .await?;
+        if tables.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let counts = tables
+            .iter()
+            .map(|table| {
+                format!(
+                    "SELECT {} AS name, count(*) AS n FROM {}.{}",
+                    sql_string(table),
+                    quote_ident(&schema),
+                    quote_ident(table)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let rows = sqlx::raw_sql(AssertSqlSafe(counts))
+            .fetch_all(self.conn())
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("name")?, row.try_get("n")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(BackendError::from)
     }
 
     async fn record(&mut self, set: SetKind, write: HistoryWrite<'_>) -> Result<(), BackendError> {

@@ -7,6 +7,7 @@
 //! `BEGIN IMMEDIATE`, so they wait for other writers up front), and `statement_timeout` to a
 //! progress handler that interrupts each execution once its deadline passes.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -16,13 +17,14 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
 use super::{
-    BackendError, ColumnShape, MigrationBackend, SchemaSnapshot, Session, TableShape, Timeouts,
+    BackendError, BindValue, ColumnShape, MigrationBackend, SchemaSnapshot, Session, TableShape,
+    Timeouts,
 };
 use crate::migrate::history::{AppliedMigration, HISTORY_TABLE, HistoryWrite};
 use crate::migrate::kinds::{Dialect, SetKind};
 use crate::migrate::target::Target;
 use crate::migrate::version::Version;
-use crate::tenant::TenantSlug;
+use crate::tenant::{TenantSlug, quote_ident};
 
 /// File-per-tenant backend over one directory.
 #[derive(Debug, Clone)]
@@ -307,6 +309,47 @@ impl Session for SqliteSession {
 
     async fn execute_counting(&mut self, sql: &str) -> Result<u64, BackendError> {
         self.run(sql).await
+    }
+
+    async fn execute_bound(
+        &mut self,
+        sql: &str,
+        values: &[BindValue<'_>],
+    ) -> Result<u64, BackendError> {
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+        for value in values {
+            query = match *value {
+                BindValue::Text(text) => query.bind(text.to_owned()),
+                BindValue::Uuid(id) => query.bind(id.hyphenated().to_string()),
+            };
+        }
+        let deadline = Instant::now() + self.statement_timeout;
+        self.conn()
+            .lock_handle()
+            .await?
+            .set_progress_handler(1_000, move || Instant::now() < deadline);
+        let result = query.execute(self.conn()).await;
+        self.conn().lock_handle().await?.remove_progress_handler();
+        Ok(result?.rows_affected())
+    }
+
+    async fn row_counts(&mut self) -> Result<BTreeMap<String, i64>, BackendError> {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master
+             WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> ?1 ORDER BY name",
+        )
+        .bind(HISTORY_TABLE)
+        .fetch_all(self.conn())
+        .await?;
+        let mut counts = BTreeMap::new();
+        for table in tables {
+            let sql = format!("SELECT count(*) FROM \"main\".{}", quote_ident(&table));
+            let count: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+                .fetch_one(self.conn())
+                .await?;
+            counts.insert(table, count);
+        }
+        Ok(counts)
     }
 
     async fn record(&mut self, set: SetKind, write: HistoryWrite<'_>) -> Result<(), BackendError> {

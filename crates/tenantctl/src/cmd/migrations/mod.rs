@@ -17,8 +17,9 @@ pub enum Migrations {
     /// Create a timestamped up/down pair (PostgreSQL and SQLite variants) in a set.
     New(new::Args),
     /// Load and lint every set, check dialect parity and approvals, apply every set on SQLite
-    /// and a throwaway PostgreSQL database, prove up → down → up, and print the schema.
-    /// Exits non-zero when anything would stop a deploy.
+    /// and a throwaway PostgreSQL database, prove up → down → up, run the admin-user script,
+    /// and print a summary per set (the full schema with --verbose).
+    /// Exits non-zero when anything would stop a deploy or the provisioner.
     Check(check::Args),
     /// Show the platform's and every tenant's applied version, pending migrations and drift.
     Status(status::Args),
