@@ -454,14 +454,15 @@ async fn dry_run(
         }));
     } else {
         outln!("dry run: nothing is applied or published");
+        let list: Vec<String> = platform_pending.iter().map(ToString::to_string).collect();
         outln!(
-            "platform: {} pending {}",
-            platform_pending.len(),
-            platform_pending
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            "platform: {} pending{}",
+            list.len(),
+            if list.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", list.join(", "))
+            }
         );
     }
     let mut table = Table::new(&["TENANT", "VERSION", "WOULD APPLY", "PROBLEMS"]).indent(2);
