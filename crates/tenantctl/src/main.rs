@@ -1,6 +1,7 @@
 //! `tenantctl`: the operator CLI of the tenant fleet. See `tenantctl --help`.
 
 mod cmd;
+mod out;
 
 use std::process::ExitCode;
 
@@ -9,6 +10,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = cmd::Cli::parse();
+    out::use_colors(cli.color());
     match cmd::run(cli).await {
         Ok(code) => code,
         Err(error) => {

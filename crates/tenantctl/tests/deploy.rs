@@ -881,14 +881,12 @@ async fn a_dry_run_lists_the_work_and_an_unapproved_destructive_migration_stops_
         "{}",
         text(&dry)
     );
-    assert_eq!(
-        text(&dry)
-            .matches(&format!("would apply {NOTICE_BOARD}"))
-            .count(),
-        3,
-        "{}",
-        text(&dry)
-    );
+    // One row per tenant: TENANT, VERSION, WOULD APPLY.
+    let would_apply = String::from_utf8_lossy(&dry.stdout)
+        .lines()
+        .filter(|l| l.split_whitespace().nth(2) == Some(NOTICE_BOARD))
+        .count();
+    assert_eq!(would_apply, 3, "{}", text(&dry));
 
     let refused = fleet.tenantctl(&["deploy", "--wait"]).await;
     assert!(!refused.status.success());
@@ -1166,4 +1164,323 @@ async fn commands_log_in_the_format_log_format_asks_for() {
         serde_json::from_str(warning).unwrap_or_else(|e| panic!("{e}: {warning}"));
     assert_eq!(parsed["level"], "WARN", "{parsed}");
     assert!(!stderr.contains("\u{1b}["), "no colour codes: {stderr}");
+}
+
+/// Every stdout line of a `--output json` run: each must be a JSON object with a `type` (the
+/// test fails on anything else, so nothing but JSON reaches stdout).
+fn typed_lines(output: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\n{}", text(output)));
+            assert!(value["type"].is_string(), "no type: {line}");
+            value
+        })
+        .collect()
+}
+
+/// Runs `tenantctl ARGS --output json`, which must succeed; its typed lines.
+async fn json_run(fleet: &Fleet, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = args.to_vec();
+    args.extend(["--output", "json"]);
+    let output = fleet.tenantctl(&args).await;
+    assert!(output.status.success(), "{args:?}: {}", text(&output));
+    typed_lines(&output)
+}
+
+fn types(lines: &[serde_json::Value]) -> Vec<&str> {
+    lines.iter().filter_map(|l| l["type"].as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reading_command_prints_json_lines_with_a_type() {
+    let fleet = Fleet::new(2, &[notice_board()]).await;
+    let migrator = fleet.start_migrator();
+    let auditor_stop = CancellationToken::new();
+    let auditor = tokio::spawn(auditor::run(fleet.ctx.clone(), auditor_stop.clone()));
+    let target: i64 = NOTICE_BOARD.parse().unwrap_or_default();
+    let base: i64 = fleet.base.tenant.latest().map_or(0, Version::get);
+    let (tenant, slug) = fleet.tenants[0].clone();
+    // deploy --dry-run: the platform, each tenant, a summary.
+    let dry = json_run(&fleet, &["deploy", "--dry-run"]).await;
+    assert_eq!(types(&dry), ["platform", "tenant", "tenant", "summary"]);
+    assert!(
+        dry[1..3]
+            .iter()
+            .all(|t| t["would_apply"] == serde_json::json!([target]))
+    );
+    assert_eq!(dry[3]["dry_run"], true);
+    assert_eq!(dry[3]["to_migrate"], 2);
+
+    // deploy --wait: the deploy, each tenant, a summary; --follow: the same without the deploy.
+    let deploy = json_run(&fleet, &["deploy", "--wait", "--timeout", "60"]).await;
+    assert_eq!(types(&deploy), ["deploy", "tenant", "tenant", "summary"]);
+    assert_eq!(deploy[0]["target_version"], target);
+    assert_eq!(deploy[0]["tenants"], 2);
+    assert!(
+        deploy[1..3]
+            .iter()
+            .all(|t| t["status"] == "succeeded" && t["applied"] == 1)
+    );
+    assert_eq!(deploy[3]["stage"], "deploy");
+    assert_eq!(deploy[3]["succeeded"], 2);
+    let deploy_id = deploy[0]["deploy_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let follow = json_run(&fleet, &["deploy", "--follow", &deploy_id]).await;
+    assert_eq!(types(&follow), ["tenant", "tenant", "summary"]);
+    assert_eq!(follow[2]["deploy_id"], deploy_id.as_str());
+    // Without --wait: the deploy, then what was published.
+    let again = json_run(&fleet, &["deploy"]).await;
+    assert_eq!(types(&again), ["deploy", "published"]);
+    assert_eq!(again[1]["tenants"], 2);
+
+    // status and migrations status: the platform, each tenant, a summary.
+    for command in [&["status"][..], &["migrations", "status"]] {
+        let status = json_run(&fleet, command).await;
+        assert_eq!(
+            types(&status),
+            ["platform", "tenant", "tenant", "summary"],
+            "{command:?}"
+        );
+        assert!(status[0]["applied_version"].is_i64());
+        assert!(status[1..3].iter().all(|t| t["schema"]["applied_version"] == target
+            && t["migration_error"].is_null()));
+        assert_eq!(status[3]["healthy"], true);
+    }
+    let one = json_run(&fleet, &["status", "--tenant", slug.as_str()]).await;
+    assert_eq!(types(&one), ["platform", "tenant", "summary"]);
+    assert_eq!(one[1]["tenant_id"], tenant.to_string());
+
+    // tenant show: one object, its steps inside.
+    let show = json_run(&fleet, &["tenant", "show", slug.as_str()]).await;
+    assert_eq!(types(&show), ["tenant"]);
+    assert_eq!(show[0]["slug"], slug.as_str());
+    assert_eq!(show[0]["schema_version"], target);
+    assert_eq!(show[0]["steps"].as_array().map(Vec::len), Some(6));
+    assert_eq!(show[0]["migrations"]["applied_version"], target);
+
+    // rollback --dry-run: the plan per tenant, a summary; then for real, waiting.
+    let to = base.to_string();
+    let plan = json_run(
+        &fleet,
+        &[
+            "rollback",
+            "--tenant",
+            slug.as_str(),
+            "--to",
+            &to,
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert_eq!(types(&plan), ["plan", "summary"]);
+    assert_eq!(plan[0]["downs"][0]["version"], target);
+    assert_eq!(plan[1]["needs_allow_data_loss"], true);
+    let rollback = json_run(
+        &fleet,
+        &[
+            "rollback",
+            "--tenant",
+            slug.as_str(),
+            "--to",
+            &to,
+            "--allow-data-loss",
+            "--wait",
+            "--timeout",
+            "60",
+        ],
+    )
+    .await;
+    assert_eq!(types(&rollback), ["plan", "published", "tenant", "summary"]);
+    assert_eq!(rollback[1]["operator"], "sre-ana");
+    assert_eq!(rollback[2]["status"], "rolled_back");
+    assert_eq!(rollback[2]["version"], base);
+    assert_eq!(rollback[3]["rolled_back"], 1);
+
+    // audit: the events, a summary.
+    testkit::wait_until(
+        Duration::from_secs(30),
+        "the rollback is in the audit trail",
+        || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM audit_events WHERE type = 'migration.rollback' AND tenant_id = $1",
+            )
+            .bind(tenant)
+            .fetch_one(&mut fleet.database.connect().await)
+            .await
+            .unwrap_or(0)
+                > 0
+        },
+    )
+    .await;
+    let audit = json_run(&fleet, &["audit", "--tenant", slug.as_str()]).await;
+    let (summary, events) = audit.split_last().unwrap_or_else(|| panic!("no lines"));
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["events"], events.len());
+    assert!(events.iter().all(|e| e["type"] == "event"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event_type"] == "migration.rollback")
+    );
+
+    // dlq list: nothing dead-lettered, a summary alone.
+    let dlq = json_run(&fleet, &["dlq", "list", "migrator"]).await;
+    assert_eq!(types(&dlq), ["summary"]);
+    assert_eq!(dlq[0]["total"], 0);
+
+    auditor_stop.cancel();
+    let _ = auditor.await;
+    testkit::stop_service(migrator).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenancy_operator_names_the_operator_of_a_job_without_user() {
+    let fleet = Fleet::new(1, &[notice_board()]).await;
+    let migrator = fleet.start_migrator();
+    // As in a CI job or a container: no USER, no LOGNAME.
+    let job = |args: &[&str], operator: &str| {
+        let mut command = fleet.command(args);
+        command
+            .env_remove("USER")
+            .env_remove("LOGNAME")
+            .env("TENANCY_OPERATOR", operator);
+        async move {
+            tokio::task::spawn_blocking(move || command.output())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+    };
+    let operators = || async {
+        sqlx::query_scalar::<_, String>("SELECT operator FROM deploys ORDER BY created_at")
+            .fetch_all(&mut fleet.database.connect().await)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+
+    // Validated as --operator is: not an email address.
+    let refused = job(&["deploy"], "ci@example.com").await;
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("TENANCY_OPERATOR must be a handle"),
+        "{}",
+        text(&refused)
+    );
+    assert!(operators().await.is_empty(), "nothing recorded");
+
+    let deployed = job(&["deploy", "--wait", "--timeout", "60"], "release-bot").await;
+    assert!(deployed.status.success(), "{}", text(&deployed));
+    assert_eq!(operators().await, ["release-bot"]);
+    // --operator still wins.
+    let flagged = job(&["deploy", "--operator", "sre-bruno"], "release-bot").await;
+    assert!(flagged.status.success(), "{}", text(&flagged));
+    assert_eq!(operators().await, ["release-bot", "sre-bruno"]);
+
+    // A rollback carries it to the migrator.
+    let base = fleet
+        .base
+        .tenant
+        .latest()
+        .unwrap_or(Version::ZERO)
+        .to_string();
+    let rollback = job(
+        &[
+            "rollback",
+            "--all",
+            "--to",
+            &base,
+            "--allow-data-loss",
+            "--output",
+            "json",
+        ],
+        "release-bot",
+    )
+    .await;
+    assert!(rollback.status.success(), "{}", text(&rollback));
+    let published = typed_lines(&rollback)
+        .into_iter()
+        .find(|l| l["type"] == "published")
+        .unwrap_or_else(|| panic!("{}", text(&rollback)));
+    assert_eq!(published["operator"], "release-bot");
+    assert_eq!(published["tenants"], 1);
+    testkit::stop_service(migrator).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_list_shows_each_tenants_slug_beside_its_id() {
+    let fleet = Fleet::new(1, &[]).await;
+    let (tenant, slug) = fleet.tenants[0].clone();
+    let unknown = Uuid::new_v4();
+    // Dead letters of a tenant with a row, of one without, and of none.
+    let channel = fleet
+        .ctx
+        .bus
+        .channel()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let queue = shared::bus::Topology::new(fleet.namespace.clone())
+        .dead_letter_queue(WorkQueue::MigrateTenant);
+    let mut ids = Vec::new();
+    for tenant_id in [Some(tenant), Some(unknown), None] {
+        let id = Uuid::new_v4().to_string();
+        let body = serde_json::json!({
+            "specversion": "1.0", "id": id, "type": "migrate.tenant", "source": "test",
+            "data": { "tenant_id": tenant_id, "deploy_id": Uuid::new_v4() },
+        });
+        channel
+            .basic_publish(
+                "".into(),
+                queue.as_str().into(),
+                lapin::options::BasicPublishOptions::default(),
+                &serde_json::to_vec(&body).unwrap_or_default(),
+                lapin::BasicProperties::default()
+                    .with_message_id(id.as_str().into())
+                    .with_delivery_mode(2),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        ids.push(id);
+    }
+
+    let listed = fleet.tenantctl(&["dlq", "list", "migrator"]).await;
+    assert!(listed.status.success(), "{}", text(&listed));
+    let stdout = String::from_utf8_lossy(&listed.stdout).into_owned();
+    // MESSAGE ID, TYPE, TENANT, SLUG, …
+    let row = |id: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} not listed:\n{stdout}"))
+            .split_whitespace()
+            .take(4)
+            .map(str::to_owned)
+            .collect()
+    };
+    let (tenant_text, unknown_text) = (tenant.to_string(), unknown.to_string());
+    assert_eq!(row(&ids[0])[2..], [tenant_text.as_str(), slug.as_str()]);
+    assert_eq!(row(&ids[1])[2..], [unknown_text.as_str(), "-"]);
+    assert_eq!(row(&ids[2])[2..], ["-", "-"]);
+
+    let json = fleet
+        .tenantctl(&["dlq", "list", "migrator", "--output", "json"])
+        .await;
+    assert!(json.status.success(), "{}", text(&json));
+    let lines = typed_lines(&json);
+    assert_eq!(types(&lines), ["message", "message", "message", "summary"]);
+    let slug_of = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l["message_id"] == id)
+            .map(|l| l["slug"].clone())
+    };
+    assert_eq!(slug_of(&ids[0]), Some(slug.as_str().into()));
+    assert_eq!(slug_of(&ids[1]), Some(serde_json::Value::Null));
+    assert_eq!(slug_of(&ids[2]), Some(serde_json::Value::Null));
+    assert_eq!(lines[3]["total"], 3);
 }

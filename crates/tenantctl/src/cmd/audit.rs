@@ -9,6 +9,13 @@ use shared::store::{AuditFilter, PlatformDb};
 use shared::tenant::TenantSlug;
 
 use super::OutputFormat;
+use crate::out::{self, Table, Tone};
+
+pub const EXAMPLES: &str = "Examples:
+  tenantctl audit                                   # the last 50 events
+  tenantctl audit --tenant acme_towers --since 2h
+  tenantctl audit --type migration.rollback --since 2026-11-30T00:00:00Z
+  tenantctl audit --type tenant.provisioning_failed --output json";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -24,6 +31,8 @@ pub struct Args {
     /// At most this many events, newest first.
     #[arg(long, default_value_t = 50)]
     limit: u32,
+    /// `text` for people; `json`: one JSON object per line, each with a `type`
+    /// (docs/OPERATIONS.md, "Machine-readable output").
     #[arg(long, value_enum, default_value = "text")]
     output: OutputFormat,
 }
@@ -57,20 +66,22 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.output {
         OutputFormat::Json => {
             for row in &rows {
-                let line = serde_json::json!({
+                out::json(&serde_json::json!({
+                    "type": "event",
                     "id": row.record.id,
-                    "type": row.record.event_type,
+                    "event_type": row.record.event_type,
                     "tenant_id": row.record.tenant_id,
                     "tenant": row.tenant_slug,
                     "source": row.record.source,
                     "occurred_at": row.record.occurred_at,
                     "recorded_at": row.recorded_at,
                     "data": row.record.data,
-                });
-                println!("{line}");
+                }));
             }
+            out::json(&serde_json::json!({ "type": "summary", "events": rows.len() }));
         }
         OutputFormat::Text => {
+            let mut table = Table::new(&["OCCURRED", "TYPE", "TENANT", "ID", "DATA"]);
             for row in &rows {
                 let tenant = row
                     .tenant_slug
@@ -81,13 +92,27 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 if data.chars().count() > 120 {
                     data = format!("{}…", data.chars().take(119).collect::<String>());
                 }
-                println!(
-                    "{}  {:<28} {:<24} {}  {data}",
-                    row.record.occurred_at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
-                    row.record.event_type,
-                    tenant,
-                    row.record.id
+                let tone = if row.record.event_type.ends_with("failed") {
+                    Tone::Bad
+                } else {
+                    Tone::Plain
+                };
+                table.row(
+                    tone,
+                    [
+                        row.record
+                            .occurred_at
+                            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                            .to_string(),
+                        row.record.event_type.clone(),
+                        tenant,
+                        row.record.id.to_string(),
+                        data,
+                    ],
                 );
+            }
+            if !table.is_empty() {
+                table.print();
             }
             eprintln!("{} event(s)", rows.len());
         }

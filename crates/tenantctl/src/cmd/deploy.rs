@@ -11,7 +11,6 @@
 //!    with a per-tenant summary; the exit code is 0 only if every tenant reached the target.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -32,6 +31,16 @@ use uuid::Uuid;
 
 use super::OutputFormat;
 use super::migrations::load_catalog;
+use super::progress::{Progress, Tally};
+use crate::out::{self, Table, Tone, outln};
+
+pub const EXAMPLES: &str = "Examples:
+  tenantctl deploy --dry-run                   # what each tenant would run; nothing applied or published
+  tenantctl deploy --wait                      # every tenant, with progress and a per-tenant summary
+  tenantctl deploy --canary 20 --wait          # 20 tenants first; any failure stops the rollout
+  tenantctl deploy --to 20270101000000 --wait  # up to a version
+  tenantctl deploy --follow <DEPLOY_ID>        # attach to a running deploy
+  tenantctl deploy --wait --output json | jq 'select(.type == \"summary\")'";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -55,12 +64,15 @@ pub struct Args {
     /// Follow an earlier deploy instead of starting one (as `--wait` does).
     #[arg(long, value_name = "DEPLOY_ID", conflicts_with_all = ["to", "canary", "dry_run"])]
     follow: Option<Uuid>,
-    /// Who deploys (recorded with the deploy) [default: $USER].
+    /// Who deploys, a handle recorded with the deploy [default: $TENANCY_OPERATOR, else $USER,
+    /// else $LOGNAME].
     #[arg(long)]
     operator: Option<String>,
     /// Commands published between two bookkeeping writes.
     #[arg(long, default_value_t = 1000)]
     batch_size: usize,
+    /// `text` for people; `json`: one JSON object per line, each with a `type`
+    /// (docs/OPERATIONS.md, "Machine-readable output").
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     output: OutputFormat,
 }
@@ -145,10 +157,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             canary: args.canary,
         })
         .await?;
-    if !json {
-        println!(
+    let platform_version = platform_run.after.map(Version::get);
+    if json {
+        out::json(&serde_json::json!({
+            "type": "deploy", "deploy_id": deploy, "target_version": target.get(),
+            "platform_version": platform_version, "platform_applied": platform_run.steps.len(),
+            "tenants": tenants.len(),
+        }));
+    } else {
+        outln!(
             "deploy {deploy}: platform at {} ({} applied now); {} tenant(s) to bring to {target}",
-            platform_run.after.map_or("-".to_owned(), |v| v.to_string()),
+            platform_version.map_or("-".to_owned(), |v| v.to_string()),
             platform_run.steps.len(),
             tenants.len()
         );
@@ -160,17 +179,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (first, rest) = tenants.split_at(canary);
     if !first.is_empty() {
         publish(&ctx, deploy, target, first, args.batch_size).await?;
-        if !json {
-            println!("canary: published to {} tenant(s); waiting", first.len());
-        }
+        eprintln!("canary: published to {} tenant(s); waiting", first.len());
         let ids: Vec<Uuid> = first.iter().map(|t| t.id).collect();
         let code = follow(&ctx.platform, deploy, target, Some(&ids), &args).await?;
         if code != ExitCode::SUCCESS {
             ctx.platform.finish_publishing(deploy, true).await?;
             ctx.bus.close().await;
             eprintln!(
-                "canary failed: the other {} tenant(s) were not published; fix and deploy again",
-                rest.len()
+                "{}",
+                Tone::Bad.paint_stderr(format_args!(
+                    "canary failed: the other {} tenant(s) were not published; fix and deploy again",
+                    rest.len()
+                ))
             );
             return Ok(ExitCode::FAILURE);
         }
@@ -180,12 +200,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     ctx.bus.close().await;
     if !args.wait {
         if json {
-            println!(
-                "{}",
-                serde_json::json!({ "deploy_id": deploy, "target_version": target.get(), "tenants": tenants.len() })
-            );
+            out::json(&serde_json::json!({
+                "type": "published", "deploy_id": deploy, "target_version": target.get(),
+                "tenants": tenants.len(),
+            }));
         } else {
-            println!(
+            outln!(
                 "published {} command(s); follow with `tenantctl deploy --follow {deploy}`",
                 tenants.len()
             );
@@ -258,8 +278,9 @@ async fn publish(
     Ok(())
 }
 
-/// Waits until every tenant of the deploy (or of `only`) is done, showing progress, then
-/// prints the summary. `FAILURE` if any tenant did not reach the target.
+/// Waits until every tenant of the deploy (or of `only`: the canary) is done, showing
+/// progress on stderr, then prints the summary. `FAILURE` if any tenant did not reach the
+/// target.
 async fn follow(
     platform: &PlatformDb,
     deploy: Uuid,
@@ -270,7 +291,7 @@ async fn follow(
     let json = matches!(args.output, OutputFormat::Json);
     let started = Instant::now();
     let deadline = args.timeout.map(|s| started + Duration::from_secs(s));
-    let mut progress = Progress::new(!json);
+    let mut progress = Progress::new();
     let finished = loop {
         let counts = match only {
             None => platform.deploy_progress(deploy).await?,
@@ -282,8 +303,8 @@ async fn follow(
                 counts
             }
         };
-        let tally = Tally::of(&counts);
-        progress.show(&tally, started.elapsed());
+        let tally = tally_of(&counts);
+        progress.show(&tally);
         if tally.unfinished == 0 {
             break true;
         }
@@ -292,9 +313,10 @@ async fn follow(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    progress.end();
+    progress.finish();
     let rows = platform.deploy_results(deploy, only).await?;
-    summarize(deploy, target, &rows, started.elapsed(), json);
+    let stage = if only.is_some() { "canary" } else { "deploy" };
+    summarize(deploy, target, stage, &rows, started.elapsed(), json);
     if !finished {
         eprintln!(
             "gave up waiting after {}s; the deploy goes on: `tenantctl deploy --follow {deploy}`",
@@ -309,89 +331,19 @@ async fn follow(
     })
 }
 
-#[derive(Debug, Default)]
-struct Tally {
-    total: i64,
-    succeeded: i64,
-    failed: i64,
-    unfinished: i64,
-}
-
-impl Tally {
-    fn of(counts: &BTreeMap<String, i64>) -> Self {
-        let mut tally = Tally::default();
-        for (status, count) in counts {
-            tally.total += count;
-            match status.as_str() {
-                "succeeded" => tally.succeeded += count,
-                "failed" | "canceled" => tally.failed += count,
-                _ => tally.unfinished += count,
-            }
-        }
-        tally
-    }
-}
-
-/// A progress line on stderr: redrawn in place on a terminal, a line every few seconds
-/// otherwise (CI logs).
-struct Progress {
-    enabled: bool,
-    terminal: bool,
-    last_line: Option<Instant>,
-}
-
-impl Progress {
-    fn new(enabled: bool) -> Self {
-        Progress {
-            enabled,
-            terminal: std::io::stderr().is_terminal(),
-            last_line: None,
+/// Counts by `deploy_tenants.status`, as progress.
+fn tally_of(counts: &BTreeMap<String, i64>) -> Tally {
+    let mut tally = Tally::default();
+    for (status, count) in counts {
+        let count = u64::try_from(*count).unwrap_or(0);
+        tally.total += count;
+        match status.as_str() {
+            "succeeded" => tally.succeeded += count,
+            "failed" | "canceled" => tally.failed += count,
+            _ => tally.unfinished += count,
         }
     }
-
-    fn show(&mut self, tally: &Tally, elapsed: Duration) {
-        if !self.enabled {
-            return;
-        }
-        if !self.terminal
-            && self
-                .last_line
-                .is_some_and(|at| at.elapsed() < Duration::from_secs(5))
-            && tally.unfinished > 0
-        {
-            return;
-        }
-        let done = tally.succeeded + tally.failed;
-        let rate = done as f64 / elapsed.as_secs_f64().max(0.001);
-        let eta = if rate > 0.0 && tally.unfinished > 0 {
-            format!("{:.0}s", tally.unfinished as f64 / rate)
-        } else {
-            "-".to_owned()
-        };
-        const WIDTH: i64 = 30;
-        let filled = (done * WIDTH).checked_div(tally.total).unwrap_or(WIDTH);
-        let bar: String = (0..WIDTH)
-            .map(|i| if i < filled { '#' } else { '.' })
-            .collect();
-        let line = format!(
-            "[{bar}] {done}/{} done: {} ok, {} failed, {} pending | {rate:.0}/s | ETA {eta}",
-            tally.total, tally.succeeded, tally.failed, tally.unfinished
-        );
-        let mut stderr = std::io::stderr();
-        if self.terminal {
-            let _ = write!(stderr, "\r{line}\x1b[K");
-        } else {
-            let _ = writeln!(stderr, "{line}");
-        }
-        let _ = stderr.flush();
-        self.last_line = Some(Instant::now());
-    }
-
-    fn end(&self) {
-        if self.enabled && self.terminal {
-            eprintln!();
-        }
-    }
+    tally
 }
 
 fn version_text(version: Option<i64>) -> String {
@@ -403,84 +355,88 @@ fn version_text(version: Option<i64>) -> String {
 }
 
 /// The per-tenant summary: every tenant that failed, is unfinished or applied something, and
-/// a count of those already at the target.
-fn summarize(deploy: Uuid, target: Version, rows: &[DeployResultRow], took: Duration, json: bool) {
+/// a count of those already at the target. In JSON: every tenant, then the counts.
+fn summarize(
+    deploy: Uuid,
+    target: Version,
+    stage: &str,
+    rows: &[DeployResultRow],
+    took: Duration,
+    json: bool,
+) {
+    let count = |status: &str| rows.iter().filter(|r| r.status == status).count();
+    let (succeeded, failed, canceled) = (count("succeeded"), count("failed"), count("canceled"));
+    let unfinished = rows.len() - succeeded - failed - canceled;
     if json {
         for row in rows {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "deploy_id": deploy, "tenant_id": row.tenant_id, "slug": row.slug,
-                    "status": row.status, "from_version": row.from_version,
-                    "to_version": row.to_version, "applied": row.applied,
-                    "attempts": row.attempts, "error": row.error, "duration_ms": row.duration_ms,
-                })
-            );
+            out::json(&serde_json::json!({
+                "type": "tenant", "deploy_id": deploy, "tenant_id": row.tenant_id,
+                "slug": row.slug, "status": row.status, "from_version": row.from_version,
+                "to_version": row.to_version, "applied": row.applied, "attempts": row.attempts,
+                "error": row.error, "duration_ms": row.duration_ms,
+            }));
         }
-        let count = |status: &str| rows.iter().filter(|r| r.status == status).count();
-        println!(
-            "{}",
-            serde_json::json!({
-                "deploy_id": deploy, "target_version": target.get(), "tenants": rows.len(),
-                "succeeded": count("succeeded"), "failed": count("failed"),
-                "canceled": count("canceled"),
-                "unfinished": rows.len() - count("succeeded") - count("failed") - count("canceled"),
-                "seconds": took.as_secs_f64(),
-            })
-        );
+        out::json(&serde_json::json!({
+            "type": "summary", "stage": stage, "deploy_id": deploy,
+            "target_version": target.get(), "tenants": rows.len(), "succeeded": succeeded,
+            "failed": failed, "canceled": canceled, "unfinished": unfinished,
+            "seconds": took.as_secs_f64(),
+        }));
         return;
     }
-    let mut up_to_date = 0;
-    let mut applied = 0;
-    let mut failed = 0;
-    let mut unfinished = 0;
-    println!("\ndeploy {deploy} to {target}:");
+    let mut table = Table::new(&[
+        "RESULT", "TENANT", "FROM", "TO", "APPLIED", "ATTEMPTS", "MS", "ERROR",
+    ])
+    .right(&[4, 5, 6])
+    .indent(2);
+    let mut migrated = 0;
     for row in rows {
-        let line = match row.status.as_str() {
-            "succeeded" if row.applied == 0 => {
-                up_to_date += 1;
-                continue;
-            }
+        let (result, tone) = match row.status.as_str() {
+            "succeeded" if row.applied == 0 => continue,
             "succeeded" => {
-                applied += 1;
-                format!(
-                    "  ok        {:<40} {} -> {} ({} applied, {} ms)",
-                    row.slug,
-                    version_text(row.from_version),
-                    version_text(row.to_version),
-                    row.applied,
-                    row.duration_ms.unwrap_or(0)
-                )
+                migrated += 1;
+                ("ok".to_owned(), Tone::Good)
             }
-            "failed" | "canceled" => {
-                failed += 1;
-                format!(
-                    "  {:<9} {:<40} at {}: {}",
-                    row.status.to_uppercase(),
-                    row.slug,
-                    version_text(row.to_version.or(row.from_version)),
-                    row.error.as_deref().unwrap_or("canceled with the rollout")
-                )
-            }
-            other => {
-                unfinished += 1;
-                format!(
-                    "  {:<9} {:<40} {}",
-                    other,
-                    row.slug,
-                    row.error.as_deref().unwrap_or("")
-                )
-            }
+            "failed" | "canceled" => (row.status.to_uppercase(), Tone::Bad),
+            other => (other.to_owned(), Tone::Warn),
         };
-        println!("{line}");
+        let error = match (row.status.as_str(), &row.error) {
+            (_, Some(error)) => error.clone(),
+            ("canceled", None) => "canceled with the rollout".to_owned(),
+            _ => String::new(),
+        };
+        table.row(
+            tone,
+            [
+                result,
+                row.slug.clone(),
+                version_text(row.from_version),
+                version_text(row.to_version),
+                row.applied.to_string(),
+                row.attempts.to_string(),
+                row.duration_ms.map_or("-".to_owned(), |d| d.to_string()),
+                error,
+            ],
+        );
     }
-    println!(
-        "{} tenant(s): {applied} migrated, {up_to_date} already at the target, {failed} failed, {unfinished} unfinished ({:.1}s)",
+    let scope = if stage == "canary" {
+        "canary of deploy"
+    } else {
+        "deploy"
+    };
+    outln!("\n{scope} {deploy} to {target}:");
+    if !table.is_empty() {
+        table.print();
+    }
+    let up_to_date = succeeded - migrated;
+    outln!(
+        "{} tenant(s): {migrated} migrated, {up_to_date} already at the target, {} failed, {unfinished} unfinished ({:.1}s)",
         rows.len(),
+        failed + canceled,
         took.as_secs_f64()
     );
     if failed > 0 {
-        println!(
+        outln!(
             "failed tenants are marked for reprocessing (`tenantctl status`); their commands are in the dead-letter queue: fix the cause, then `tenantctl dlq replay migrator --all`"
         );
     }
@@ -526,24 +482,29 @@ async fn dry_run(
         .buffered(8)
         .collect()
         .await;
-    let platform_pending: Vec<String> = platform_standing
-        .pending
-        .iter()
-        .map(|v| v.to_string())
-        .collect();
+    let platform_pending: Vec<Version> = platform_standing.pending.clone();
     if json {
-        println!(
-            "{}",
-            serde_json::json!({ "platform_pending": platform_pending, "target_version": target.get(), "tenants": tenants.len() })
-        );
+        out::json(&serde_json::json!({
+            "type": "platform",
+            "applied_version": platform_standing.applied_version.map(Version::get),
+            "pending": platform_pending.iter().map(|v| v.get()).collect::<Vec<_>>(),
+        }));
     } else {
-        println!(
-            "dry run: nothing is applied or published\nplatform: {} pending {}",
-            platform_pending.len(),
-            platform_pending.join(", ")
+        outln!("dry run: nothing is applied or published");
+        let list: Vec<String> = platform_pending.iter().map(ToString::to_string).collect();
+        outln!(
+            "platform: {} pending{}",
+            list.len(),
+            if list.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", list.join(", "))
+            }
         );
     }
+    let mut table = Table::new(&["TENANT", "VERSION", "WOULD APPLY", "PROBLEMS"]).indent(2);
     let mut to_migrate = 0;
+    let mut unreadable = 0;
     for (tenant, standing) in plans {
         match standing {
             Ok(standing) => {
@@ -557,47 +518,73 @@ async fn dry_run(
                     to_migrate += 1;
                 }
                 if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({
-                            "tenant_id": tenant.id, "slug": tenant.slug.as_str(),
-                            "version": standing.applied_version.map(Version::get),
-                            "would_apply": pending.iter().map(|v| v.get()).collect::<Vec<_>>(),
-                            "drift": standing.drift.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                        })
-                    );
+                    out::json(&serde_json::json!({
+                        "type": "tenant", "tenant_id": tenant.id, "slug": tenant.slug.as_str(),
+                        "version": standing.applied_version.map(Version::get),
+                        "would_apply": pending.iter().map(|v| v.get()).collect::<Vec<_>>(),
+                        "drift": standing.drift.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "error": null,
+                    }));
                 } else if !pending.is_empty() || !standing.drift.is_empty() {
                     let list: Vec<String> = pending.iter().map(ToString::to_string).collect();
-                    println!(
-                        "  {:<40} would apply {}{}",
-                        tenant.slug,
-                        if list.is_empty() {
-                            "nothing".to_owned()
-                        } else {
-                            list.join(", ")
-                        },
-                        if standing.drift.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" (DRIFT: {} issue(s), it would fail)", standing.drift.len())
-                        }
+                    let (tone, problems) = if standing.drift.is_empty() {
+                        (Tone::Plain, String::new())
+                    } else {
+                        (
+                            Tone::Bad,
+                            format!("DRIFT: {} issue(s), it would fail", standing.drift.len()),
+                        )
+                    };
+                    table.row(
+                        tone,
+                        [
+                            tenant.slug.to_string(),
+                            standing
+                                .applied_version
+                                .map_or("-".to_owned(), |v| v.to_string()),
+                            if list.is_empty() {
+                                "nothing".to_owned()
+                            } else {
+                                list.join(", ")
+                            },
+                            problems,
+                        ],
                     );
                 }
             }
             Err(error) => {
+                unreadable += 1;
                 if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({ "tenant_id": tenant.id, "slug": tenant.slug.as_str(), "error": error.to_string() })
-                    );
+                    out::json(&serde_json::json!({
+                        "type": "tenant", "tenant_id": tenant.id, "slug": tenant.slug.as_str(),
+                        "version": null, "would_apply": [], "drift": [],
+                        "error": error.to_string(),
+                    }));
                 } else {
-                    println!("  {:<40} cannot be read: {error}", tenant.slug);
+                    table.row(
+                        Tone::Bad,
+                        [
+                            tenant.slug.to_string(),
+                            "?".to_owned(),
+                            "?".to_owned(),
+                            format!("cannot be read: {error}"),
+                        ],
+                    );
                 }
             }
         }
     }
-    if !json {
-        println!(
+    if json {
+        out::json(&serde_json::json!({
+            "type": "summary", "dry_run": true, "target_version": target.get(),
+            "platform_pending": platform_pending.len(), "tenants": tenants.len(),
+            "to_migrate": to_migrate, "unreadable": unreadable,
+        }));
+    } else {
+        if !table.is_empty() {
+            table.print();
+        }
+        outln!(
             "{} tenant(s), {to_migrate} with migrations to apply up to {target}",
             tenants.len()
         );

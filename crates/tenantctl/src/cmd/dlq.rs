@@ -1,7 +1,9 @@
 //! `tenantctl dlq list|replay|purge`: dead-letter queues, for SREs.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Subcommand;
 use shared::bus::dead_letter::{DeadLetterInfo, DeadLetterQueue, Selection};
@@ -11,13 +13,25 @@ use shared::message::lifecycle::DlqReplayed;
 use shared::store::PlatformDb;
 use shared::tenant::TenantSlug;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::OutputFormat;
+use crate::out::{self, Table, Tone, outln};
+
+pub const EXAMPLES: &str = "Examples:
+  tenantctl dlq list migrator                   # count, and per message: id, type, tenant, tries, reason
+  tenantctl dlq list auditor --output json
+  tenantctl dlq replay migrator --tenant acme_towers --dry-run
+  tenantctl dlq replay migrator --all
+  tenantctl dlq purge migrator                  # asks you to type the queue name (or --yes)";
 
 #[derive(Debug, Subcommand)]
 pub enum Dlq {
     /// How many messages wait in a dead-letter queue, and for each: id, type, tenant, reason,
     /// deliveries and first failure (never the body).
+    #[command(
+        after_long_help = "Examples:\n  tenantctl dlq list migrator\n  tenantctl dlq list provisioner.tenant-registered --limit 20\n  tenantctl dlq list auditor --output json"
+    )]
     List {
         /// The work queue (provisioner.tenant-registered, migrator.migrate-tenant,
         /// migrator.rollback-tenant, auditor.events, with or without .dlq, or provisioner,
@@ -26,13 +40,19 @@ pub enum Dlq {
         /// Show at most this many messages.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// `text` for people; `json`: one JSON object per line, each with a `type`
+        /// (docs/OPERATIONS.md, "Machine-readable output").
         #[arg(long, value_enum, default_value = "text")]
         output: OutputFormat,
     },
     /// Send dead letters back to where they came from. Each is republished (confirmed), recorded,
     /// and only then removed, so an interrupted replay loses nothing and, run again, skips what
     /// it already replayed. Every replayed message is an audited dlq.replayed event.
+    #[command(
+        after_long_help = "Examples:\n  tenantctl dlq replay migrator --tenant acme_towers --dry-run\n  tenantctl dlq replay migrator --all --operator ana.sre\n  tenantctl dlq replay provisioner --id 0190a4c2-7d1e-7c3a-9f00-5b2d8e6f1a20"
+    )]
     Replay {
+        /// The work queue whose dead letters to replay (as for `dlq list`).
         queue: String,
         /// Only the message with this id.
         #[arg(long, group = "selection")]
@@ -46,12 +66,17 @@ pub enum Dlq {
         /// Show what would be replayed; change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Who replays (an operator handle, recorded in the audit trail) [default: $USER].
+        /// Who replays, a handle recorded in the audit trail [default: $TENANCY_OPERATOR,
+        /// else $USER, else $LOGNAME].
         #[arg(long)]
         operator: Option<String>,
     },
     /// Delete every message of a dead-letter queue.
+    #[command(
+        after_long_help = "Examples:\n  tenantctl dlq purge auditor          # asks you to type the queue name\n  tenantctl dlq purge auditor --yes"
+    )]
     Purge {
+        /// The work queue whose dead-letter queue to empty (as for `dlq list`).
         queue: String,
         /// Do not ask for confirmation.
         #[arg(long)]
@@ -93,37 +118,68 @@ pub async fn run(command: Dlq) -> anyhow::Result<ExitCode> {
     let code = match command {
         Dlq::List { limit, output, .. } => {
             let (total, listed) = dlq.list(limit).await?;
+            let slugs = slugs_of(&config, &listed).await;
+            let slug = |info: &DeadLetterInfo| -> Option<String> {
+                let id = info.tenant_id.as_deref()?;
+                match &slugs {
+                    Ok(slugs) => Uuid::parse_str(id)
+                        .ok()
+                        .and_then(|id| slugs.get(&id).cloned()),
+                    Err(_) => None,
+                }
+            };
             match output {
                 OutputFormat::Json => {
                     for info in &listed {
-                        println!("{}", json_of(info));
+                        out::json(&json_of(info, slug(info).as_deref()));
                     }
+                    out::json(&serde_json::json!({
+                        "type": "summary", "queue": dlq.name(), "total": total,
+                        "listed": listed.len(),
+                    }));
                 }
                 OutputFormat::Text => {
-                    println!("{}: {total} message(s)", dlq.name());
-                    if !listed.is_empty() {
-                        println!(
-                            "{:<36}  {:<26} {:<36} {:>5}  {:<20}  REASON",
-                            "MESSAGE ID", "TYPE", "TENANT", "TRIES", "FIRST FAILURE"
+                    outln!("{}: {total} message(s)", dlq.name());
+                    let mut table = Table::new(&[
+                        "MESSAGE ID",
+                        "TYPE",
+                        "TENANT",
+                        "SLUG",
+                        "TRIES",
+                        "FIRST FAILURE",
+                        "REASON",
+                    ])
+                    .right(&[4]);
+                    for info in &listed {
+                        let slug = match (&slugs, &info.tenant_id) {
+                            (Err(_), Some(_)) => "?".to_owned(),
+                            _ => slug(info).unwrap_or_else(|| "-".to_owned()),
+                        };
+                        table.row(
+                            Tone::Plain,
+                            [
+                                info.message_id.as_deref().unwrap_or("-").to_owned(),
+                                info.event_type.as_deref().unwrap_or("-").to_owned(),
+                                info.tenant_id.as_deref().unwrap_or("-").to_owned(),
+                                slug,
+                                info.deliveries.to_string(),
+                                info.first_failure.map_or("-".to_owned(), |t| {
+                                    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+                                }),
+                                info.reason.clone(),
+                            ],
                         );
                     }
-                    for info in &listed {
-                        println!(
-                            "{:<36}  {:<26} {:<36} {:>5}  {:<20}  {}",
-                            info.message_id.as_deref().unwrap_or("-"),
-                            info.event_type.as_deref().unwrap_or("-"),
-                            info.tenant_id.as_deref().unwrap_or("-"),
-                            info.deliveries,
-                            info.first_failure.map_or("-".to_owned(), |t| t
-                                .format("%Y-%m-%dT%H:%M:%SZ")
-                                .to_string()),
-                            info.reason
-                        );
+                    if !table.is_empty() {
+                        table.print();
                     }
                     if listed.len() < total as usize {
-                        println!("(showing {} of {total}; --limit shows more)", listed.len());
+                        outln!("(showing {} of {total}; --limit shows more)", listed.len());
                     }
                 }
+            }
+            if let Err(error) = &slugs {
+                eprintln!("warning: tenant slugs are not shown: {error:#}");
             }
             ExitCode::SUCCESS
         }
@@ -169,7 +225,7 @@ pub async fn run(command: Dlq) -> anyhow::Result<ExitCode> {
                 .await?;
             let verb = if dry_run { "would replay" } else { "replayed" };
             for info in &summary.replayed {
-                println!(
+                outln!(
                     "{verb} {} ({}, tenant {}) to {}/{}",
                     info.message_id.as_deref().unwrap_or("-"),
                     info.event_type.as_deref().unwrap_or("-"),
@@ -179,12 +235,12 @@ pub async fn run(command: Dlq) -> anyhow::Result<ExitCode> {
                 );
             }
             for info in &summary.unroutable {
-                println!(
+                outln!(
                     "left {}: its original destination is unknown",
                     info.message_id.as_deref().unwrap_or("-")
                 );
             }
-            println!(
+            outln!(
                 "{}: {verb} {}, removed {} already replayed by an earlier run, left {}",
                 dlq.name(),
                 summary.replayed.len(),
@@ -196,12 +252,12 @@ pub async fn run(command: Dlq) -> anyhow::Result<ExitCode> {
         Dlq::Purge { yes, .. } => {
             let count = dlq.count().await?;
             if count == 0 {
-                println!("{} is empty", dlq.name());
+                outln!("{} is empty", dlq.name());
             } else if yes || confirm(&dlq.name(), count)? {
                 let purged = dlq.purge().await?;
-                println!("purged {purged} message(s) from {}", dlq.name());
+                outln!("purged {purged} message(s) from {}", dlq.name());
             } else {
-                println!("nothing purged");
+                outln!("nothing purged");
                 bus.close().await;
                 return Ok(ExitCode::FAILURE);
             }
@@ -212,11 +268,62 @@ pub async fn run(command: Dlq) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-fn json_of(info: &DeadLetterInfo) -> serde_json::Value {
+/// The slugs of the listed messages' tenants, in one query. A tenant without a row is
+/// missing from the map; an unreachable platform database is an error the caller shows as a
+/// warning (a dead-letter queue is still worth listing while the database is down).
+async fn slugs_of(
+    config: &Config,
+    listed: &[DeadLetterInfo],
+) -> anyhow::Result<HashMap<Uuid, String>> {
+    let mut ids: Vec<Uuid> = listed
+        .iter()
+        .filter_map(|info| info.tenant_id.as_deref())
+        .filter_map(|id| Uuid::parse_str(id).ok())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let connect = PlatformDb::connect(&config.database_url, false, 1);
+    let platform = tokio::time::timeout(Duration::from_secs(10), connect)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the platform database at {} did not answer within 10s",
+                config.database_url.redacted()
+            )
+        })??;
+    let rows: Vec<(Uuid, String)> = match &platform {
+        PlatformDb::Postgres(pool) => {
+            sqlx::query_as("SELECT id, slug FROM tenants WHERE id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(pool)
+                .await?
+        }
+        PlatformDb::Sqlite(pool) => {
+            let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT id, slug FROM tenants WHERE id IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(serde_json::to_string(&ids)?)
+            .fetch_all(pool)
+            .await?;
+            rows.into_iter()
+                .filter_map(|(id, slug)| Uuid::parse_str(&id).ok().map(|id| (id, slug)))
+                .collect()
+        }
+    };
+    Ok(rows.into_iter().collect())
+}
+
+fn json_of(info: &DeadLetterInfo, slug: Option<&str>) -> serde_json::Value {
     serde_json::json!({
+        "type": "message",
         "message_id": info.message_id,
-        "type": info.event_type,
+        "event_type": info.event_type,
         "tenant_id": info.tenant_id,
+        "slug": slug,
         "reason": info.reason,
         "deliveries": info.deliveries,
         "first_failure": info.first_failure,
@@ -238,7 +345,9 @@ async fn tenant_id(config: &Config, text: &str) -> anyhow::Result<String> {
     })
 }
 
-/// The operator recorded in the audit trail: a handle, never an email address.
+/// The operator recorded with a deploy and in the audit trail: a handle, never an email
+/// address. `--operator`, else `TENANCY_OPERATOR` (jobs and containers, where `USER` is
+/// unset), else `USER`, else `LOGNAME`.
 pub fn operator_handle(given: Option<String>) -> anyhow::Result<String> {
     resolve_operator(given, |name| std::env::var(name).ok())
 }
@@ -248,13 +357,20 @@ fn resolve_operator(
     given: Option<String>,
     environment: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<String> {
-    let operator = given
-        .or_else(|| environment("USER"))
-        .or_else(|| environment("LOGNAME"))
-        .unwrap_or_default();
+    let set = |name: &'static str| {
+        environment(name)
+            .filter(|value| !value.is_empty())
+            .map(|value| (name, value))
+    };
+    let (source, operator) = given
+        .map(|value| ("--operator", value))
+        .or_else(|| set("TENANCY_OPERATOR"))
+        .or_else(|| set("USER"))
+        .or_else(|| set("LOGNAME"))
+        .unwrap_or(("--operator", String::new()));
     anyhow::ensure!(
         !operator.is_empty(),
-        "who is operating? pass --operator HANDLE (USER and LOGNAME are not set, so it cannot be taken from the environment)"
+        "who is operating? pass --operator HANDLE or set TENANCY_OPERATOR (USER and LOGNAME are not set either, so it cannot be taken from the environment)"
     );
     let valid = operator.len() <= 64
         && operator
@@ -262,7 +378,7 @@ fn resolve_operator(
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     anyhow::ensure!(
         valid,
-        "--operator must be a handle of up to 64 letters, digits, `.`, `_` or `-` (not an email address)"
+        "{source} must be a handle of up to 64 letters, digits, `.`, `_` or `-` (not an email address)"
     );
     Ok(operator)
 }
@@ -272,10 +388,9 @@ fn confirm(queue: &str, count: u32) -> anyhow::Result<bool> {
         std::io::stdin().is_terminal(),
         "refusing to purge {count} message(s) from {queue} without confirmation: pass --yes"
     );
-    print!(
+    out::write(format_args!(
         "This deletes {count} message(s) from {queue} for good. Type the queue name to confirm: "
-    );
-    std::io::stdout().flush()?;
+    ));
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(answer.trim() == queue)
@@ -309,6 +424,40 @@ mod tests {
                 .as_deref()
                 .is_some_and(|m| m.contains("not an email address")),
             "{email:?}"
+        );
+    }
+
+    #[test]
+    fn tenancy_operator_comes_after_the_flag_and_before_user_and_logname() {
+        let job = |name: &str| match name {
+            "TENANCY_OPERATOR" => Some("release-bot".to_owned()),
+            "USER" => Some("root".to_owned()),
+            "LOGNAME" => Some("root".to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            resolve_operator(Some("sre-ana".into()), job).ok(),
+            Some("sre-ana".into())
+        );
+        assert_eq!(resolve_operator(None, job).ok(), Some("release-bot".into()));
+        let container = |name: &str| (name == "TENANCY_OPERATOR").then(|| "ci.deploy".to_owned());
+        assert_eq!(
+            resolve_operator(None, container).ok(),
+            Some("ci.deploy".into())
+        );
+        let logname = |name: &str| match name {
+            "TENANCY_OPERATOR" | "USER" => Some(String::new()),
+            "LOGNAME" => Some("bruno".to_owned()),
+            _ => None,
+        };
+        assert_eq!(resolve_operator(None, logname).ok(), Some("bruno".into()));
+        let email = |name: &str| (name == "TENANCY_OPERATOR").then(|| "ci@example.com".to_owned());
+        let refused = resolve_operator(None, email).err().map(|e| e.to_string());
+        assert!(
+            refused
+                .as_deref()
+                .is_some_and(|m| m.starts_with("TENANCY_OPERATOR must be a handle")),
+            "{refused:?}"
         );
     }
 }

@@ -8,10 +8,17 @@ use shared::config::Config;
 use shared::message::{decode_any, known_types};
 use tokio_util::sync::CancellationToken;
 
+use crate::out::outln;
+
+pub const EXAMPLES: &str = r#"Examples:
+  tenantctl event publish tenant.registered --data @registration.json
+  tenantctl event publish tenant.registered --data '{"tenant_id":"6f1d2c3b-1111-4222-8333-944455556666","slug":"acme_towers","name":"Acme Towers","admin":{"email":"ana@acme.example","name":"Ana Lima"}}'"#;
+
 #[derive(Debug, Subcommand)]
 pub enum EventCommand {
     /// Publish one event (confirmed by the broker). The envelope (id, time, source) is made for
     /// you; the data is checked against the contract before anything is sent.
+    #[command(after_long_help = EXAMPLES)]
     Publish {
         /// The event type, e.g. tenant.registered.
         #[arg(value_name = "TYPE")]
@@ -78,6 +85,6 @@ pub async fn run(command: EventCommand) -> anyhow::Result<ExitCode> {
         })??;
     bus.publisher().publish_encoded(&event, &bytes).await?;
     bus.close().await;
-    println!("published {} {}", event.type_, event.id);
+    outln!("published {} {}", event.type_, event.id);
     Ok(ExitCode::SUCCESS)
 }

@@ -20,6 +20,14 @@ use uuid::Uuid;
 
 use super::OutputFormat;
 use super::migrations::load_catalog;
+use super::progress::{Progress, Tally};
+use crate::out::{self, Table, Tone, outln};
+
+pub const EXAMPLES: &str = "Examples:
+  tenantctl rollback --tenant acme_towers --to 20261124110700 --dry-run
+  tenantctl rollback --tenant acme_towers --to 20261124110700 --allow-data-loss --wait
+  tenantctl rollback --deploy <DEPLOY_ID> --to 20261124110800   # the tenants that deploy migrated
+  TENANCY_OPERATOR=ana.sre tenantctl rollback --all --to 20261124110800 --output json";
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("which").required(true).args(["tenant", "deploy", "all"])))]
@@ -42,7 +50,8 @@ pub struct Args {
     /// Allow down scripts that destroy data (DROP TABLE/COLUMN, TRUNCATE, DELETE).
     #[arg(long)]
     allow_data_loss: bool,
-    /// Who decides (recorded in the audit trail) [default: $USER].
+    /// Who decides, a handle recorded in the audit trail [default: $TENANCY_OPERATOR, else
+    /// $USER, else $LOGNAME].
     #[arg(long)]
     operator: Option<String>,
     /// Wait until every tenant is rolled back (or failed) and print where each stands.
@@ -51,6 +60,8 @@ pub struct Args {
     /// Give up waiting after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// `text` for people; `json`: one JSON object per line, each with a `type`
+    /// (docs/OPERATIONS.md, "Machine-readable output").
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     output: OutputFormat,
 }
@@ -92,12 +103,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(reason) => {
                 refused += 1;
                 if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({ "slug": tenant.slug.as_str(), "tenant_id": tenant.id, "refused": reason })
-                    );
+                    out::json(&serde_json::json!({
+                        "type": "refused", "tenant_id": tenant.id, "slug": tenant.slug.as_str(),
+                        "reason": reason,
+                    }));
                 } else {
-                    println!("{}: REFUSED: {reason}", tenant.slug);
+                    outln!(
+                        "{}: {}",
+                        tenant.slug,
+                        Tone::Bad.paint(format_args!("REFUSED: {reason}"))
+                    );
                 }
             }
             Ok(steps) => {
@@ -114,12 +129,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "{refused} tenant(s) cannot be rolled back to {to} (reasons above); nothing was published"
         );
     }
+    let needs_allow = destroying > 0 && !args.allow_data_loss;
     if args.dry_run {
-        if !json {
-            println!(
+        if json {
+            out::json(&serde_json::json!({
+                "type": "summary", "dry_run": true, "to_version": to.get(),
+                "tenants": commands.len(), "destroying": destroying,
+                "needs_allow_data_loss": needs_allow,
+            }));
+        } else {
+            outln!(
                 "dry run: {} tenant(s) would be rolled back; {destroying} down script(s) destroy data{}",
                 commands.len(),
-                if destroying > 0 && !args.allow_data_loss {
+                if needs_allow {
                     " and would need --allow-data-loss"
                 } else {
                     ""
@@ -128,13 +150,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if destroying > 0 && !args.allow_data_loss {
+    if needs_allow {
         anyhow::bail!(
             "{destroying} down script(s) above destroy data: pass --allow-data-loss to confirm; nothing was published"
         );
     }
     if commands.is_empty() {
-        println!("nothing to roll back: every selected tenant is at or before {to}");
+        if json {
+            out::json(&serde_json::json!({
+                "type": "published", "to_version": to.get(), "tenants": 0, "operator": operator,
+            }));
+        } else {
+            outln!("nothing to roll back: every selected tenant is at or before {to}");
+        }
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -157,8 +185,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .try_collect::<()>()
         .await?;
     bus.close().await;
-    if !json {
-        println!(
+    if json {
+        out::json(&serde_json::json!({
+            "type": "published", "to_version": to.get(), "tenants": commands.len(),
+            "operator": operator,
+        }));
+    } else {
+        outln!(
             "published {} rollback command(s) to {to} as {operator}",
             commands.len()
         );
@@ -217,31 +250,31 @@ fn print_plan(tenant: &TenantRecord, steps: &[RevertPreview], json: bool) {
                 })
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::json!({ "slug": tenant.slug.as_str(), "tenant_id": tenant.id, "from_version": tenant.schema_version.get(), "downs": downs })
-        );
+        out::json(&serde_json::json!({
+            "type": "plan", "tenant_id": tenant.id, "slug": tenant.slug.as_str(),
+            "from_version": tenant.schema_version.get(), "downs": downs,
+        }));
         return;
     }
     if steps.is_empty() {
-        println!("{}: nothing to revert", tenant.slug);
+        outln!("{}: nothing to revert", tenant.slug);
         return;
     }
-    println!("{} (at {}):", tenant.slug, tenant.schema_version);
+    outln!("{} (at {}):", tenant.slug, tenant.schema_version);
     for step in steps {
-        let mark = if step.destroys_data.is_empty() {
-            ""
+        if step.destroys_data.is_empty() {
+            outln!("  down {}", step.file);
         } else {
-            "  DESTROYS DATA"
-        };
-        println!("  down {}{mark}", step.file);
+            outln!("  down {}  {}", step.file, Tone::Bad.paint("DESTROYS DATA"));
+        }
         for finding in &step.destroys_data {
-            println!("      {finding}");
+            outln!("      {finding}");
         }
     }
 }
 
-/// Polls until every tenant is at or before `to`, or marked failed.
+/// Polls until every tenant is at or before `to`, or marked failed, with progress on stderr;
+/// then where each stands.
 async fn wait(
     platform: &PlatformDb,
     tenants: &[&TenantRecord],
@@ -249,7 +282,9 @@ async fn wait(
     timeout: Duration,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut progress = Progress::new();
     loop {
         // One read of the registry per poll, whatever the number of tenants.
         let now: std::collections::HashMap<Uuid, TenantRecord> = platform
@@ -258,41 +293,110 @@ async fn wait(
             .into_iter()
             .map(|t| (t.id, t))
             .collect();
-        let states: Vec<(&&TenantRecord, Option<&TenantRecord>)> =
-            tenants.iter().map(|t| (t, now.get(&t.id))).collect();
-        let done = states.iter().all(|(_, state)| {
-            state.is_none_or(|s| s.schema_version <= to || s.migration_error.is_some())
-        });
-        if done || Instant::now() >= deadline {
-            let mut ok = done;
-            for (tenant, state) in states {
-                let (version, error) = state.map_or((None, None), |s| {
-                    (Some(s.schema_version), s.migration_error.clone())
-                });
-                ok &= error.is_none();
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({ "slug": tenant.slug.as_str(), "version": version.map(Version::get), "error": error })
-                    );
-                } else {
-                    println!(
-                        "  {:<40} at {}{}",
-                        tenant.slug,
-                        version.map_or("-".to_owned(), |v| v.to_string()),
-                        error.map(|e| format!(": FAILED: {e}")).unwrap_or_default()
-                    );
-                }
+        let states: Vec<(&TenantRecord, Outcome)> = tenants
+            .iter()
+            .map(|t| (*t, Outcome::of(now.get(&t.id), to)))
+            .collect();
+        let mut tally = Tally {
+            total: states.len() as u64,
+            ..Tally::default()
+        };
+        for (_, outcome) in &states {
+            match outcome {
+                Outcome::RolledBack(_) | Outcome::Gone => tally.succeeded += 1,
+                Outcome::Failed(..) => tally.failed += 1,
+                Outcome::Pending(_) => tally.unfinished += 1,
             }
-            if !done {
-                eprintln!("gave up waiting after {}s", timeout.as_secs());
-            }
-            return Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            });
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        progress.show(&tally);
+        let done = tally.unfinished == 0;
+        if !done && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        progress.finish();
+        let mut table = Table::new(&["TENANT", "VERSION", "RESULT"]).indent(2);
+        for (tenant, outcome) in &states {
+            let (version, result, error, tone) = match outcome {
+                Outcome::RolledBack(v) => (Some(*v), "rolled back".to_owned(), None, Tone::Good),
+                Outcome::Gone => (None, "no longer registered".to_owned(), None, Tone::Warn),
+                Outcome::Failed(v, e) => (Some(*v), format!("FAILED: {e}"), Some(e), Tone::Bad),
+                Outcome::Pending(v) => (Some(*v), "pending".to_owned(), None, Tone::Warn),
+            };
+            if json {
+                out::json(&serde_json::json!({
+                    "type": "tenant", "tenant_id": tenant.id, "slug": tenant.slug.as_str(),
+                    "version": version.map(Version::get), "status": outcome.status(),
+                    "error": error,
+                }));
+            } else {
+                table.row(
+                    tone,
+                    [
+                        tenant.slug.to_string(),
+                        version.map_or("-".to_owned(), |v| v.to_string()),
+                        result,
+                    ],
+                );
+            }
+        }
+        if json {
+            out::json(&serde_json::json!({
+                "type": "summary", "dry_run": false, "to_version": to.get(),
+                "tenants": tally.total, "rolled_back": tally.succeeded, "failed": tally.failed,
+                "unfinished": tally.unfinished, "seconds": started.elapsed().as_secs_f64(),
+            }));
+        } else {
+            table.print();
+            outln!(
+                "{} tenant(s): {} rolled back, {} failed, {} unfinished",
+                tally.total,
+                tally.succeeded,
+                tally.failed,
+                tally.unfinished
+            );
+        }
+        if !done {
+            eprintln!("gave up waiting after {}s", timeout.as_secs());
+        }
+        return Ok(if done && tally.failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+}
+
+/// Where a tenant being rolled back stands.
+enum Outcome {
+    /// At or before the target.
+    RolledBack(Version),
+    /// Marked as needing reprocessing: its rollback (or an earlier migration) failed.
+    Failed(Version, String),
+    /// Still after the target.
+    Pending(Version),
+    /// Its row is gone.
+    Gone,
+}
+
+impl Outcome {
+    fn of(now: Option<&TenantRecord>, to: Version) -> Self {
+        match now {
+            None => Outcome::Gone,
+            Some(t) => match &t.migration_error {
+                Some(error) => Outcome::Failed(t.schema_version, error.clone()),
+                None if t.schema_version <= to => Outcome::RolledBack(t.schema_version),
+                None => Outcome::Pending(t.schema_version),
+            },
+        }
+    }
+
+    fn status(&self) -> &'static str {
+        match self {
+            Outcome::RolledBack(_) => "rolled_back",
+            Outcome::Failed(..) => "failed",
+            Outcome::Pending(_) => "pending",
+            Outcome::Gone => "gone",
+        }
     }
 }

@@ -8,14 +8,30 @@ use shared::bus::{Bus, Topology, WorkQueue};
 use shared::config::{Config, Isolation};
 use shared::message::{Event as _, TenantRegistered};
 use shared::store::PlatformDb;
+use shared::store::tenants::StepRow;
 use shared::tenant::TenantSlug;
 use tokio_util::sync::CancellationToken;
+
+use super::OutputFormat;
+use crate::out::{self, Table, Tone, outln};
+
+pub const EXAMPLES: &str = "Examples:
+  tenantctl tenant register --slug acme_towers --name \"Acme Towers\" \\
+      --admin-email ana@acme.example --admin-name \"Ana Lima\" --isolation database
+  tenantctl tenant show acme_towers
+  tenantctl tenant show acme_towers --output json
+  tenantctl tenant retry acme_towers --operator ana.sre";
 
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
     /// Register a tenant: publishes `tenant.registered`, as the platform backend does; the
     /// provisioner takes it from there. Prints the tenant id.
+    #[command(
+        after_long_help = "Examples:\n  tenantctl tenant register --slug acme_towers --name \"Acme Towers\" --admin-email ana@acme.example --admin-name \"Ana Lima\"\n  tenantctl tenant register --slug bay_view --name \"Bay View\" --admin-email bo@bay.example --admin-name \"Bo Lee\" --isolation database --plan premium"
+    )]
     Register {
+        /// The tenant's slug (`^[a-z][a-z0-9_]{2,39}$`): its schema or database is
+        /// `tenant_<slug>`.
         #[arg(long)]
         slug: TenantSlug,
         /// The tenant's business name.
@@ -38,12 +54,27 @@ pub enum TenantCommand {
         tenant_id: Option<uuid::Uuid>,
     },
     /// A tenant's state, its provisioning steps with timings and errors, and its migrations.
-    Show { slug: TenantSlug },
+    #[command(
+        after_long_help = "Examples:\n  tenantctl tenant show acme_towers\n  tenantctl tenant show acme_towers --output json | jq '.steps[] | select(.status == \"failed\")'"
+    )]
+    Show {
+        /// The tenant's slug.
+        slug: TenantSlug,
+        /// `text` for people; `json`: one JSON object with the steps inside
+        /// (docs/OPERATIONS.md, "Machine-readable output").
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
     /// Resume a failed provisioning at its failed step: replays the tenant's dead-lettered
     /// registration.
+    #[command(
+        after_long_help = "Examples:\n  tenantctl tenant retry acme_towers\n  TENANCY_OPERATOR=ana.sre tenantctl tenant retry acme_towers"
+    )]
     Retry {
+        /// The tenant's slug.
         slug: TenantSlug,
-        /// Who retries (recorded in the audit trail) [default: $USER].
+        /// Who retries, a handle recorded in the audit trail [default: $TENANCY_OPERATOR,
+        /// else $USER, else $LOGNAME].
         #[arg(long)]
         operator: Option<String>,
     },
@@ -76,13 +107,15 @@ pub async fn run(command: TenantCommand) -> anyhow::Result<ExitCode> {
             let event = bus.publisher().event(registered);
             bus.publisher().publish(&event).await?;
             bus.close().await;
-            println!(
+            outln!(
                 "registered {slug} as tenant {tenant_id} (event {})",
                 event.id
             );
             Ok(ExitCode::SUCCESS)
         }
-        TenantCommand::Show { slug } => show(&config, &slug).await,
+        TenantCommand::Show { slug, output } => {
+            show(&config, &slug, matches!(output, OutputFormat::Json)).await
+        }
         TenantCommand::Retry { slug, operator } => {
             let operator = super::dlq::operator_handle(operator)?;
             let platform = PlatformDb::connect(&config.database_url, false, 2).await?;
@@ -127,7 +160,7 @@ pub async fn run(command: TenantCommand) -> anyhow::Result<ExitCode> {
                     detail.status
                 );
             }
-            println!(
+            outln!(
                 "retrying {slug}: its registration was sent back to the provisioner, which resumes at the failed step"
             );
             Ok(ExitCode::SUCCESS)
@@ -153,56 +186,12 @@ pub(super) async fn connect_bus(config: &Config) -> anyhow::Result<Bus> {
     )
 }
 
-async fn show(config: &Config, slug: &TenantSlug) -> anyhow::Result<ExitCode> {
+async fn show(config: &Config, slug: &TenantSlug, json: bool) -> anyhow::Result<ExitCode> {
     let platform = PlatformDb::connect(&config.database_url, false, 2).await?;
     let Some(tenant) = platform.tenant_detail(slug).await? else {
         anyhow::bail!("there is no tenant {slug}");
     };
-    println!("tenant {} ({})", tenant.slug, tenant.id);
-    println!("  name        {}", tenant.name);
-    println!("  status      {}", tenant.status);
-    println!("  isolation   {}", tenant.isolation);
-    println!("  plan        {}", tenant.plan.as_deref().unwrap_or("-"));
-    println!(
-        "  version     {}",
-        if tenant.schema_version == 0 {
-            "-".to_owned()
-        } else {
-            tenant.schema_version.to_string()
-        }
-    );
-    println!(
-        "  registered  {}",
-        tenant.created_at.format("%Y-%m-%dT%H:%M:%S%.3fZ")
-    );
-    if let Some(at) = tenant.activated_at {
-        println!(
-            "  active      {} ({} ms after registration)",
-            at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
-            (at - tenant.created_at).num_milliseconds()
-        );
-    }
-    println!(
-        "\n  {:<15} {:<10} {:>8} {:>11}  {:<24}  LAST ERROR",
-        "STEP", "STATUS", "ATTEMPTS", "DURATION", "FINISHED"
-    );
-    for step in shared::provisioning::Step::ALL {
-        match tenant.steps.iter().find(|s| s.step == step) {
-            Some(row) => println!(
-                "  {:<15} {:<10} {:>8} {:>9}ms  {:<24}  {}",
-                step,
-                row.status,
-                row.attempts,
-                row.duration_ms.map_or("-".to_owned(), |d| d.to_string()),
-                row.finished_at.map_or("-".to_owned(), |t| t
-                    .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-                    .to_string()),
-                row.last_error.as_deref().unwrap_or("")
-            ),
-            None => println!("  {step:<15} {:<10}", "pending"),
-        }
-    }
-    if tenant.status == "active" || tenant.schema_version > 0 {
+    let standing = if tenant.status == "active" || tenant.schema_version > 0 {
         let isolation: Isolation = tenant
             .isolation
             .parse()
@@ -214,8 +203,130 @@ async fn show(config: &Config, slug: &TenantSlug) -> anyhow::Result<ExitCode> {
             shared::migrate::EngineOptions::default(),
         )
         .await?;
-        let standing = storage.status(slug, isolation, &catalog.tenant).await?;
-        println!(
+        Some(storage.status(slug, isolation, &catalog.tenant).await?)
+    } else {
+        None
+    };
+    let steps: Vec<(shared::provisioning::Step, Option<&StepRow>)> =
+        shared::provisioning::Step::ALL
+            .into_iter()
+            .map(|step| (step, tenant.steps.iter().find(|s| s.step == step)))
+            .collect();
+    if json {
+        let steps: Vec<serde_json::Value> = steps
+            .iter()
+            .map(|(step, row)| match row {
+                Some(row) => serde_json::json!({
+                    "step": step.to_string(), "status": row.status, "attempts": row.attempts,
+                    "started_at": row.started_at, "finished_at": row.finished_at,
+                    "duration_ms": row.duration_ms, "last_error": row.last_error,
+                }),
+                None => serde_json::json!({
+                    "step": step.to_string(), "status": "pending", "attempts": 0,
+                    "started_at": null, "finished_at": null, "duration_ms": null,
+                    "last_error": null,
+                }),
+            })
+            .collect();
+        let migrations = standing.as_ref().map(|standing| {
+            serde_json::json!({
+                "applied_version": standing.applied_version.map(shared::migrate::Version::get),
+                "pending": standing.pending.iter().map(|v| v.get()).collect::<Vec<_>>(),
+                "drift": standing.drift.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+        });
+        out::json(&serde_json::json!({
+            "type": "tenant", "tenant_id": tenant.id, "slug": tenant.slug, "name": tenant.name,
+            "status": tenant.status, "isolation": tenant.isolation, "plan": tenant.plan,
+            "schema_version": tenant.schema_version, "registered_at": tenant.created_at,
+            "activated_at": tenant.activated_at,
+            "activation_ms": tenant.activated_at.map(|at| (at - tenant.created_at).num_milliseconds()),
+            "steps": steps, "migrations": migrations,
+        }));
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    outln!("tenant {} ({})", tenant.slug, tenant.id);
+    let mut facts = Table::new(&["", ""]).indent(2);
+    let status_tone = match tenant.status.as_str() {
+        "active" => Tone::Good,
+        "failed" => Tone::Bad,
+        _ => Tone::Warn,
+    };
+    facts.row(Tone::Plain, ["name", tenant.name.as_str()]);
+    facts.row(status_tone, ["status", tenant.status.as_str()]);
+    facts.row(Tone::Plain, ["isolation", tenant.isolation.as_str()]);
+    facts.row(Tone::Plain, ["plan", tenant.plan.as_deref().unwrap_or("-")]);
+    let version = if tenant.schema_version == 0 {
+        "-".to_owned()
+    } else {
+        tenant.schema_version.to_string()
+    };
+    facts.row(Tone::Plain, ["version", version.as_str()]);
+    let registered = tenant
+        .created_at
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    facts.row(Tone::Plain, ["registered", registered.as_str()]);
+    if let Some(at) = tenant.activated_at {
+        let active = format!(
+            "{} ({} ms after registration)",
+            at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+            (at - tenant.created_at).num_milliseconds()
+        );
+        facts.row(Tone::Plain, ["active", active.as_str()]);
+    }
+    // The facts have no header: skip the empty first line.
+    for line in facts.lines().into_iter().skip(1) {
+        outln!("{line}");
+    }
+
+    outln!();
+    let mut table = Table::new(&[
+        "STEP",
+        "STATUS",
+        "ATTEMPTS",
+        "DURATION",
+        "FINISHED",
+        "LAST ERROR",
+    ])
+    .right(&[2, 3])
+    .indent(2);
+    for (step, row) in &steps {
+        match row {
+            Some(row) => table.row(
+                match row.status.as_str() {
+                    "succeeded" => Tone::Good,
+                    "failed" => Tone::Bad,
+                    _ => Tone::Warn,
+                },
+                [
+                    step.to_string(),
+                    row.status.clone(),
+                    row.attempts.to_string(),
+                    row.duration_ms.map_or("-".to_owned(), |d| format!("{d}ms")),
+                    row.finished_at.map_or("-".to_owned(), |t| {
+                        t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+                    }),
+                    row.last_error.clone().unwrap_or_default(),
+                ],
+            ),
+            None => table.row(
+                Tone::Plain,
+                [
+                    step.to_string(),
+                    "pending".to_owned(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ],
+            ),
+        }
+    }
+    table.print();
+    if let Some(standing) = standing {
+        outln!(
             "\n  migrations: applied {}, {} pending{}",
             standing
                 .applied_version

@@ -8,6 +8,11 @@ use shared::config::Config;
 use shared::service::Context;
 use tokio::task::JoinSet;
 
+pub const EXAMPLES: &str = "Examples:
+  tenantctl up                                   # everything, for development and the quick start
+  tenantctl up --only migrator                   # one service per process, with the same binary
+  tenantctl up --only auditor,provisioner --health-addr 0.0.0.0:8081";
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Address of /healthz and /readyz [default: $HEALTH_ADDR, else 127.0.0.1:8080].
@@ -21,8 +26,11 @@ pub struct Args {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Service {
+    /// Stores every lifecycle event in the audit trail.
     Auditor,
+    /// Drives registrations to active tenants.
     Provisioner,
+    /// Applies and reverts tenant migrations.
     Migrator,
 }
 

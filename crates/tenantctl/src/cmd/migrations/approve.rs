@@ -10,6 +10,11 @@ use shared::migrate::source::APPROVALS_FILE;
 use shared::migrate::{Dialect, MigrationSet, SetKind, Version};
 
 use super::{SetArg, writable_dir};
+use crate::out::outln;
+
+pub const EXAMPLES: &str = "Examples:
+  tenantctl migrations approve 20270101000000 --by ana.sre --reason \"exported to the warehouse first\"
+  tenantctl migrations approve 20270101000000 --set platform --by ana.sre --reason \"table unused since 2025\"";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -60,9 +65,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         script.file
     );
     if let Some(existing) = set.approval_for(migration) {
-        println!(
+        outln!(
             "{} is already approved by {}: {}",
-            script.file, existing.approver, existing.reason
+            script.file,
+            existing.approver,
+            existing.reason
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -84,7 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         migration.version,
         script.checksum.to_hex()
     )?;
-    println!(
+    outln!(
         "approved {} ({} destructive statement(s)) in {}",
         script.file,
         destructive.len(),

@@ -15,6 +15,7 @@ use shared::migrate::settings::SqlitePolicy;
 use shared::migrate::{Catalog, Dialect, MigrationSet, SetKind};
 
 use super::load_catalog;
+use crate::out::outln;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -34,7 +35,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (catalog, origin) = load_catalog(args.dir.as_deref())?;
-    println!("migrations: {origin}");
+    outln!("migrations: {origin}");
 
     let postgres = if args.no_postgres {
         None
@@ -59,9 +60,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         print_schemas(&report);
     }
     if !report.findings.is_empty() {
-        println!("\nfindings:");
+        outln!("\nfindings:");
         for finding in &report.findings {
-            println!("{finding}");
+            outln!("{finding}");
         }
     }
     print_result(&report);
@@ -87,7 +88,7 @@ fn count(n: usize, one: &str, many: &str) -> String {
 
 /// One set: what was checked, how it applied on each dialect, its schema's size, its findings.
 fn print_summary(set: &MigrationSet, catalog: &Catalog, report: &CheckReport) {
-    println!(
+    outln!(
         "\n{}: {}, latest {}",
         set.kind,
         count(set.migrations.len(), "migration", "migrations"),
@@ -115,7 +116,7 @@ fn print_summary(set: &MigrationSet, catalog: &Catalog, report: &CheckReport) {
             }
         ));
     }
-    println!("  checked: {}", checked.join(", "));
+    outln!("  checked: {}", checked.join(", "));
 
     for run in report.runs.iter().filter(|r| r.set == set.kind) {
         let outcome = match &run.outcome {
@@ -126,7 +127,7 @@ fn print_summary(set: &MigrationSet, catalog: &Catalog, report: &CheckReport) {
             SetOutcome::Failed => "failed (see the findings)".to_owned(),
             SetOutcome::Skipped(reason) => format!("not applied: {reason}"),
         };
-        println!("  {}: {outcome}", run.dialect);
+        outln!("  {}: {outcome}", run.dialect);
     }
 
     if set.kind == SetKind::TenantSeeds {
@@ -154,7 +155,7 @@ fn print_summary(set: &MigrationSet, catalog: &Catalog, report: &CheckReport) {
                 AdminUserOutcome::Missing => "missing (see the findings)".to_owned(),
                 AdminUserOutcome::Skipped(reason) => format!("not run: {reason}"),
             };
-            println!("  admin user ({}): {outcome}", run.dialect);
+            outln!("  admin user ({}): {outcome}", run.dialect);
         }
     }
 
@@ -174,7 +175,7 @@ fn print_summary(set: &MigrationSet, catalog: &Catalog, report: &CheckReport) {
         if *dialect == Dialect::Postgres {
             parts.push(count(size.constraints, "constraint", "constraints"));
         }
-        println!("  schema ({dialect}): {}", parts.join(", "));
+        outln!("  schema ({dialect}): {}", parts.join(", "));
     }
 
     let (errors, warnings) =
@@ -187,9 +188,9 @@ fn print_summary(set: &MigrationSet, catalog: &Catalog, report: &CheckReport) {
                 _ => (e, w + 1),
             });
     if errors + warnings == 0 {
-        println!("  findings: none");
+        outln!("  findings: none");
     } else {
-        println!(
+        outln!(
             "  findings: {}, {}",
             count(errors, "error", "errors"),
             count(warnings, "warning", "warnings")
@@ -207,14 +208,14 @@ fn print_schemas(report: &CheckReport) {
             } else {
                 "each tenant"
             };
-            println!("\nschema of {scope} ({dialect}):\n{schema}");
+            outln!("\nschema of {scope} ({dialect}):\n{schema}");
         }
     }
 }
 
 /// How each dialect went, parity, and the totals.
 fn print_result(report: &CheckReport) {
-    println!();
+    outln!();
     for (dialect, proven) in &report.round_trips {
         let runs: Vec<_> = report
             .runs
@@ -249,12 +250,12 @@ fn print_result(report: &CheckReport) {
                 why.join("; ")
             )
         };
-        println!(
+        outln!(
             "{dialect}: {sets}; up -> down -> up gave the same schema for {proven} reversible migrations"
         );
     }
     if let PostgresCheck::Skipped(reason) = &report.postgres {
-        println!("postgres: skipped: {reason}");
+        outln!("postgres: skipped: {reason}");
     }
     let parity_findings = report.findings.iter().any(|f| f.code == "dialect-parity");
     let untested: Vec<String> = report
@@ -264,20 +265,20 @@ fn print_result(report: &CheckReport) {
         .map(|r| r.set.to_string())
         .collect();
     if !untested.is_empty() {
-        println!(
+        outln!(
             "dialect parity: not compared for {} (not applied on SQLite)",
             untested.join(", ")
         );
     } else if !parity_findings && report.postgres == PostgresCheck::Ran {
-        println!(
+        outln!(
             "dialect parity: same versions and the same tables and columns in PostgreSQL and SQLite"
         );
     } else if !parity_findings {
-        println!(
+        outln!(
             "dialect parity: same versions and reversibility in PostgreSQL and SQLite (tables and columns are compared when PostgreSQL runs)"
         );
     }
-    println!(
+    outln!(
         "result: {} error(s), {} warning(s)",
         report.errors(),
         report.warnings()

@@ -15,19 +15,35 @@ use shared::migrate::{Catalog, SetKind};
 #[derive(Debug, Subcommand)]
 pub enum Migrations {
     /// Create a timestamped up/down pair (PostgreSQL and SQLite variants) in a set.
+    #[command(after_long_help = new::EXAMPLES)]
     New(new::Args),
     /// Load and lint every set, check dialect parity and approvals, apply every set on SQLite
     /// and a throwaway PostgreSQL database, prove up → down → up, run the admin-user script,
     /// and print a summary per set (the full schema with --verbose).
     /// Exits non-zero when anything would stop a deploy or the provisioner.
+    #[command(after_long_help = CHECK_EXAMPLES)]
     Check(check::Args),
     /// Show the platform's and every tenant's applied version, pending migrations and drift.
+    #[command(after_long_help = STATUS_EXAMPLES)]
     Status(status::Args),
     /// Record the approval of a destructive migration in the set's approvals.txt.
+    #[command(after_long_help = approve::EXAMPLES)]
     Approve(approve::Args),
 }
 
-pub use status::Args as StatusArgs;
+pub use status::{Args as StatusArgs, EXAMPLES as STATUS_EXAMPLES};
+
+const CHECK_EXAMPLES: &str = "Examples:
+  tenantctl migrations check                 # everything, with a throwaway PostgreSQL database
+  tenantctl migrations check --no-postgres --quiet
+  tenantctl migrations check --verbose       # and the full resulting schema
+  tenantctl migrations check --dir ./migrations";
+
+pub const EXAMPLES: &str = "Examples:
+  tenantctl migrations new add_space_booking_rules
+  tenantctl migrations check
+  tenantctl migrations status --tenant acme_towers
+  tenantctl migrations approve 20270101000000 --by ana.sre --reason \"exported first\"";
 
 /// `tenantctl status`: the same report as `migrations status`.
 pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
@@ -46,8 +62,11 @@ pub async fn run(command: Migrations) -> anyhow::Result<ExitCode> {
 /// A migration set, as named on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum SetArg {
+    /// The platform database's own schema.
     Platform,
+    /// Every tenant's schema or database.
     Tenant,
+    /// Every tenant's reference data.
     TenantSeeds,
 }
 

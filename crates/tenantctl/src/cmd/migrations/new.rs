@@ -7,6 +7,12 @@ use anyhow::Context as _;
 use shared::migrate::{MigrationSet, SetKind, Version};
 
 use super::{SetArg, writable_dir};
+use crate::out::outln;
+
+pub const EXAMPLES: &str = "Examples:
+  tenantctl migrations new add_space_booking_rules
+  tenantctl migrations new seed_default_plans --set platform
+  tenantctl migrations new drop_legacy_settings --irreversible \"the old layout is not kept\"";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -90,8 +96,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("creating {}", path.display()))?;
         std::io::Write::write_all(&mut file, contents.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
-        println!("created {}", path.display());
+        outln!("created {}", path.display());
     }
-    println!("next: write both dialects, then run `tenantctl migrations check`");
+    outln!("next: write both dialects, then run `tenantctl migrations check`");
     Ok(ExitCode::SUCCESS)
 }

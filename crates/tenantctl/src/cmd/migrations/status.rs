@@ -7,11 +7,19 @@ use shared::config::{Config, DatabaseUrl, Isolation};
 use shared::migrate::plan::Standing;
 use shared::migrate::{
     Engine, EngineOptions, MigrationSet, PgDatabaseBackend, PgSchemaBackend, SqliteBackend, Target,
+    Version,
 };
 use shared::store::{PlatformDb, TenantRecord};
 use shared::tenant::TenantSlug;
 
 use super::load_catalog;
+use crate::cmd::OutputFormat;
+use crate::out::{self, Table, Tone, outln};
+
+pub const EXAMPLES: &str = "Examples:
+  tenantctl status                                  # every tenant: state, version, pending, problems
+  tenantctl status --tenant acme_towers             # one tenant, with unfinished work and drift
+  tenantctl status --output json | jq 'select(.type == \"tenant\" and .migration_error != null)'";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -22,6 +30,10 @@ pub struct Args {
     /// How many tenants to read at once.
     #[arg(long, default_value_t = 8)]
     parallelism: usize,
+    /// `text` for people; `json`: one JSON object per line, each with a `type`
+    /// (docs/OPERATIONS.md, "Machine-readable output").
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
 }
 
 /// A tenant's schema and seeds standing, or why it could not be read.
@@ -75,12 +87,9 @@ impl Engines {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let json = matches!(args.output, OutputFormat::Json);
     let config = Config::from_env()?;
     let (catalog, origin) = load_catalog(config.migrations_dir.as_deref())?;
-    println!(
-        "migrations: {origin}; platform database: {}",
-        config.database_url.redacted()
-    );
 
     let platform = PlatformDb::connect(&config.database_url, false, 2).await?;
     let platform_standing = match &platform {
@@ -101,13 +110,33 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .await?
         }
     };
-    print_standing("platform", &platform_standing);
+    if json {
+        let mut platform = standing_json(&platform_standing);
+        platform["type"] = "platform".into();
+        platform["migrations"] = origin.into();
+        platform["database"] = config.database_url.redacted().to_string().into();
+        out::json(&platform);
+    } else {
+        outln!(
+            "migrations: {origin}; platform database: {}",
+            config.database_url.redacted()
+        );
+        print_standing("platform", &platform_standing);
+    }
 
     let tenants = match platform.tenants(args.tenant.as_ref()).await {
         Ok(tenants) => tenants,
         Err(error) => {
-            println!("tenants: {error}");
-            return Ok(if platform_standing.drift.is_empty() {
+            let healthy = platform_standing.drift.is_empty();
+            if json {
+                out::json(&serde_json::json!({
+                    "type": "summary", "tenants": 0, "unhealthy": 0, "healthy": healthy,
+                    "error": error.to_string(),
+                }));
+            } else {
+                outln!("tenants: {error}");
+            }
+            return Ok(if healthy {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -140,90 +169,139 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect()
         .await;
 
-    let mut unhealthy = !platform_standing.drift.is_empty();
-    if args.tenant.is_some() {
+    let unhealthy_tenants = rows
+        .iter()
+        .filter(|(tenant, standing)| needs_attention(tenant, standing))
+        .count();
+    let healthy = platform_standing.drift.is_empty() && unhealthy_tenants == 0;
+    if json {
         for (tenant, standing) in &rows {
-            println!(
+            out::json(&tenant_json(tenant, standing));
+        }
+        out::json(&serde_json::json!({
+            "type": "summary", "tenants": rows.len(), "unhealthy": unhealthy_tenants,
+            "healthy": healthy, "error": null,
+        }));
+    } else if args.tenant.is_some() {
+        for (tenant, standing) in &rows {
+            outln!(
                 "\ntenant {} ({}, {}, {})",
-                tenant.slug, tenant.id, tenant.isolation, tenant.status
+                tenant.slug,
+                tenant.id,
+                tenant.isolation,
+                tenant.status
             );
             if let Some(error) = &tenant.migration_error {
-                unhealthy = true;
-                println!("  NEEDS REPROCESSING: {error}");
+                outln!(
+                    "  {}",
+                    Tone::Bad.paint(format_args!("NEEDS REPROCESSING: {error}"))
+                );
             }
             match standing {
                 Ok((schema, seeds)) => {
                     print_standing("  schema", schema);
                     print_standing("  seeds", seeds);
-                    unhealthy |= !schema.drift.is_empty() || !seeds.drift.is_empty();
                 }
                 Err(error) => {
-                    println!("  unreachable: {error}");
-                    unhealthy = true;
+                    outln!(
+                        "  {}",
+                        Tone::Bad.paint(format_args!("unreachable: {error}"))
+                    );
                 }
             }
         }
     } else {
-        println!(
-            "\n{:<40} {:<9} {:<13} {:<15} {:>7} {:>6}  PROBLEMS",
-            "TENANT", "ISOLATION", "STATE", "VERSION", "PENDING", "SEEDS"
-        );
-        for (tenant, standing) in &rows {
-            let (version, pending, seeds, problems) = match standing {
-                Ok((schema, seeds)) => {
-                    let mut problems: Vec<String> = schema
-                        .drift
-                        .iter()
-                        .chain(&seeds.drift)
-                        .map(|d| d.to_string())
-                        .collect();
-                    problems.extend(schema.unfinished.iter().map(|r| {
-                        format!(
-                            "{} unfinished: {}",
-                            r.version,
-                            r.error.as_deref().unwrap_or("interrupted")
-                        )
-                    }));
-                    if let Some(error) = &tenant.migration_error {
-                        problems.insert(0, format!("needs reprocessing: {error}"));
-                    }
-                    unhealthy |= !schema.drift.is_empty()
-                        || !seeds.drift.is_empty()
-                        || tenant.migration_error.is_some();
-                    (
-                        schema
-                            .applied_version
-                            .map_or("-".to_owned(), |v| v.to_string()),
-                        schema.pending.len().to_string(),
-                        if seeds.pending.is_empty() {
-                            "ok".to_owned()
-                        } else {
-                            format!("{} due", seeds.pending.len())
-                        },
-                        problems.join("; "),
-                    )
-                }
-                Err(error) => {
-                    unhealthy = true;
-                    ("?".into(), "?".into(), "?".into(), error.clone())
-                }
-            };
-            println!(
-                "{:<40} {:<9} {:<13} {:<15} {:>7} {:>6}  {}",
-                tenant.slug, tenant.isolation, tenant.status, version, pending, seeds, problems
-            );
-        }
-        println!("{} tenant(s)", rows.len());
+        print_table(&rows);
     }
-    Ok(if unhealthy {
-        ExitCode::FAILURE
-    } else {
+    Ok(if healthy {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 
+/// Drift, a failed migration waiting for reprocessing, or a tenant that cannot be read.
+fn needs_attention(tenant: &TenantRecord, standing: &TenantStanding) -> bool {
+    match standing {
+        Ok((schema, seeds)) => {
+            !schema.drift.is_empty() || !seeds.drift.is_empty() || tenant.migration_error.is_some()
+        }
+        Err(_) => true,
+    }
+}
+
+fn print_table(rows: &[(TenantRecord, TenantStanding)]) {
+    outln!();
+    let mut table = Table::new(&[
+        "TENANT",
+        "ISOLATION",
+        "STATE",
+        "VERSION",
+        "PENDING",
+        "SEEDS",
+        "PROBLEMS",
+    ])
+    .right(&[4, 5]);
+    for (tenant, standing) in rows {
+        let (version, pending, seeds, problems) = match standing {
+            Ok((schema, seeds)) => {
+                let mut problems: Vec<String> = schema
+                    .drift
+                    .iter()
+                    .chain(&seeds.drift)
+                    .map(|d| d.to_string())
+                    .collect();
+                problems.extend(schema.unfinished.iter().map(|r| {
+                    format!(
+                        "{} unfinished: {}",
+                        r.version,
+                        r.error.as_deref().unwrap_or("interrupted")
+                    )
+                }));
+                if let Some(error) = &tenant.migration_error {
+                    problems.insert(0, format!("needs reprocessing: {error}"));
+                }
+                (
+                    schema
+                        .applied_version
+                        .map_or("-".to_owned(), |v| v.to_string()),
+                    schema.pending.len().to_string(),
+                    if seeds.pending.is_empty() {
+                        "ok".to_owned()
+                    } else {
+                        format!("{} due", seeds.pending.len())
+                    },
+                    problems.join("; "),
+                )
+            }
+            Err(error) => ("?".into(), "?".into(), "?".into(), error.clone()),
+        };
+        let tone = if needs_attention(tenant, standing) {
+            Tone::Bad
+        } else if problems.is_empty() {
+            Tone::Plain
+        } else {
+            Tone::Warn
+        };
+        table.row(
+            tone,
+            [
+                tenant.slug.to_string(),
+                tenant.isolation.to_string(),
+                tenant.status.clone(),
+                version,
+                pending,
+                seeds,
+                problems,
+            ],
+        );
+    }
+    table.print();
+    outln!("{} tenant(s)", rows.len());
+}
+
 fn print_standing(label: &str, standing: &Standing) {
-    println!(
+    outln!(
         "{label}: applied {}, {} pending",
         standing
             .applied_version
@@ -231,18 +309,56 @@ fn print_standing(label: &str, standing: &Standing) {
         standing.pending.len()
     );
     for version in &standing.pending {
-        println!("{label}:   pending {version}");
+        outln!("{label}:   pending {version}");
     }
     for row in &standing.unfinished {
-        println!(
-            "{label}:   unfinished {} ({} batches, {} rows so far): {}",
-            row.version,
-            row.batches_done,
-            row.rows_done,
-            row.error.as_deref().unwrap_or("interrupted")
+        outln!(
+            "{label}:   {}",
+            Tone::Warn.paint(format_args!(
+                "unfinished {} ({} batches, {} rows so far): {}",
+                row.version,
+                row.batches_done,
+                row.rows_done,
+                row.error.as_deref().unwrap_or("interrupted")
+            ))
         );
     }
     for drift in &standing.drift {
-        println!("{label}:   drift: {drift}");
+        outln!(
+            "{label}:   {}",
+            Tone::Bad.paint(format_args!("drift: {drift}"))
+        );
     }
+}
+
+/// A standing in JSON: `applied_version`, `pending`, `unfinished`, `drift`.
+fn standing_json(standing: &Standing) -> serde_json::Value {
+    serde_json::json!({
+        "applied_version": standing.applied_version.map(Version::get),
+        "pending": standing.pending.iter().map(|v| v.get()).collect::<Vec<_>>(),
+        "unfinished": standing.unfinished.iter().map(|row| serde_json::json!({
+            "version": row.version.get(), "batches_done": row.batches_done,
+            "rows_done": row.rows_done, "error": row.error,
+        })).collect::<Vec<_>>(),
+        "drift": standing.drift.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
+fn tenant_json(tenant: &TenantRecord, standing: &TenantStanding) -> serde_json::Value {
+    let (schema, seeds, error) = match standing {
+        Ok((schema, seeds)) => (
+            Some(standing_json(schema)),
+            Some(standing_json(seeds)),
+            None,
+        ),
+        Err(error) => (None, None, Some(error.clone())),
+    };
+    serde_json::json!({
+        "type": "tenant", "tenant_id": tenant.id, "slug": tenant.slug.as_str(),
+        "isolation": tenant.isolation.to_string(), "status": tenant.status,
+        "schema_version": tenant.schema_version.get(),
+        "migration_error": tenant.migration_error,
+        "needs_attention": needs_attention(tenant, standing),
+        "schema": schema, "seeds": seeds, "error": error,
+    })
 }
