@@ -1,44 +1,14 @@
 //! After a full run, no log line, event or audit row holds an administrator's email or name.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tracing_subscriber::fmt::MakeWriter;
-
 use crate::support::{ADMIN_EMAIL, ADMIN_NAME, Env};
-
-/// Collects every log line of the process.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_log_line_event_or_audit_row_holds_an_admins_email_or_name() {
     // nextest runs each test in its own process: this test owns the global subscriber. Debug
     // for the workspace, info for everything else, as an operator chasing a problem would run.
-    let logs = Captured::default();
+    let logs = crate::support::LogCapture::default();
     let subscriber = tracing_subscriber::fmt()
         .json()
         .with_writer(logs.clone())
@@ -67,8 +37,7 @@ async fn no_log_line_event_or_audit_row_holds_an_admins_email_or_name() {
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|e| panic!("{e}"));
 
-    let text =
-        String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(|e| e.into_inner())).to_string();
+    let text = logs.text();
     assert!(
         text.lines().count() > 20,
         "the run logged: {} lines",

@@ -211,14 +211,11 @@ impl Port for Provisioner {
                     duration_ms,
                     error.as_deref(),
                 );
-                // An attempt that could not be recorded has no number to derive an id from, and
-                // no record to emit it again from after a crash: its event gets a fresh id.
-                let event = if attempt == 0 {
-                    self.publisher.event(data)
-                } else {
-                    self.event(&format!("{tenant}/{step}/{status}/{attempt}"), data)
-                };
-                self.publisher.publish(&event).await?;
+                // The id covers the content too: an attempt that could not be recorded (number
+                // 0) and its successors never share one.
+                self.publisher
+                    .publish(&self.event(&format!("{tenant}/{step}/{status}/{attempt}"), data))
+                    .await?;
             }
             Emitted::Provisioned => {
                 let standing = self

@@ -53,8 +53,16 @@ impl Injector for HeaderInjector<'_> {
 pub struct HeaderExtractor<'a>(pub &'a FieldTable);
 
 impl Extractor for HeaderExtractor<'_> {
+    /// `key` itself, or else the CloudEvents distributed-tracing extension attribute of a
+    /// binary-mode message (`cloudEvents:traceparent`, or `cloudEvents_traceparent` as JMS-based
+    /// clients write it).
     fn get(&self, key: &str) -> Option<&str> {
-        match self.0.inner().get(key)? {
+        let headers = self.0.inner();
+        let value = headers
+            .get(key)
+            .or_else(|| headers.get(format!("cloudEvents:{key}").as_str()))
+            .or_else(|| headers.get(format!("cloudEvents_{key}").as_str()))?;
+        match value {
             AMQPValue::LongString(value) => std::str::from_utf8(value.as_bytes()).ok(),
             AMQPValue::ShortString(value) => Some(value.as_str()),
             _ => None,
@@ -277,5 +285,23 @@ mod tests {
             assert!(table.inner().is_empty());
             assert_eq!(trace_id_of(&span), None);
         });
+    }
+
+    #[test]
+    fn a_binary_mode_cloudevent_carries_its_trace_in_the_extension_attribute() {
+        let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        for key in ["cloudEvents:traceparent", "cloudEvents_traceparent"] {
+            let mut table = FieldTable::default();
+            table.insert(
+                ShortString::from(key),
+                AMQPValue::LongString(LongString::from(traceparent)),
+            );
+            assert_eq!(HeaderExtractor(&table).get(TRACEPARENT), Some(traceparent));
+            let remote = extract(&table);
+            assert_eq!(
+                remote.span().span_context().trace_id().to_string(),
+                "0af7651916cd43dd8448eb211c80319c"
+            );
+        }
     }
 }

@@ -921,10 +921,34 @@ fn unknown_types_lose_their_personal_data_in_the_audit_copy() {
     for secret in ["ana@", "Ana Lima", "Bob", "99999", "carla@", "Dora", "ops@"] {
         assert!(!shown.contains(secret), "{shown}");
     }
-    // Our own types are stored as they are: they carry no personal data by construction.
+    // Our own types, as we publish them, are stored as they are.
     let known = decode_any(fixture!("migration_completed.valid.json")).unwrap();
     assert_eq!(known.redacted_data(), known.data);
     assert_eq!(known.redacted_source(), known.source);
+}
+
+#[test]
+fn a_known_type_keeps_only_its_contract_fields_and_no_email_in_free_text() {
+    let tenant = "6f1d2c3b-1111-4222-8333-944455556666";
+    let bytes = envelope(|v| {
+        v["type"] = json!("migration.failed");
+        v["subject"] = json!(tenant);
+        v["data"] = json!({
+            "tenant_id": tenant,
+            "version": "20261124110000",
+            "reason": "duplicate key value violates unique constraint: Key (email)=(ana@acme.example) already exists",
+            "transient": false,
+            "attempt": 1,
+            "admin": { "email": "bob@acme.example", "name": "Bob Reis" },
+        });
+    });
+    let event = decode_any(&bytes).unwrap();
+    let stored = event.redacted_data().to_string();
+    for secret in ["ana@", "bob@", "Bob Reis", "admin"] {
+        assert!(!stored.contains(secret), "{stored}");
+    }
+    assert_eq!(event.redacted_data()["tenant_id"], json!(tenant));
+    assert_eq!(event.redacted_data()["reason"], json!("redacted"));
 }
 
 #[test]
