@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
+use domain::message::{AnyEvent, CloudEvent, Provisioned, TenantRegistered, decode_any, encode};
 use lapin::BasicProperties;
 use shared::bus::dead_letter::DeadLetterQueue;
 use shared::bus::{Exchange, WorkQueue};
-use shared::message::{AnyEvent, CloudEvent, Provisioned, TenantRegistered, decode_any, encode};
-use shared::store::{AuditFilter, AuditInsert, PlatformDb, conflict_id};
+use shared::platform::{AuditFilter, AuditInsert, PlatformDb, conflict_id};
 use uuid::Uuid;
 
 use crate::support::{Env, SHARED_BROKER, publish_many, registration};
@@ -254,7 +254,7 @@ async fn conflict_rules(platform: &PlatformDb) {
         registered_as(x, "acme_b"),
         registered_as(x, "acme_c"),
     );
-    let insert = |records: Vec<shared::store::AuditRecord>| async move {
+    let insert = |records: Vec<shared::platform::AuditRecord>| async move {
         platform
             .insert_audit_events(&records)
             .await
@@ -454,4 +454,4 @@ async fn our_own_events_emitted_again_with_other_content_are_not_taken_for_confl
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-use shared::message::Event as _;
+use domain::message::Event as _;

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use domain::message::{CloudEvent, Event as _, MigrateTenant};
 use shared::bus::WorkQueue;
 use shared::bus::consumer::{self, Delivered, Handler, Outcome};
 use shared::bus::dead_letter::DeadLetterQueue;
-use shared::message::{CloudEvent, Event as _, MigrateTenant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 

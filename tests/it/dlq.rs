@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use domain::message::{CloudEvent, Event as _, MigrateTenant};
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 use shared::bus::WorkQueue;
 use shared::bus::consumer::{self, Delivered, Handler, Outcome};
 use shared::bus::dead_letter::{DeadLetterQueue, ReplayLog, Selection};
-use shared::message::{CloudEvent, Event as _, MigrateTenant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 

@@ -6,18 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use domain::Isolation;
+use domain::message::Event as _;
+use domain::provisioning::{Progress, Step, TenantStatus};
+use engine::EngineOptions;
 use lapin::BasicProperties;
 use provisioner::port::{Emitted, Port, Request, StepError};
 use provisioner::{ProvisionHandler, Provisioner};
 use shared::bus::consumer;
 use shared::bus::dead_letter::DeadLetterQueue;
 use shared::bus::{Exchange, WorkQueue};
-use shared::config::Isolation;
-use shared::message::Event as _;
-use shared::migrate::EngineOptions;
-use shared::provisioning::{Progress, Step, TenantStatus};
-use shared::storage::TenantStorage;
-use shared::store::tenants::StepOutcome;
+use shared::platform::tenants::StepOutcome;
+use shared::tenant_storage::TenantStorage;
 use sqlx::Connection as _;
 use testkit::cluster::PrivatePostgres;
 use tokio::sync::Notify;
@@ -30,7 +30,7 @@ const ACTIVE_WITHIN: Duration = Duration::from_secs(60);
 
 /// Checks what provisioning must leave behind: every step succeeded once, one admin, the
 /// schema at the latest version.
-async fn assert_provisioned(env: &Env, tenant: Uuid, slug: &shared::tenant::TenantSlug) {
+async fn assert_provisioned(env: &Env, tenant: Uuid, slug: &domain::tenant::TenantSlug) {
     let mut conn = env.sql().await;
     let steps: Vec<(String, String)> = sqlx::query_as(
         "SELECT step, status FROM provisioning_steps WHERE tenant_id = $1 ORDER BY started_at",
@@ -91,7 +91,7 @@ async fn the_same_registration_twice_is_one_tenant_and_one_admin() {
     let env = Env::new().await;
     let slug = env.slug();
     let tenant = Uuid::new_v4();
-    let data = shared::message::TenantRegistered::from_data(&serde_json::json!({
+    let data = domain::message::TenantRegistered::from_data(&serde_json::json!({
         "tenant_id": tenant, "slug": slug.as_str(), "name": "Twice Co",
         "admin": { "email": ADMIN_EMAIL, "name": ADMIN_NAME },
     }))
@@ -336,7 +336,7 @@ async fn a_slug_taken_by_another_tenant_fails_with_the_reason_and_lands_in_the_d
     env.wait_for_status(owner, "active", ACTIVE_WITHIN).await;
 
     let intruder = Uuid::new_v4();
-    let data = shared::message::TenantRegistered::from_data(&serde_json::json!({
+    let data = domain::message::TenantRegistered::from_data(&serde_json::json!({
         "tenant_id": intruder, "slug": slug.as_str(), "name": "Intruder",
         "admin": { "email": "someone@else.example", "name": "Some One" },
     }))
@@ -667,8 +667,7 @@ async fn a_tenant_failed_at_a_step_resumes_there_when_retried() {
         std::fs::write(path, "CREATE TABLE broken (id integer);\n")
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    let catalog =
-        shared::migrate::Catalog::load(Some(sets.path())).unwrap_or_else(|e| panic!("{e}"));
+    let catalog = engine::Catalog::load(Some(sets.path())).unwrap_or_else(|e| panic!("{e}"));
     let ctx = shared::service::Context {
         catalog: Arc::new(catalog),
         ..env.ctx.clone()
@@ -791,7 +790,7 @@ async fn a_team_set_with_its_own_users_table_provisions_its_admin_with_its_own_f
         );
     }
 
-    let admin = |slug: &shared::tenant::TenantSlug, tenant: Uuid| {
+    let admin = |slug: &domain::tenant::TenantSlug, tenant: Uuid| {
         let expected = (
             ADMIN_EMAIL.to_owned(),
             ADMIN_NAME.to_owned(),
@@ -816,7 +815,7 @@ async fn a_team_set_with_its_own_users_table_provisions_its_admin_with_its_own_f
                 &slug,
                 isolation,
                 &env.ctx.catalog.tenant_seeds,
-                &shared::migrate::AdminValues {
+                &engine::AdminValues {
                     tenant_id: expected.3.unwrap_or_default(),
                     tenant_slug: slug.as_str(),
                     tenant_name: "Acme Towers",

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::migrate::{Catalog, SetKind};
+use engine::{Catalog, SetKind};
 use testkit::ScratchDir;
 
 use crate::support::Env;

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use domain::message::{CloudEvent, Event, TenantRegistered};
+use domain::tenant::TenantSlug;
 use shared::bus::Bus;
 use shared::bus::consumer::ConsumerOptions;
 use shared::config::Config;
-use shared::message::{CloudEvent, Event, TenantRegistered};
 use shared::service::Context;
-use shared::tenant::TenantSlug;
 use sqlx::Row;
 use testkit::pg::TestDatabase;
 use tokio::task::JoinHandle;

@@ -14,9 +14,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use domain::message::{Event as _, Provisioned};
 use shared::bus::Topology;
 use shared::config::Config;
-use shared::message::{Event as _, Provisioned};
 use shared::service::Context;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use domain::message::AnyEvent;
 use opentelemetry::metrics::{Counter, Histogram};
 use shared::bus::WorkQueue;
 use shared::bus::consumer::{self, BatchHandler, ConsumerOptions, Delivered};
-use shared::message::AnyEvent;
+use shared::platform::{AuditRecord, PlatformDb};
 use shared::service::Context;
-use shared::store::{AuditRecord, PlatformDb};
 use tokio_util::sync::CancellationToken;
 
 /// Runs the auditor until `shutdown`.

@@ -6,9 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use domain::message::{Event as _, TenantRegistered};
 use shared::bus::Topology;
 use shared::config::Config;
-use shared::message::{Event as _, TenantRegistered};
 use shared::service::Context;
 use sqlx::Connection as _;
 use testkit::pg::TestDatabase;

@@ -9,14 +9,14 @@ mod tenants;
 
 use std::sync::Arc;
 
+use engine::{Catalog, EngineOptions, ServerSlots};
 use recorder::Recorder;
 use shared::bus::consumer::{self, ConsumerOptions};
 use shared::bus::{Publisher, WorkQueue};
 use shared::config::DatabaseUrl;
-use shared::migrate::{Catalog, EngineOptions, ServerSlots};
+use shared::platform::ReleaseRecorder;
 use shared::service::Context;
-use shared::storage::TenantStorage;
-use shared::store::ReleaseRecorder;
+use shared::tenant_storage::TenantStorage;
 use tenants::TenantReader;
 use tokio_util::sync::CancellationToken;
 

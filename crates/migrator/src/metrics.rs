@@ -1,8 +1,8 @@
 //! The migrator's instruments (OpenTelemetry; exported when `OTEL_*` is set).
 
+use engine::RunReport;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram};
-use shared::migrate::RunReport;
 use uuid::Uuid;
 
 pub struct Metrics {

@@ -4,7 +4,7 @@
 //!    upgrade) the command is given back, never acknowledged, for a build that knows it.
 //! 2. One read of the tenant row. At the target already and healthy: record and acknowledge,
 //!    without touching the tenant server.
-//! 3. Otherwise apply on a server slot (see [`shared::migrate::ServerSlots`]) through the engine
+//! 3. Otherwise apply on a server slot (see [`engine::ServerSlots`]) through the engine
 //!    (which locks the tenant, verifies checksums, applies with timeouts), apply the structural
 //!    seed when the target is the newest version, record the result, emit the events.
 //!
@@ -14,13 +14,14 @@
 
 use std::time::Instant;
 
-use shared::bus::consumer::{Delivered, Handler, Outcome};
-use shared::config::Isolation;
-use shared::message::{
+use domain::Isolation;
+use domain::Version;
+use domain::message::{
     CloudEvent, Event, MigrateTenant, MigrationCompleted, MigrationFailed, MigrationStarted,
 };
-use shared::migrate::{EngineError, SlotConn, Version};
-use shared::store::deploys::{MigrationResult, MigrationTenant, ResultStatus};
+use engine::{EngineError, SlotConn};
+use shared::bus::consumer::{Delivered, Handler, Outcome};
+use shared::platform::deploys::{MigrationResult, MigrationTenant, ResultStatus};
 use tracing::Instrument as _;
 
 use crate::Migrator;

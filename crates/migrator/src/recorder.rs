@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use shared::store::PlatformDb;
-use shared::store::deploys::MigrationResult;
+use shared::platform::PlatformDb;
+use shared::platform::deploys::MigrationResult;
 use tokio::task::JoinHandle;
 
 use crate::batcher::Batcher;

@@ -7,10 +7,11 @@
 
 use std::time::Instant;
 
+use domain::Version;
+use domain::message::{CloudEvent, MigrationFailed, MigrationRollback, RollbackTenant};
+use engine::EngineError;
 use shared::bus::consumer::{Delivered, Handler, Outcome};
-use shared::message::{CloudEvent, MigrationFailed, MigrationRollback, RollbackTenant};
-use shared::migrate::{EngineError, Version};
-use shared::store::deploys::{MigrationResult, ResultStatus};
+use shared::platform::deploys::{MigrationResult, ResultStatus};
 use tracing::Instrument as _;
 
 use crate::Migrator;

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use shared::store::PlatformDb;
-use shared::store::deploys::MigrationTenant;
+use shared::platform::PlatformDb;
+use shared::platform::deploys::MigrationTenant;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use shared::migrate::ServerSlots;
+use engine::ServerSlots;
 use testkit::pg::TestDatabase;
 use tokio_util::sync::CancellationToken;
 
@@ -63,12 +63,9 @@ async fn two_replicas_share_the_slots_of_one_server() {
 
     // Idle connections close after a while and free their slots for the other replica.
     drop(b);
-    let d = tokio::time::timeout(
-        shared::migrate::backend::slots::IDLE_TIMEOUT * 4,
-        acquire(&first, 0),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("an idle connection kept its slot"));
+    let d = tokio::time::timeout(engine::backend::slots::IDLE_TIMEOUT * 4, acquire(&first, 0))
+        .await
+        .unwrap_or_else(|_| panic!("an idle connection kept its slot"));
 
     // Shutdown stops a waiter.
     let blocked = tokio::spawn({

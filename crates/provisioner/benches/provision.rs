@@ -22,15 +22,13 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use domain::message::{Event as _, TenantRegistered};
+use engine::sql::quote_ident;
+use engine::{Dialect, Direction, Engine, EngineOptions, MigrationSet, PgSchemaBackend, Target};
 use futures_util::{StreamExt, stream};
 use shared::bus::Topology;
 use shared::config::Config;
-use shared::message::{Event as _, TenantRegistered};
-use shared::migrate::{
-    Dialect, Direction, Engine, EngineOptions, MigrationSet, PgSchemaBackend, Target,
-};
 use shared::service::Context;
-use shared::tenant::quote_ident;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 use testkit::bench::{CpuSnapshot, create_database, settle};
@@ -173,7 +171,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 sqlx::raw_sql(AssertSqlSafe(setup)).execute(&mut *conn).await?;
                 for (sql, outside_transaction) in tenant_sql.iter().chain(seed_sql) {
                     if *outside_transaction {
-                        for statement in shared::migrate::sql::split_statements(sql) {
+                        for statement in engine::sql::split_statements(sql) {
                             sqlx::raw_sql(AssertSqlSafe(statement.text.to_owned())).execute(&mut *conn).await?;
                         }
                     } else {

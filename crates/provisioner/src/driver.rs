@@ -1,15 +1,15 @@
-//! The driver: runs the provisioning state machine ([`shared::provisioning`]) through a
+//! The driver: runs the provisioning state machine ([`domain::provisioning`]) through a
 //! [`Port`], step after step, recording each outcome before the next step starts, and turns
 //! the end of a run into the message's [`Outcome`].
 
 use std::time::Instant;
 
 use chrono::Utc;
-use shared::bus::Outcome;
-use shared::provisioning::{
+use domain::provisioning::{
     Decision, OnFailure, Progress, Step, StepState, TenantStatus, next, on_failure,
 };
-use shared::store::tenants::StepOutcome;
+use shared::bus::Outcome;
+use shared::platform::tenants::StepOutcome;
 
 use crate::port::{Emitted, Port, Request, StepError};
 
@@ -182,11 +182,11 @@ mod tests {
     use std::sync::Mutex;
 
     use chrono::{DateTime, Utc};
+    use domain::Isolation;
+    use domain::provisioning::{Progress, Step, StepState, TenantStatus};
+    use domain::tenant::TenantSlug;
     use futures_util::FutureExt;
-    use shared::config::Isolation;
-    use shared::provisioning::{Progress, Step, StepState, TenantStatus};
-    use shared::store::tenants::StepOutcome;
-    use shared::tenant::TenantSlug;
+    use shared::platform::tenants::StepOutcome;
     use uuid::Uuid;
 
     use super::*;

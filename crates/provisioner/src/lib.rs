@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use domain::Isolation;
+use domain::message::{CloudEvent, TenantRegistered};
+use engine::EngineOptions;
 use shared::bus::WorkQueue;
 use shared::bus::consumer::{self, ConsumerOptions, Delivered, Handler, Outcome};
-use shared::config::Isolation;
-use shared::message::{CloudEvent, TenantRegistered};
-use shared::migrate::EngineOptions;
+use shared::platform::tenants::TenantLock;
 use shared::service::Context;
-use shared::storage::TenantStorage;
-use shared::store::tenants::TenantLock;
+use shared::tenant_storage::TenantStorage;
 use sqlx::postgres::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -123,7 +123,7 @@ impl<P> ProvisionHandler<P> {
     async fn lock(
         &self,
         request: &Request,
-    ) -> Result<Option<TenantLock>, shared::store::StoreError> {
+    ) -> Result<Option<TenantLock>, shared::platform::StoreError> {
         let deadline = Instant::now() + LOCK_WAIT;
         let mut delays = ExponentialBuilder::new()
             .with_min_delay(Duration::from_millis(20))

@@ -5,11 +5,11 @@ use std::fmt;
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
-use shared::config::Isolation;
-use shared::message::TenantRegistered;
-use shared::provisioning::{FailureKind, Progress, Step, TenantStatus};
-use shared::store::tenants::StepOutcome;
-use shared::tenant::TenantSlug;
+use domain::Isolation;
+use domain::message::TenantRegistered;
+use domain::provisioning::{FailureKind, Progress, Step, TenantStatus};
+use domain::tenant::TenantSlug;
+use shared::platform::tenants::StepOutcome;
 use uuid::Uuid;
 
 /// A registration to provision, as the steps need it.
@@ -88,20 +88,20 @@ impl fmt::Display for StepError {
     }
 }
 
-impl From<shared::store::StoreError> for StepError {
-    fn from(error: shared::store::StoreError) -> Self {
+impl From<shared::platform::StoreError> for StepError {
+    fn from(error: shared::platform::StoreError) -> Self {
         Self::classified(error.is_transient(), error.to_string())
     }
 }
 
-impl From<shared::migrate::EngineError> for StepError {
-    fn from(error: shared::migrate::EngineError) -> Self {
+impl From<engine::EngineError> for StepError {
+    fn from(error: engine::EngineError) -> Self {
         Self::classified(error.is_transient(), error.to_string())
     }
 }
 
-impl From<shared::migrate::backend::BackendError> for StepError {
-    fn from(error: shared::migrate::backend::BackendError) -> Self {
+impl From<engine::backend::BackendError> for StepError {
+    fn from(error: engine::backend::BackendError) -> Self {
         Self::classified(error.is_transient(), error.to_string())
     }
 }

@@ -4,18 +4,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use domain::Version;
+use domain::message::{
+    CloudEvent, Event, MigrateTenant, Provisioned, ProvisioningFailed, ProvisioningStep,
+};
+use domain::provisioning::{Progress, Step, TenantStatus};
+use engine::Catalog;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram};
 use sha2::{Digest, Sha256};
 use shared::bus::Publisher;
-use shared::message::{
-    CloudEvent, Event, MigrateTenant, Provisioned, ProvisioningFailed, ProvisioningStep,
-};
-use shared::migrate::{Catalog, Version};
-use shared::provisioning::{Progress, Step, TenantStatus};
-use shared::storage::TenantStorage;
-use shared::store::tenants::StepOutcome;
-use shared::store::{PlatformDb, ReleaseRecorder};
+use shared::platform::tenants::StepOutcome;
+use shared::platform::{PlatformDb, ReleaseRecorder};
+use shared::tenant_storage::TenantStorage;
 use uuid::Uuid;
 
 use crate::port::{Emitted, Port, Request, StepError};

@@ -21,6 +21,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use domain::Isolation;
 use sqlx::postgres::PgConnectOptions;
 
 /// A URL that may carry a password. Shown with the password replaced by `***`.
@@ -199,42 +200,6 @@ impl DatabaseUrl {
 impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "DatabaseUrl({})", self.redacted())
-    }
-}
-
-/// How tenants are isolated (contract: `TENANT_ISOLATION`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Isolation {
-    Schema,
-    Database,
-}
-
-impl Isolation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Isolation::Schema => "schema",
-            Isolation::Database => "database",
-        }
-    }
-}
-
-impl FromStr for Isolation {
-    type Err = String;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value {
-            "schema" => Ok(Isolation::Schema),
-            "database" => Ok(Isolation::Database),
-            other => Err(format!(
-                "`{other}` is not an isolation mode: use `schema` or `database`"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Isolation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
     }
 }
 

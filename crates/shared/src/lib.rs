@@ -14,12 +14,8 @@
 pub mod bus;
 pub mod config;
 pub mod health;
-pub mod message;
-pub mod migrate;
-pub mod provisioning;
+pub mod platform;
 pub mod service;
 pub mod shutdown;
-pub mod storage;
-pub mod store;
 pub mod telemetry;
-pub mod tenant;
+pub mod tenant_storage;

@@ -13,12 +13,12 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{Bus, BusError, Topology};
 use crate::config::{Config, DatabaseUrl};
 use crate::health::Health;
-use crate::migrate::release::{self, Coverage};
-use crate::migrate::source::LoadError;
-use crate::migrate::{
+use crate::platform::{PlatformDb, StoreError};
+use engine::release::{self, Coverage};
+use engine::source::LoadError;
+use engine::{
     Catalog, Engine, EngineError, EngineOptions, PgSchemaBackend, RunReport, SqliteBackend, Target,
 };
-use crate::store::{PlatformDb, StoreError};
 
 /// Why a service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +33,7 @@ pub enum StartError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
-    Released(#[from] crate::migrate::release::ReleaseRefused),
+    Released(#[from] engine::release::ReleaseRefused),
     #[error("shutdown requested while starting")]
     Cancelled,
 }

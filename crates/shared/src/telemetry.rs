@@ -117,7 +117,7 @@ pub const CLI_LOG_FILTER: &str = "warn,lapin=off,amq_protocol=warn,sqlx=warn,ope
 
 /// The filter of [`init_for_tests`] when `RUST_LOG` is unset: this workspace's crates (and the
 /// `it` e2e binary) at `debug`.
-pub const TEST_LOG_FILTER: &str = "info,shared=debug,provisioner=debug,migrator=debug,\
+pub const TEST_LOG_FILTER: &str = "info,domain=debug,engine=debug,shared=debug,provisioner=debug,migrator=debug,\
     auditor=debug,tenantctl=debug,testkit=debug,it=debug,lapin=warn,amq_protocol=warn,sqlx=warn,\
     opentelemetry=warn";
 

@@ -29,14 +29,12 @@ use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use domain::tenant::TenantSlug;
+use engine::{Catalog, Engine, EngineOptions, MigrationBackend as _, PgSchemaBackend, Target};
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use shared::bus::{Topology, WorkQueue};
 use shared::config::Config;
-use shared::migrate::{
-    Catalog, Engine, EngineOptions, MigrationBackend as _, PgSchemaBackend, Target,
-};
 use shared::service::Context;
-use shared::tenant::TenantSlug;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
 use testkit::bench::{CpuSnapshot, create_database, settle};
@@ -317,7 +315,7 @@ async fn run_in_every_schema(
         .map(|slug| async move {
             let statement = format!(
                 "SET search_path TO {}; {sql}; RESET search_path",
-                shared::tenant::quote_ident(&slug.storage_name())
+                engine::sql::quote_ident(&slug.storage_name())
             );
             sqlx::raw_sql(AssertSqlSafe(statement))
                 .execute(pool)

@@ -4,7 +4,7 @@
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Output, Stdio};
 
-use shared::migrate::{Catalog, Engine, EngineOptions, PgSchemaBackend, Target};
+use engine::{Catalog, Engine, EngineOptions, PgSchemaBackend, Target};
 use testkit::pg::TestDatabase;
 
 fn tenantctl(args: &[&str]) -> Command {

@@ -9,12 +9,13 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
+use domain::Version;
+use domain::tenant::TenantSlug;
+use engine::{Catalog, Engine, EngineOptions, PgSchemaBackend, Target};
 use shared::bus::WorkQueue;
 use shared::bus::dead_letter::DeadLetterQueue;
 use shared::config::Config;
-use shared::migrate::{Catalog, Engine, EngineOptions, PgSchemaBackend, Target, Version};
 use shared::service::Context;
-use shared::tenant::TenantSlug;
 use testkit::ScratchDir;
 use testkit::pg::TestDatabase;
 use tokio::task::JoinHandle;
@@ -121,7 +122,7 @@ impl Fleet {
                 &Uuid::new_v4().simple().to_string()[..6]
             ))
             .unwrap_or_else(|e| panic!("{e}"));
-            use shared::migrate::MigrationBackend as _;
+            use engine::MigrationBackend as _;
             engine
                 .backend()
                 .create_storage(&slug)
@@ -608,13 +609,13 @@ async fn a_tenant_provisioned_during_a_deploy_ends_at_the_latest_version() {
     // Registered after the deploy listed the fleet.
     let slug = testkit::unique_slug();
     let tenant = Uuid::new_v4();
-    let data = shared::message::TenantRegistered {
+    let data = domain::message::TenantRegistered {
         tenant_id: tenant,
         slug: slug.clone(),
         name: "Late Towers".into(),
         plan: None,
         isolation: None,
-        admin: shared::message::Admin {
+        admin: domain::message::Admin {
             email: "late.admin@example.org".into(),
             name: "Late Admin".into(),
         },

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use shared::migrate::{Catalog, Engine, EngineOptions, MigrationBackend, PgSchemaBackend, Target};
-use shared::tenant::TenantSlug;
+use domain::tenant::TenantSlug;
+use engine::{Catalog, Engine, EngineOptions, MigrationBackend, PgSchemaBackend, Target};
 use testkit::ScratchDir;
 use testkit::pg::TestDatabase;
 

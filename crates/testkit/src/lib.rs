@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use shared::migrate::{MigrationSet, SetKind};
-use shared::tenant::TenantSlug;
+use domain::tenant::TenantSlug;
+use engine::{MigrationSet, SetKind};
 
 /// Prefix of everything the test kit names after a process (databases, tenant slugs), so a later
 /// run can tell leftovers of dead processes from the work of live ones.

@@ -1,9 +1,9 @@
 //! Step 6: status `active`, with the schema version the tenant was created at. A deploy that
 //! listed the fleet while this tenant was provisioning, to a version this build does not have,
 //! gets the tenant too: activation enqueues it there and publishes its `migrate.tenant`
-//! (`shared::store::deploys` explains why nothing falls between the two).
+//! (`shared::platform::deploys` explains why nothing falls between the two).
 
-use shared::migrate::Version;
+use domain::Version;
 
 use crate::port::{Request, StepError};
 use crate::provisioner::Provisioner;

@@ -4,7 +4,7 @@
 //! application issues the invitation). Scripts are idempotent: a second run finds the
 //! administrator there and adds nothing.
 
-use shared::migrate::AdminValues;
+use engine::AdminValues;
 
 use crate::port::{Request, StepError};
 use crate::provisioner::Provisioner;

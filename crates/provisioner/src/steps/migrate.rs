@@ -1,5 +1,5 @@
 //! Step 3: every tenant migration, through the engine (its lock, checksums and history). What
-//! it applied joins the released record (`shared::store::ReleaseRecorder`).
+//! it applied joins the released record (`shared::platform::ReleaseRecorder`).
 
 use crate::port::{Request, StepError};
 use crate::provisioner::Provisioner;

@@ -8,7 +8,7 @@ mod migrate;
 mod register;
 mod seed;
 
-use shared::provisioning::Step;
+use domain::provisioning::Step;
 
 use crate::port::{Request, StepError};
 use crate::provisioner::Provisioner;

@@ -2,8 +2,8 @@
 //! same tenant (a redelivery); another tenant id asking for a taken slug is refused, and nothing
 //! is created.
 
-use shared::provisioning::TenantStatus;
-use shared::store::tenants::Registration;
+use domain::provisioning::TenantStatus;
+use shared::platform::tenants::Registration;
 
 use crate::port::{Request, StepError};
 use crate::provisioner::Provisioner;

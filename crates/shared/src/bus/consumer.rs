@@ -40,11 +40,11 @@ use super::dead_letter;
 use super::propagation;
 use super::publisher::{Publisher, header_i64};
 use super::topology::{TraceJoin, WorkQueue};
-use crate::message::{
+use crate::telemetry;
+use domain::message::{
     AnyEvent, CloudEvent, Event, Received, decode_any_received, decode_received,
     is_cloudevents_property,
 };
-use crate::telemetry;
 
 /// What a handler decided about one message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -25,7 +25,7 @@ use super::connection::Bus;
 use super::consumer::received;
 use super::publisher::{Publisher, header_i64, header_str};
 use super::topology::{Exchange, WorkQueue};
-use crate::message::peek;
+use domain::message::peek;
 
 /// Why the message was dead-lettered (at most [`REASON_MAX`] characters).
 pub const REASON: &str = "x-tenancy-reason";

@@ -19,8 +19,8 @@ use super::BusError;
 use super::connection::Link;
 use super::propagation;
 use super::topology::{Topology, route_of};
-use crate::message::{AnyEvent, CloudEvent, Event, encode};
 use crate::telemetry;
+use domain::message::{AnyEvent, CloudEvent, Event, encode};
 
 /// How long a publish keeps trying through reconnections before it reports failure.
 const PUBLISH_DEADLINE: Duration = Duration::from_secs(60);

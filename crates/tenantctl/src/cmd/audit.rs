@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
+use domain::tenant::TenantSlug;
+use engine::directives::parse_duration;
 use shared::config::Config;
-use shared::migrate::directives::parse_duration;
-use shared::store::{AuditFilter, PlatformDb};
-use shared::tenant::TenantSlug;
+use shared::platform::{AuditFilter, PlatformDb};
 
 use super::OutputFormat;
 use crate::out::{self, Table, Tone};

@@ -4,7 +4,7 @@
 //!    migration or any other error stops the deploy before anything is applied or published.
 //! 2. The platform migrations are applied under the platform's migration lock.
 //! 3. The deploy and its tenants (active and suspended) are recorded under the fleet lock, so a
-//!    tenant that activates meanwhile joins the deploy by itself (`shared::store::deploys`).
+//!    tenant that activates meanwhile joins the deploy by itself (`shared::platform::deploys`).
 //! 4. Canary tenants first (`--canary N`): the rest is published only if all of them reach the
 //!    target. Then the rest, in confirmed batches.
 //! 5. `--wait` follows the results that the migrators record, with a progress line, and ends
@@ -15,17 +15,18 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use domain::Version;
+use domain::message::MigrateTenant;
+use engine::EngineOptions;
+use engine::check::static_findings;
+use engine::lint::Severity;
+use engine::release::{Coverage, ReleaseConflict, ReleaseRefused};
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use shared::config::Config;
-use shared::message::MigrateTenant;
-use shared::migrate::check::static_findings;
-use shared::migrate::lint::Severity;
-use shared::migrate::release::{Coverage, ReleaseConflict, ReleaseRefused};
-use shared::migrate::{EngineOptions, Version};
+use shared::platform::PlatformDb;
+use shared::platform::deploys::{DeployResultRow, DeployTenant, NewDeploy};
 use shared::service::Context;
-use shared::storage::TenantStorage;
-use shared::store::PlatformDb;
-use shared::store::deploys::{DeployResultRow, DeployTenant, NewDeploy};
+use shared::tenant_storage::TenantStorage;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -219,7 +220,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// there, unchanged (a deploy of an older build is refused too).
 async fn release_conflicts(
     platform: &PlatformDb,
-    catalog: &shared::migrate::Catalog,
+    catalog: &engine::Catalog,
 ) -> anyhow::Result<Vec<ReleaseConflict>> {
     let mut conflicts = Vec::new();
     for set in [&catalog.tenant, &catalog.tenant_seeds] {
@@ -233,7 +234,7 @@ async fn release_conflicts(
 }
 
 fn refuse_conflicts(
-    catalog: &shared::migrate::Catalog,
+    catalog: &engine::Catalog,
     conflicts: Vec<ReleaseConflict>,
 ) -> anyhow::Result<()> {
     if conflicts.is_empty() {
@@ -445,7 +446,7 @@ fn summarize(
 /// What each tenant would run, without applying or publishing anything.
 async fn dry_run(
     config: &Config,
-    catalog: &shared::migrate::Catalog,
+    catalog: &engine::Catalog,
     target: Version,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -455,11 +456,11 @@ async fn dry_run(
         let PlatformDb::Postgres(pool) = &platform else {
             anyhow::bail!("deploys need a PostgreSQL platform database");
         };
-        shared::migrate::Engine::new(
-            shared::migrate::PgSchemaBackend::new(pool.clone()),
+        engine::Engine::new(
+            engine::PgSchemaBackend::new(pool.clone()),
             EngineOptions::default(),
         )
-        .status(&shared::migrate::Target::Platform, &catalog.platform)
+        .status(&engine::Target::Platform, &catalog.platform)
         .await?
     };
     let storage = TenantStorage::connect(config, 8, EngineOptions::default()).await?;

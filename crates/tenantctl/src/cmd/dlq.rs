@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
+use domain::message::lifecycle::DlqReplayed;
+use domain::tenant::TenantSlug;
 use shared::bus::dead_letter::{DeadLetterInfo, DeadLetterQueue, Selection};
 use shared::bus::{Bus, Topology, WorkQueue};
 use shared::config::Config;
-use shared::message::lifecycle::DlqReplayed;
-use shared::store::PlatformDb;
-use shared::tenant::TenantSlug;
+use shared::platform::PlatformDb;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 

@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use domain::message::{decode_any, known_types};
 use shared::bus::{Bus, Topology};
 use shared::config::Config;
-use shared::message::{decode_any, known_types};
 use tokio_util::sync::CancellationToken;
 
 use crate::out::outln;

@@ -9,13 +9,14 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use domain::Version;
+use domain::message::RollbackTenant;
+use domain::tenant::TenantSlug;
+use engine::{EngineOptions, RevertPreview};
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use shared::config::Config;
-use shared::message::RollbackTenant;
-use shared::migrate::{EngineOptions, RevertPreview, Version};
-use shared::storage::TenantStorage;
-use shared::store::{PlatformDb, TenantRecord};
-use shared::tenant::TenantSlug;
+use shared::platform::{PlatformDb, TenantRecord};
+use shared::tenant_storage::TenantStorage;
 use uuid::Uuid;
 
 use super::OutputFormat;

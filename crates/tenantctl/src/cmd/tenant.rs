@@ -3,13 +3,14 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use domain::Isolation;
+use domain::message::{Event as _, TenantRegistered};
+use domain::tenant::TenantSlug;
 use shared::bus::dead_letter::{DeadLetterQueue, Selection};
 use shared::bus::{Bus, Topology, WorkQueue};
-use shared::config::{Config, Isolation};
-use shared::message::{Event as _, TenantRegistered};
-use shared::store::PlatformDb;
-use shared::store::tenants::StepRow;
-use shared::tenant::TenantSlug;
+use shared::config::Config;
+use shared::platform::PlatformDb;
+use shared::platform::tenants::StepRow;
 use tokio_util::sync::CancellationToken;
 
 use super::OutputFormat;
@@ -135,7 +136,7 @@ pub async fn run(command: TenantCommand) -> anyhow::Result<ExitCode> {
                     |info| {
                         let (publisher, operator) = (publisher.clone(), operator.clone());
                         async move {
-                            let event = publisher.event(shared::message::DlqReplayed {
+                            let event = publisher.event(domain::message::DlqReplayed {
                                 queue: WorkQueue::TenantRegistered.base_name().to_owned(),
                                 original_message_id: info
                                     .message_id
@@ -196,19 +197,19 @@ async fn show(config: &Config, slug: &TenantSlug, json: bool) -> anyhow::Result<
             .isolation
             .parse()
             .map_err(|e: String| anyhow::anyhow!(e))?;
-        let catalog = shared::migrate::Catalog::load(config.migrations_dir.as_deref())?;
-        let storage = shared::storage::TenantStorage::connect(
+        let catalog = engine::Catalog::load(config.migrations_dir.as_deref())?;
+        let storage = shared::tenant_storage::TenantStorage::connect(
             config,
             1,
-            shared::migrate::EngineOptions::default(),
+            engine::EngineOptions::default(),
         )
         .await?;
         Some(storage.status(slug, isolation, &catalog.tenant).await?)
     } else {
         None
     };
-    let steps: Vec<(shared::provisioning::Step, Option<&StepRow>)> =
-        shared::provisioning::Step::ALL
+    let steps: Vec<(domain::provisioning::Step, Option<&StepRow>)> =
+        domain::provisioning::Step::ALL
             .into_iter()
             .map(|step| (step, tenant.steps.iter().find(|s| s.step == step)))
             .collect();
@@ -230,7 +231,7 @@ async fn show(config: &Config, slug: &TenantSlug, json: bool) -> anyhow::Result<
             .collect();
         let migrations = standing.as_ref().map(|standing| {
             serde_json::json!({
-                "applied_version": standing.applied_version.map(shared::migrate::Version::get),
+                "applied_version": standing.applied_version.map(domain::Version::get),
                 "pending": standing.pending.iter().map(|v| v.get()).collect::<Vec<_>>(),
                 "drift": standing.drift.iter().map(ToString::to_string).collect::<Vec<_>>(),
             })

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use shared::migrate::lint;
-use shared::migrate::source::APPROVALS_FILE;
-use shared::migrate::{Dialect, MigrationSet, SetKind, Version};
+use domain::Version;
+use engine::lint;
+use engine::source::APPROVALS_FILE;
+use engine::{Dialect, MigrationSet, SetKind};
 
 use super::{SetArg, writable_dir};
 use crate::out::outln;

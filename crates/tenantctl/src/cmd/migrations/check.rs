@@ -1,4 +1,4 @@
-//! `tenantctl migrations check`: runs the check of `shared::migrate::check` and prints, by
+//! `tenantctl migrations check`: runs the check of `engine::check` and prints, by
 //! default, a summary per set (what was checked, how it applied, its findings, the size of the
 //! schema it builds); the full schema with `--verbose`; only the findings and the result with
 //! `--quiet`.
@@ -6,13 +6,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use engine::check::{self, AdminUserOutcome, CheckOptions, CheckReport, PostgresCheck, SetOutcome};
+use engine::lint::Severity;
+use engine::settings::SqlitePolicy;
+use engine::{Catalog, Dialect, MigrationSet, SetKind};
 use shared::config::{Config, DatabaseUrl};
-use shared::migrate::check::{
-    self, AdminUserOutcome, CheckOptions, CheckReport, PostgresCheck, SetOutcome,
-};
-use shared::migrate::lint::Severity;
-use shared::migrate::settings::SqlitePolicy;
-use shared::migrate::{Catalog, Dialect, MigrationSet, SetKind};
 
 use super::load_catalog;
 use crate::out::outln;

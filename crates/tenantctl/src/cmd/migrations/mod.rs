@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
-use shared::migrate::{Catalog, SetKind};
+use engine::{Catalog, SetKind};
 
 #[derive(Debug, Subcommand)]
 pub enum Migrations {

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use shared::migrate::{MigrationSet, SetKind, Version};
+use domain::Version;
+use engine::{MigrationSet, SetKind};
 
 use super::{SetArg, writable_dir};
 use crate::out::outln;

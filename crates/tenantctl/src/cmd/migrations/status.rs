@@ -2,15 +2,16 @@
 
 use std::process::ExitCode;
 
-use futures_util::{StreamExt, stream};
-use shared::config::{Config, DatabaseUrl, Isolation};
-use shared::migrate::plan::Standing;
-use shared::migrate::{
+use domain::Isolation;
+use domain::Version;
+use domain::tenant::TenantSlug;
+use engine::plan::Standing;
+use engine::{
     Engine, EngineOptions, MigrationSet, PgDatabaseBackend, PgSchemaBackend, SqliteBackend, Target,
-    Version,
 };
-use shared::store::{PlatformDb, TenantRecord};
-use shared::tenant::TenantSlug;
+use futures_util::{StreamExt, stream};
+use shared::config::{Config, DatabaseUrl};
+use shared::platform::{PlatformDb, TenantRecord};
 
 use super::load_catalog;
 use crate::cmd::OutputFormat;

@@ -1,0 +1,123 @@
+//! PostgreSQL, database per tenant: every tenant is the database `tenant_<slug>` on one server,
+//! its objects in that database's `public` schema; the platform target is the database the
+//! backend was configured with.
+//!
+//! Each session opens its own connection to the tenant's database (a pool per database would
+//! multiply idle connections by the number of tenants).
+
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
+
+use super::pg::{PgConn, PgSession, history_table_ddl};
+use super::{BackendError, MigrationBackend};
+use crate::history::HISTORY_TABLE;
+use crate::kinds::Dialect;
+use crate::sql::quote_ident;
+use crate::target::Target;
+use domain::tenant::TenantSlug;
+
+/// Database-per-tenant backend over one server.
+#[derive(Debug, Clone)]
+pub struct PgDatabaseBackend {
+    /// Connection options of the server's administrative database; tenant sessions reuse them
+    /// with another database name.
+    server: PgConnectOptions,
+    /// Small pool on the administrative database for CREATE/DROP DATABASE.
+    admin: PgPool,
+}
+
+impl PgDatabaseBackend {
+    /// # Errors
+    /// When the server cannot be reached.
+    pub async fn connect(server: PgConnectOptions) -> Result<Self, BackendError> {
+        let server = server
+            .application_name("tenancy-migrations")
+            .disable_statement_logging();
+        let admin = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(server.clone())
+            .await?;
+        Ok(PgDatabaseBackend { server, admin })
+    }
+}
+
+impl MigrationBackend for PgDatabaseBackend {
+    type Session = PgSession;
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn open(&self, target: &Target) -> Result<PgSession, BackendError> {
+        let options = match target {
+            Target::Platform => self.server.clone(),
+            Target::Tenant(slug) => self.server.clone().database(&slug.storage_name()),
+        };
+        let conn = match PgConnection::connect_with(&options).await {
+            Ok(conn) => conn,
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("3D000") => {
+                return Err(BackendError::StorageMissing {
+                    storage: format!("database {}", options.get_database().unwrap_or_default()),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(PgSession::new(
+            PgConn::Owned(conn),
+            "public".to_owned(),
+            target.lock_key(),
+        ))
+    }
+
+    async fn create_storage(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
+        if !self.storage_exists(tenant).await? {
+            // CREATE DATABASE has no IF NOT EXISTS and cannot run in a transaction.
+            let sql = format!("CREATE DATABASE {}", quote_ident(&tenant.storage_name()));
+            match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.admin).await {
+                Ok(_) => {}
+                // Created concurrently by another runner: 42P04 duplicate_database, or the unique
+                // index on pg_database.
+                Err(sqlx::Error::Database(db))
+                    if matches!(db.code().as_deref(), Some("42P04" | "23505")) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // The history table comes with the database, so the engine's first read of the new
+        // tenant finds an empty history rather than a missing table.
+        let mut conn =
+            PgConnection::connect_with(&self.server.clone().database(&tenant.storage_name()))
+                .await?;
+        let ddl = history_table_ddl(&format!("\"public\".{}", quote_ident(HISTORY_TABLE)));
+        let created = sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut conn).await;
+        let _ = conn.close().await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("23505" | "42P07")) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn drop_storage(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
+        let sql = format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(&tenant.storage_name())
+        );
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&self.admin)
+            .await?;
+        Ok(())
+    }
+
+    async fn storage_exists(&self, tenant: &TenantSlug) -> Result<bool, BackendError> {
+        let exists =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(tenant.storage_name())
+                .fetch_one(&self.admin)
+                .await?;
+        Ok(exists)
+    }
+}

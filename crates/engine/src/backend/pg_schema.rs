@@ -1,0 +1,141 @@
+//! PostgreSQL, schema per tenant: every tenant is the schema `tenant_<slug>` of one database;
+//! the platform target is that database's `public` schema.
+//!
+//! Sessions come from one pool, so a fleet run reuses a handful of connections instead of
+//! opening one per tenant; each run scopes itself with `SET LOCAL search_path`. With
+//! [`PgSchemaBackend::with_slots`] (the migrator), sessions run on connections that hold a
+//! server slot instead, so the slot costs neither a round trip nor a connection of its own.
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, ConnectOptions};
+
+use super::pg::{PgConn, PgSession, history_table_ddl};
+use super::slots::ServerSlots;
+use super::{BackendError, MigrationBackend};
+use crate::history::HISTORY_TABLE;
+use crate::kinds::Dialect;
+use crate::sql::quote_ident;
+use crate::target::Target;
+use domain::tenant::TenantSlug;
+
+/// Schema-per-tenant backend over one database.
+#[derive(Debug, Clone)]
+pub struct PgSchemaBackend {
+    /// Storage creation and the like, and sessions unless `slots`.
+    pool: PgPool,
+    /// Where sessions get their connection, when set.
+    slots: Option<ServerSlots>,
+}
+
+impl PgSchemaBackend {
+    pub fn new(pool: PgPool) -> Self {
+        PgSchemaBackend { pool, slots: None }
+    }
+
+    /// Sessions run on connections that hold one of `slots` (which must name this backend's
+    /// database): at most that many sessions at once across every process sharing them.
+    pub fn with_slots(self, slots: ServerSlots) -> Self {
+        PgSchemaBackend {
+            slots: Some(slots),
+            ..self
+        }
+    }
+
+    /// A backend with its own pool of at most `max_connections`, which bounds how many tenants
+    /// of this database migrate at once.
+    ///
+    /// # Errors
+    /// When the database cannot be reached.
+    pub async fn connect(
+        options: PgConnectOptions,
+        max_connections: u32,
+    ) -> Result<Self, BackendError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            // No ping before every checkout: it would add a round trip per tenant. A connection
+            // that died since its last use fails that tenant's run with a transient error, which
+            // callers retry, and the pool replaces it.
+            .test_before_acquire(false)
+            .connect_with(
+                options
+                    .application_name("tenancy-migrations")
+                    .disable_statement_logging(),
+            )
+            .await?;
+        Ok(PgSchemaBackend::new(pool))
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+impl MigrationBackend for PgSchemaBackend {
+    type Session = PgSession;
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn open(&self, target: &Target) -> Result<PgSession, BackendError> {
+        let conn = match &self.slots {
+            Some(slots) => {
+                let spread = u128::from(target.lock_key().unsigned_abs());
+                PgConn::Slot(
+                    slots
+                        .acquire(spread)
+                        .await?
+                        .ok_or(BackendError::ShuttingDown)?,
+                )
+            }
+            None => PgConn::Pooled(self.pool.acquire().await?),
+        };
+        let schema = match target {
+            Target::Platform => "public".to_owned(),
+            Target::Tenant(slug) => slug.storage_name(),
+        };
+        Ok(PgSession::new(conn, schema, target.lock_key()))
+    }
+
+    async fn create_storage(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
+        // The schema and its history table in one transaction (one message): the engine's first
+        // read of a new tenant then finds an empty history instead of a missing table.
+        let schema = quote_ident(&tenant.storage_name());
+        let sql = format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}; {}",
+            history_table_ddl(&format!("{schema}.{}", quote_ident(HISTORY_TABLE)))
+        );
+        match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.pool).await {
+            Ok(_) => Ok(()),
+            // Two concurrent `IF NOT EXISTS` can both pass the check; the loser sees a unique
+            // index of the catalog (23505), duplicate_schema (42P06) or duplicate_table (42P07).
+            // Either way it exists.
+            Err(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("23505" | "42P06" | "42P07")) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn drop_storage(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
+        let sql = format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            quote_ident(&tenant.storage_name())
+        );
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn storage_exists(&self, tenant: &TenantSlug) -> Result<bool, BackendError> {
+        let exists =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                .bind(tenant.storage_name())
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(exists)
+    }
+}

@@ -1,0 +1,50 @@
+//! The migration engine: versioned SQL sets applied per target (the platform database or one
+//! tenant), with checksums, per-target locks, timeouts, batched data migrations, reverts and
+//! lints.
+//!
+//! # Layout
+//! - pure (no I/O, no clock): [`directives`], [`sql`], [`lint`], [`plan`],
+//!   [`release`], [`history`] (data only), [`admin`] (the tenant-seeds set's admin-user
+//!   script), [`settings`] (a set's `settings.conf`), and the parsing half of [`source`];
+//! - adapters: [`backend`] (PostgreSQL schema / database per tenant, SQLite file per tenant) and
+//!   [`engine`], which runs plans through a backend and is the only place the apply and revert
+//!   protocol is written down;
+//! - [`check`]: everything `tenantctl migrations check` proves about a set.
+//!
+//! File layout and directives: `docs/MIGRATION_FORMAT.md`. Why not sqlx's own `Migrator::run`
+//! per tenant: its lock is one advisory lock per *database* (every tenant schema serialises
+//! behind it), it leaks that lock on a failed migration, and it finds its table through the
+//! `search_path`. See `docs/MIGRATIONS.md`.
+
+pub mod admin;
+pub mod backend;
+pub mod check;
+pub mod directives;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod history;
+pub mod kinds;
+pub mod lint;
+pub mod plan;
+pub mod release;
+pub mod settings;
+pub mod source;
+pub mod sql;
+pub mod target;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded_migrations.rs"));
+}
+
+pub use admin::{AdminUserScript, AdminValues};
+pub use backend::{
+    MigrationBackend, PgDatabaseBackend, PgSchemaBackend, ServerSlots, SlotConn, SqliteBackend,
+    Timeouts,
+};
+pub use engine::{Engine, EngineOptions, RevertPreview, RunReport, StepReport};
+pub use error::EngineError;
+pub use events::{MigrationEvent, ProgressSink};
+pub use kinds::{Dialect, Direction, SetKind};
+pub use source::{Catalog, MigrationSet};
+pub use target::Target;

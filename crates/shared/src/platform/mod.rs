@@ -1,0 +1,279 @@
+//! The platform database: connecting (and creating it on first start), the tenant registry,
+//! the audit trail ([`audit`]) and the dead-letter replay log (`dlq_replays`, behind [`crate::bus::dead_letter::ReplayLog`]).
+
+pub mod audit;
+pub mod deploys;
+mod releases;
+mod replays;
+pub mod tenants;
+
+pub use audit::{AuditConflict, AuditFilter, AuditInsert, AuditRecord, AuditRow, conflict_id};
+pub use releases::ReleaseRecorder;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
+
+use crate::config::DatabaseUrl;
+use domain::Isolation;
+use domain::Version;
+use domain::tenant::TenantSlug;
+use engine::sql::quote_ident;
+
+/// Why the platform database could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Only a service's start creates the platform database: anything else that finds it
+    /// missing is most likely pointed at the wrong one, and must not start an empty fleet there.
+    #[error(
+        "the platform database `{name}` does not exist ({url}): check DATABASE_URL. A new fleet's platform database is created by the first start of the services (`tenantctl up`, or the provisioner, migrator or auditor binaries), or by hand with `{create}`"
+    )]
+    DatabaseMissing {
+        name: String,
+        /// The URL tried, without credentials.
+        url: String,
+        /// The command that creates it.
+        create: String,
+    },
+    #[error(
+        "the platform database has no `{0}` table yet: apply the platform migrations (`tenantctl up` does)"
+    )]
+    NotMigrated(&'static str),
+    #[error("the platform database holds an invalid row: {0}")]
+    InvalidRow(String),
+    #[error("{0}")]
+    Unsupported(&'static str),
+    #[error("platform database: {0}")]
+    Sql(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// Whether a retry may succeed (the database is unreachable or overloaded, not wrong).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Sql(error) => engine::error::is_transient_sql_error(error),
+            _ => false,
+        }
+    }
+}
+
+/// A connection pool on the platform database.
+#[derive(Debug, Clone)]
+pub enum PlatformDb {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// One row of `tenants`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRecord {
+    pub id: uuid::Uuid,
+    pub slug: TenantSlug,
+    pub status: String,
+    pub isolation: Isolation,
+    /// Newest applied tenant migration, as recorded by the services (0 = none).
+    pub schema_version: Version,
+    /// Why the tenant's last migration or rollback failed for good; `Some` = needs
+    /// reprocessing.
+    pub migration_error: Option<String>,
+}
+
+impl PlatformDb {
+    /// Connects; with `create`, creates a missing PostgreSQL database or SQLite file first.
+    ///
+    /// # Errors
+    /// An unreachable server, or a missing database when `create` is false.
+    pub async fn connect(
+        url: &DatabaseUrl,
+        create: bool,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
+        match url {
+            DatabaseUrl::Postgres { options, .. } => {
+                let options = options.clone().disable_statement_logging();
+                if create {
+                    create_pg_database_if_missing(&options).await?;
+                }
+                let pool = PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .connect_with(options.clone())
+                    .await
+                    .map_err(|e| missing_database(e, &options, url))?;
+                Ok(PlatformDb::Postgres(pool))
+            }
+            DatabaseUrl::Sqlite { path } => {
+                if !create && !path.exists() {
+                    return Err(StoreError::DatabaseMissing {
+                        name: path.display().to_string(),
+                        url: url.redacted(),
+                        create: format!("sqlite3 {} 'SELECT 1'", path.display()),
+                    });
+                }
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| StoreError::Sql(sqlx::Error::Io(e)))?;
+                }
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(create)
+                    .foreign_keys(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .disable_statement_logging();
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(max_connections)
+                    .connect_with(options)
+                    .await?;
+                Ok(PlatformDb::Sqlite(pool))
+            }
+        }
+    }
+
+    /// Every tenant, or the one with `slug`, ordered by slug.
+    ///
+    /// # Errors
+    /// [`StoreError::NotMigrated`] before the platform migrations ran.
+    pub async fn tenants(
+        &self,
+        slug: Option<&TenantSlug>,
+    ) -> Result<Vec<TenantRecord>, StoreError> {
+        let filter = slug.map(|s| s.as_str().to_owned());
+        const COLUMNS: &str =
+            "SELECT id, slug, status, isolation, schema_version, migration_error FROM tenants";
+        match self {
+            PlatformDb::Postgres(pool) => {
+                let sql = format!("{COLUMNS} WHERE ($1::text IS NULL OR slug = $1) ORDER BY slug");
+                let rows = sqlx::query(AssertSqlSafe(sql))
+                    .bind(filter)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(not_migrated("tenants"))?;
+                rows.iter()
+                    .map(|row| {
+                        tenant_record(
+                            row.try_get("id")?,
+                            row.try_get("slug")?,
+                            row.try_get("status")?,
+                            row.try_get("isolation")?,
+                            row.try_get("schema_version")?,
+                            row.try_get("migration_error")?,
+                        )
+                    })
+                    .collect()
+            }
+            PlatformDb::Sqlite(pool) => {
+                let sql = format!("{COLUMNS} WHERE (?1 IS NULL OR slug = ?1) ORDER BY slug");
+                let rows = sqlx::query(AssertSqlSafe(sql))
+                    .bind(filter)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(not_migrated("tenants"))?;
+                rows.iter()
+                    .map(|row| {
+                        let id: String = row.try_get("id")?;
+                        let id = uuid::Uuid::parse_str(&id).map_err(|e| {
+                            StoreError::InvalidRow(format!("tenant id {id:?}: {e}"))
+                        })?;
+                        tenant_record(
+                            id,
+                            row.try_get("slug")?,
+                            row.try_get("status")?,
+                            row.try_get("isolation")?,
+                            row.try_get("schema_version")?,
+                            row.try_get("migration_error")?,
+                        )
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+fn tenant_record(
+    id: uuid::Uuid,
+    slug: String,
+    status: String,
+    isolation: String,
+    schema_version: i64,
+    migration_error: Option<String>,
+) -> Result<TenantRecord, StoreError> {
+    Ok(TenantRecord {
+        id,
+        slug: TenantSlug::parse(&slug).map_err(|e| StoreError::InvalidRow(e.to_string()))?,
+        status,
+        isolation: isolation.parse().map_err(StoreError::InvalidRow)?,
+        schema_version: Version::new(schema_version)
+            .map_err(|e| StoreError::InvalidRow(e.to_string()))?,
+        migration_error,
+    })
+}
+
+/// Maps "no such table" to [`StoreError::NotMigrated`].
+pub(crate) fn not_migrated(table: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |error| match &error {
+        sqlx::Error::Database(db)
+            if db.code().as_deref() == Some("42P01")
+                || db.message().starts_with("no such table") =>
+        {
+            StoreError::NotMigrated(table)
+        }
+        _ => StoreError::Sql(error),
+    }
+}
+
+fn missing_database(
+    error: sqlx::Error,
+    options: &PgConnectOptions,
+    url: &DatabaseUrl,
+) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000") => {
+            let name = options.get_database().unwrap_or_default().to_owned();
+            StoreError::DatabaseMissing {
+                create: format!(
+                    "createdb -h {} -p {} {}",
+                    options.get_host(),
+                    options.get_port(),
+                    if name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                        name.clone()
+                    } else {
+                        format!("'{}'", name.replace('\'', "'\\''"))
+                    }
+                ),
+                url: url.redacted(),
+                name,
+            }
+        }
+        _ => StoreError::Sql(error),
+    }
+}
+
+/// Creates the database `options` names, through the server's `postgres` database, if missing.
+async fn create_pg_database_if_missing(options: &PgConnectOptions) -> Result<(), StoreError> {
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    let mut admin = options.clone().database("postgres").connect().await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
+    if !exists {
+        let created = sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE DATABASE {}",
+            quote_ident(&name)
+        )))
+        .execute(&mut admin)
+        .await;
+        match created {
+            Ok(_) => tracing::info!(database = %name, "created the platform database"),
+            // Another process created it in the meantime.
+            Err(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("42P04" | "23505")) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let _ = admin.close().await;
+    Ok(())
+}
