@@ -18,6 +18,7 @@
 //! `set_var`. URLs are kept in [`SecretUrl`], whose `Display` and `Debug` hide the password.
 
 use std::fmt;
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -203,6 +204,63 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
+/// How log lines are written to stderr (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum LogFormat {
+    /// Human when stderr is a terminal, JSON otherwise (containers, CI, files).
+    #[default]
+    Auto,
+    /// One coloured line per event, with the span context, for people at a terminal.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    /// `Human` or `Json`: `Auto` decided by whether stderr is a terminal.
+    pub fn resolve(self) -> LogFormat {
+        match self {
+            LogFormat::Auto if std::io::stderr().is_terminal() => LogFormat::Human,
+            LogFormat::Auto => LogFormat::Json,
+            other => other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Auto => "auto",
+            LogFormat::Human => "human",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl FromStr for LogFormat {
+    type Err = ParseLogFormatError;
+
+    /// `auto`, `human` or `json`, ignoring case and surrounding blanks; empty means `auto`.
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(LogFormat::Auto),
+            "human" => Ok(LogFormat::Human),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(ParseLogFormatError(value.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `LOG_FORMAT` value that is not `auto`, `human` or `json`. The message does not name the
+/// variable: the caller (`config`) prefixes it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a log format: use `auto`, `human` or `json`")]
+pub struct ParseLogFormatError(pub String);
+
 /// OpenTelemetry settings (the standard variables).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OtelConfig {
@@ -215,7 +273,7 @@ pub struct OtelConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TelemetrySettings {
     pub otel: OtelConfig,
-    pub log_format: crate::telemetry::LogFormat,
+    pub log_format: LogFormat,
 }
 
 impl TelemetrySettings {
@@ -235,7 +293,7 @@ impl TelemetrySettings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
         let log_format = get("LOG_FORMAT")
-            .map_or(Ok(crate::telemetry::LogFormat::Auto), |v| v.parse())
+            .map_or(Ok(LogFormat::Auto), |v| v.parse())
             .map_err(|e| ConfigError {
                 problems: vec![format!("LOG_FORMAT: {e}")],
             })?;
@@ -260,7 +318,7 @@ pub struct Config {
     pub migrations_dir: Option<PathBuf>,
     pub otel: OtelConfig,
     pub health_addr: std::net::SocketAddr,
-    pub log_format: crate::telemetry::LogFormat,
+    pub log_format: LogFormat,
     pub migrator: MigratorConfig,
 }
 
@@ -463,6 +521,27 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         Config::from_lookup(|key| map.get(key).cloned())
+    }
+
+    #[test]
+    fn log_format_parses_the_three_values() {
+        for (raw, expected) in [
+            ("auto", LogFormat::Auto),
+            ("", LogFormat::Auto),
+            (" Human ", LogFormat::Human),
+            ("JSON", LogFormat::Json),
+            ("json", LogFormat::Json),
+        ] {
+            assert_eq!(raw.parse::<LogFormat>(), Ok(expected), "{raw:?}");
+        }
+        let error = "yaml".parse::<LogFormat>().err().map(|e| e.to_string());
+        assert_eq!(
+            error.as_deref(),
+            Some("`yaml` is not a log format: use `auto`, `human` or `json`")
+        );
+        assert_eq!(LogFormat::Json.resolve(), LogFormat::Json);
+        assert_ne!(LogFormat::Auto.resolve(), LogFormat::Auto);
+        assert_eq!(LogFormat::Human.to_string(), "human");
     }
 
     #[test]
