@@ -35,7 +35,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::BusError;
-use super::connection::Bus;
+use super::handle::Bus;
 use super::dead_letter;
 use super::propagation;
 use super::publisher::{Publisher, header_i64};

@@ -12,7 +12,9 @@
 //! ```
 //!
 //! - [`topology`]: the contract's exchanges and queues, behind the namespace prefix.
-//! - [`connection`]: connecting (waiting for a broker that is down), the [`Bus`] handle.
+//! - [`connection`]: connecting (waiting for a broker that is down) and the live link that is
+//!   rebuilt after a lost connection.
+//! - [`Bus`]: the handle services share: the link, its publisher, channels for consumers.
 //! - [`publisher`]: confirmed, persistent, mandatory publishes that survive reconnections.
 //! - [`consumer`]: the consume loops; handlers decide, the loop acks.
 //! - [`dead_letter`]: the dead-letter headers, and listing, replaying and purging dead-letter
@@ -22,12 +24,13 @@
 pub mod connection;
 pub mod consumer;
 pub mod dead_letter;
+mod handle;
 pub mod propagation;
 pub mod publisher;
 pub mod topology;
 
-pub use connection::Bus;
 pub use consumer::{BatchHandler, ConsumerOptions, Delivered, Handler, Outcome};
+pub use handle::Bus;
 pub use publisher::Publisher;
 pub use topology::{Exchange, Topology, TraceJoin, WorkQueue};
 
