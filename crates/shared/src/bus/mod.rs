@@ -15,7 +15,8 @@
 //! - [`connection`]: connecting (waiting for a broker that is down) and the live link that is
 //!   rebuilt after a lost connection.
 //! - [`Bus`]: the handle services share: the link, its publisher, channels for consumers.
-//! - [`publisher`]: confirmed, persistent, mandatory publishes that survive reconnections.
+//! - [`publisher`]: confirmed, persistent, mandatory publishes that survive reconnections, and
+//!   [`EventPublisher`], the seam handlers publish through (tests use an in-memory recorder).
 //! - [`consumer`]: the consume loops; handlers decide, the loop acks.
 //! - [`dead_letter`]: the dead-letter headers, and listing, replaying and purging dead-letter
 //!   queues.
@@ -31,7 +32,7 @@ pub mod topology;
 
 pub use consumer::{BatchHandler, ConsumerOptions, Delivered, Handler, Outcome};
 pub use handle::Bus;
-pub use publisher::Publisher;
+pub use publisher::{EventPublisher, Publisher};
 pub use topology::{Exchange, Topology, TraceJoin, WorkQueue};
 
 /// A failure of the bus.
