@@ -18,6 +18,8 @@ mod recorder;
 mod rollback;
 mod steps;
 mod tenants;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
