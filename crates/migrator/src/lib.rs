@@ -9,6 +9,10 @@
 //! - `recorder`, `tenants`, over `batcher`: the platform-database writes and reads of concurrent
 //!   commands, batched.
 //! - `metrics`: the migrator's instruments.
+//! - `tests`: the handlers against PostgreSQL, with testkit's `RecordingPublisher` as the bus.
+//!
+//! The migrator reaches the broker only through `shared::bus` (never lapin) and the tenants
+//! only through the engine and `shared::tenant_storage`.
 
 mod batcher;
 mod decision;
