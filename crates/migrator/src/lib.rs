@@ -1,33 +1,53 @@
 #![doc = include_str!("../README.md")]
+//!
+//! # Modules
+//! - `decision`: the policy, pure: whether a command runs, and what its end means for the
+//!   result row, the event and the message.
+//! - `migrate`, `rollback`: the two handlers, each a sequence of named steps around
+//!   `decision`.
+//! - `steps`: the steps both handlers share (read the tenant, take a slot, record and announce).
+//! - `recorder`, `tenants`, over `batcher`: the platform-database writes and reads of concurrent
+//!   commands, batched.
+//! - `metrics`: the migrator's instruments.
+//! - `tests`: the handlers against PostgreSQL, with testkit's `RecordingPublisher` as the bus.
+//!
+//! The migrator reaches the broker only through `shared::bus` (never lapin) and the tenants
+//! only through the engine and `shared::tenant_storage`.
 
 mod batcher;
+mod decision;
 mod metrics;
 mod migrate;
 mod recorder;
 mod rollback;
+mod steps;
 mod tenants;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
 use engine::{Catalog, EngineOptions, ServerSlots};
 use recorder::Recorder;
 use shared::bus::consumer::{self, ConsumerOptions};
-use shared::bus::{Publisher, WorkQueue};
+use shared::bus::{EventPublisher, Publisher, WorkQueue};
 use shared::config::DatabaseUrl;
-use shared::platform::ReleaseRecorder;
+use shared::platform::{PlatformDb, ReleaseRecorder};
 use shared::service::Context;
 use shared::tenant_storage::TenantStorage;
 use tenants::TenantReader;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use migrate::MigrateHandler;
 pub use rollback::RollbackHandler;
 
-/// What both handlers share.
-pub struct Migrator {
+/// What both handlers share. `P` publishes the lifecycle events: the bus's [`Publisher`] in the
+/// service, an in-memory recorder in tests.
+pub struct Migrator<P = Publisher> {
     storage: TenantStorage,
     catalog: Arc<Catalog>,
-    publisher: Publisher,
+    publisher: P,
     slots: ServerSlots,
     recorder: Recorder,
     tenants: TenantReader,
@@ -35,6 +55,38 @@ pub struct Migrator {
     /// What this process applies joins the released record.
     released: ReleaseRecorder,
     shutdown: CancellationToken,
+}
+
+/// What a [`Migrator`] is made of.
+pub(crate) struct Parts<P> {
+    pub platform: PlatformDb,
+    /// The tenant server, migrating on `slots` (see [`TenantStorage::connect_with_slots`]).
+    pub storage: TenantStorage,
+    pub slots: ServerSlots,
+    pub catalog: Arc<Catalog>,
+    pub publisher: P,
+    pub shutdown: CancellationToken,
+}
+
+impl<P: EventPublisher> Migrator<P> {
+    /// A migrator, and the tasks that batch its platform-database calls (the result writer and
+    /// the tenant reader): they end once the migrator is dropped.
+    pub(crate) fn start(parts: Parts<P>) -> (Self, [JoinHandle<()>; 2]) {
+        let (recorder, writer) = Recorder::spawn(parts.platform.clone());
+        let (tenants, reader) = TenantReader::spawn(parts.platform.clone());
+        let migrator = Migrator {
+            storage: parts.storage,
+            catalog: parts.catalog,
+            publisher: parts.publisher,
+            slots: parts.slots,
+            recorder,
+            tenants,
+            metrics: metrics::Metrics::new(),
+            released: ReleaseRecorder::new(parts.platform, "migrator"),
+            shutdown: parts.shutdown,
+        };
+        (migrator, [writer, reader])
+    }
 }
 
 /// Runs the migrator (both queues) until `shutdown`.
@@ -60,19 +112,15 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
     let storage =
         TenantStorage::connect_with_slots(&ctx.config, slots.clone(), EngineOptions::default())
             .await?;
-    let (recorder, writer) = Recorder::spawn(ctx.platform.clone());
-    let (tenants, reader) = TenantReader::spawn(ctx.platform.clone());
-    let migrator = Arc::new(Migrator {
+    let (migrator, workers) = Migrator::start(Parts {
+        platform: ctx.platform.clone(),
         storage,
+        slots: slots.clone(),
         catalog: ctx.catalog.clone(),
         publisher: ctx.bus.publisher().clone(),
-        slots: slots.clone(),
-        recorder,
-        tenants,
-        metrics: metrics::Metrics::new(),
-        released: ReleaseRecorder::new(ctx.platform.clone(), "migrator"),
         shutdown: shutdown.clone(),
     });
+    let migrator = Arc::new(migrator);
     let options = |component: &str, concurrency: u16| ConsumerOptions {
         concurrency,
         ready: Some(ctx.health.component(component)),
@@ -95,7 +143,9 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
     );
     let (migrations, rollbacks) = tokio::join!(migrations, rollbacks);
     drop(migrator);
-    let _ = tokio::join!(writer, reader);
+    for worker in workers {
+        let _ = worker.await;
+    }
     slots.close_idle().await;
     migrations?;
     rollbacks?;

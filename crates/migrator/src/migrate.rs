@@ -1,35 +1,37 @@
-//! `migrate.tenant`: bring one tenant to the deploy's target version.
+//! `migrate.tenant`: bring one tenant to the deploy's target version, in named steps.
 //!
-//! 1. The target must be a version this build knows; otherwise (an older build during a rolling
-//!    upgrade) the command is given back, never acknowledged, for a build that knows it.
-//! 2. One read of the tenant row. At the target already and healthy: record and acknowledge,
-//!    without touching the tenant server.
-//! 3. Otherwise apply on a server slot (see [`engine::ServerSlots`]) through the engine
-//!    (which locks the tenant, verifies checksums, applies with timeouts), apply the structural
-//!    seed when the target is the newest version, record the result, emit the events.
+//! 1. **Check the target**: it must be a version this build knows; otherwise (an older build
+//!    during a rolling upgrade) the command is given back, never acknowledged, for a build
+//!    that knows it.
+//! 2. **Read the tenant** (one batched read of its row) and **admit** the command: at the
+//!    target already and healthy, there is nothing to do and the tenant server is not touched.
+//! 3. **Apply**: on a server slot (see [`engine::ServerSlots`]) through the engine, which
+//!    locks the tenant, verifies checksums and applies with timeouts; then the structural seed
+//!    when the target is the newest version. `migration.started` is published meanwhile.
+//! 4. **Record and announce** what the policy ([`crate::decision`]) makes of the run's end.
 //!
 //! A permanent failure (a script that fails, drift) dead-letters the command at once and marks
 //! the tenant for reprocessing; a transient one (a lock timeout, a lost connection) is retried
 //! until the delivery limit, then dead-lettered the same way.
 
-use std::time::Instant;
+use std::sync::Arc;
 
-use domain::Isolation;
 use domain::Version;
-use domain::message::{
-    CloudEvent, Event, MigrateTenant, MigrationCompleted, MigrationFailed, MigrationStarted,
-};
-use engine::{EngineError, SlotConn};
-use shared::bus::consumer::{Delivered, Handler, Outcome};
-use shared::platform::deploys::{MigrationResult, MigrationTenant, ResultStatus};
+use domain::message::{CloudEvent, MigrateTenant, MigrationCompleted, MigrationStarted};
+use engine::{EngineError, RunReport};
+use shared::bus::consumer::{Delivered, Handler};
+use shared::bus::{EventPublisher, Outcome, Publisher};
+use shared::platform::deploys::MigrationTenant;
 use tracing::Instrument as _;
 
 use crate::Migrator;
+use crate::decision::{Admission, Command, Failure, RunEnd, admit, check_known, decide};
+use crate::steps::Job;
 
 /// Handles `migrate.tenant`.
-pub struct MigrateHandler(pub(crate) std::sync::Arc<Migrator>);
+pub struct MigrateHandler<P = Publisher>(pub(crate) Arc<Migrator<P>>);
 
-impl Handler for MigrateHandler {
+impl<P: EventPublisher> Handler for MigrateHandler<P> {
     type Event = MigrateTenant;
 
     async fn handle(&self, message: &Delivered<CloudEvent<MigrateTenant>>) -> Outcome {
@@ -39,288 +41,139 @@ impl Handler for MigrateHandler {
     }
 }
 
-impl Migrator {
+/// How the tenant's migration went.
+enum Run {
+    NothingToDo,
+    Applied(RunReport),
+    Failed(EngineError),
+}
+
+impl<P: EventPublisher> Migrator<P> {
     async fn migrate(&self, message: &Delivered<CloudEvent<MigrateTenant>>) -> Outcome {
         let command = &message.event.data;
-        let started = Instant::now();
-        let set = &self.catalog.tenant;
-        let latest = set.latest().unwrap_or(Version::ZERO);
+        let job = Job::new(
+            Command::Migrate,
+            command.tenant_id,
+            Some(command.deploy_id),
+            message,
+        );
+        let latest = self.catalog.tenant.latest().unwrap_or(Version::ZERO);
         let target = command.target_version.unwrap_or(latest);
-        let result = |status, from, to, applied, error: Option<String>| MigrationResult {
-            tenant_id: command.tenant_id,
-            deploy_id: Some(command.deploy_id),
-            status,
-            from_version: from,
-            to_version: to,
-            applied,
-            error,
-            duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
-        };
-
-        if !set.migrations.iter().any(|m| m.version == target) {
-            let reason = format!(
-                "target version {target} is unknown to this migrator (it knows up to {latest}): a newer build must apply it"
-            );
+        if let Err(decision) = check_known(Command::Migrate, &self.catalog.tenant, target) {
             tracing::warn!(%target, %latest, "giving back a command for an unknown target version");
-            let _ = self
-                .recorder
-                .record(result(
-                    ResultStatus::Retrying,
-                    None,
-                    None,
-                    0,
-                    Some(reason.clone()),
-                ))
-                .await;
             self.metrics.command("migrate", "unknown_target");
-            return Outcome::Retry { reason };
+            return self.end_before_running(&job, decision).await;
         }
-
-        let tenant = match self.tenant(command.tenant_id).await {
+        let tenant = match self.read_tenant(job.tenant_id).await {
             Ok(tenant) => tenant,
             Err(outcome) => return outcome,
         };
-        match tenant.status.as_str() {
-            "active" | "suspended" => {}
-            "provisioning" => {
-                // Its activation enqueues it into the latest deploy; until then, wait.
-                return Outcome::Retry {
-                    reason: "the tenant is still provisioning".into(),
-                };
-            }
-            other => {
-                let reason = format!("the tenant is {other}: there is nothing to migrate");
-                let _ = self
-                    .recorder
-                    .record(result(
-                        ResultStatus::Failed,
-                        None,
-                        None,
-                        0,
-                        Some(reason.clone()),
-                    ))
-                    .await;
-                return Outcome::DeadLetter { reason };
-            }
-        }
+        let run = match admit(&tenant, target) {
+            Err(decision) => return self.end_before_running(&job, decision).await,
+            Ok(Admission::NothingToDo) => Run::NothingToDo,
+            Ok(Admission::Run) => match self.apply_on_a_slot(&job, &tenant, target).await {
+                Ok(run) => run,
+                Err(outcome) => return outcome,
+            },
+        };
+        self.record_and_announce(&job, &tenant, run).await
+    }
 
-        if tenant.schema_version >= target && tenant.migration_error.is_none() {
-            let version = Some(tenant.schema_version);
-            return match self
-                .recorder
-                .record(result(ResultStatus::Succeeded, version, None, 0, None))
-                .await
-            {
-                Ok(()) => {
-                    self.metrics.command("migrate", "noop");
-                    Outcome::Ack
-                }
-                Err(reason) => Outcome::Retry { reason },
-            };
-        }
-
-        let pending = set
+    /// Takes the tenant's server slot and applies, announcing the start meanwhile; or gives
+    /// the command back when no slot can be had.
+    async fn apply_on_a_slot(
+        &self,
+        job: &Job,
+        tenant: &MigrationTenant,
+        target: Version,
+    ) -> Result<Run, Outcome> {
+        let pending = self
+            .catalog
+            .tenant
             .migrations
             .iter()
             .filter(|m| m.version > tenant.schema_version && m.version <= target)
             .count();
         self.metrics.pending(pending);
-        let slot = match self
-            .database_slot(command.tenant_id, tenant.isolation)
-            .await
-        {
-            Ok(slot) => slot,
-            Err(outcome) => return outcome,
-        };
+        let slot = self.database_slot(job.tenant_id, tenant.isolation).await?;
         // Confirmed while the migration runs; awaited before the command is acknowledged.
         let announced = self.emit_in_background(MigrationStarted {
-            tenant_id: command.tenant_id,
-            deploy_id: Some(command.deploy_id),
+            tenant_id: job.tenant_id,
+            deploy_id: job.deploy_id,
             from_version: tenant.schema_version,
             target_version: target,
         });
-        let applied = async {
-            let report = self
-                .storage
-                .apply(&tenant.slug, tenant.isolation, set, Some(target), &())
-                .await?;
-            if let Some(reached) = report.after {
-                self.released.applied(set, reached).await;
-            }
-            if target == latest && !self.catalog.tenant_seeds.migrations.is_empty() {
-                let seeded = self
-                    .storage
-                    .apply(
-                        &tenant.slug,
-                        tenant.isolation,
-                        &self.catalog.tenant_seeds,
-                        None,
-                        &(),
-                    )
-                    .await?;
-                if let Some(reached) = seeded.after {
-                    self.released
-                        .applied(&self.catalog.tenant_seeds, reached)
-                        .await;
-                }
-            }
-            Ok::<_, EngineError>(report)
-        }
-        .await;
+        let applied = self.apply(tenant, target).await;
         drop(slot);
         let _ = announced.await;
+        Ok(match applied {
+            Ok(report) => Run::Applied(report),
+            Err(error) => Run::Failed(error),
+        })
+    }
 
-        match applied {
-            Ok(report) => {
-                self.metrics.ran(&report, "up");
-                let before = report.before.unwrap_or(Version::ZERO);
-                let after = report.after.unwrap_or(Version::ZERO);
-                let versions: Vec<Version> = report.steps.iter().map(|s| s.version).collect();
-                let applied_count = u32::try_from(versions.len()).unwrap_or(u32::MAX);
-                let completed = MigrationCompleted {
-                    tenant_id: command.tenant_id,
-                    deploy_id: Some(command.deploy_id),
-                    from_version: before,
-                    to_version: after,
-                    applied: versions,
-                    duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                };
-                // The result's commit and the event's confirm, at once.
-                let (recorded, ()) = tokio::join!(
-                    self.recorder.record(result(
-                        ResultStatus::Succeeded,
-                        Some(before),
-                        Some(after),
-                        applied_count,
-                        None,
-                    )),
-                    self.emit(completed)
-                );
-                if let Err(reason) = recorded {
-                    return Outcome::Retry { reason };
-                }
-                tracing::info!(from = %before, to = %after, applied = applied_count, "tenant migrated");
-                self.metrics.command("migrate", "applied");
-                Outcome::Ack
+    /// The engine's part: the tenant set up to `target`, then the structural seed when
+    /// `target` is the newest version; what completes is released.
+    async fn apply(
+        &self,
+        tenant: &MigrationTenant,
+        target: Version,
+    ) -> Result<RunReport, EngineError> {
+        let (set, seeds) = (&self.catalog.tenant, &self.catalog.tenant_seeds);
+        let report = self
+            .storage
+            .apply(&tenant.slug, tenant.isolation, set, Some(target), &())
+            .await?;
+        if let Some(reached) = report.after {
+            self.released.applied(set, reached).await;
+        }
+        if Some(target) == set.latest() && !seeds.migrations.is_empty() {
+            let seeded = self
+                .storage
+                .apply(&tenant.slug, tenant.isolation, seeds, None, &())
+                .await?;
+            if let Some(reached) = seeded.after {
+                self.released.applied(seeds, reached).await;
             }
-            Err(error) if error.is_transient() && self.shutdown.is_cancelled() => Outcome::Retry {
-                reason: format!("interrupted by shutdown: {error}"),
-            },
-            Err(error) => {
-                let transient = error.is_transient();
-                let last = !transient || message.is_last_delivery();
-                let reason = error.to_string();
-                let version = match &error {
-                    EngineError::Script { version, .. } => Some(*version),
-                    _ => None,
-                };
-                // Record where the tenant actually stands: the scripts before the failing one
-                // stay applied.
-                let now_at = self
-                    .storage
-                    .status(&tenant.slug, tenant.isolation, set)
-                    .await
-                    .ok()
-                    .map(|s| s.applied_version.unwrap_or(Version::ZERO));
-                if let Some(reached) = now_at.filter(|v| *v > tenant.schema_version) {
-                    // The scripts before the failing one completed: they are released.
-                    self.released.applied(set, reached).await;
-                }
-                let status = if last {
-                    ResultStatus::Failed
-                } else {
-                    ResultStatus::Retrying
-                };
-                let recorded = self
-                    .recorder
-                    .record(result(
-                        status,
-                        Some(tenant.schema_version),
-                        now_at,
-                        0,
-                        Some(reason.clone()),
-                    ))
+        }
+        Ok(report)
+    }
+
+    /// Asks the policy what the run's end means, and carries it out.
+    async fn record_and_announce(&self, job: &Job, tenant: &MigrationTenant, run: Run) -> Outcome {
+        let end = match &run {
+            Run::NothingToDo => RunEnd::NothingToDo,
+            Run::Applied(_) => RunEnd::Reached,
+            Run::Failed(error) => RunEnd::Failed(Failure::of(error)),
+        };
+        let decision = decide(job.situation(end, self.shutdown.is_cancelled()));
+        match run {
+            Run::NothingToDo => {
+                let at = Some(tenant.schema_version);
+                let outcome = self
+                    .conclude(
+                        decision,
+                        |status| job.result(status, at, None, 0, None),
+                        std::future::ready(()),
+                    )
                     .await;
-                tracing::warn!(%reason, transient, final_attempt = last, "tenant migration failed");
-                self.emit(MigrationFailed::new(
-                    command.tenant_id,
-                    Some(command.deploy_id),
-                    version,
-                    &reason,
-                    transient && !last,
-                    message.delivery,
-                ))
-                .await;
-                self.metrics.failed(Some(command.deploy_id), !last);
-                self.metrics.command("migrate", "failed");
-                match (last, recorded) {
-                    // The failure must be on record before the message leaves for the DLQ.
-                    (true, Err(record_error)) => Outcome::Retry {
-                        reason: format!("{reason}; {record_error}"),
-                    },
-                    (true, Ok(())) => Outcome::DeadLetter { reason },
-                    (false, _) => Outcome::Retry { reason },
+                if outcome == Outcome::Ack {
+                    self.metrics.command("migrate", "noop");
                 }
+                outcome
             }
-        }
-    }
-
-    /// The tenant row, or what to do with the command when there is none.
-    pub(crate) async fn tenant(&self, id: uuid::Uuid) -> Result<MigrationTenant, Outcome> {
-        match self.tenants.read(id).await {
-            Ok(Some(tenant)) => Ok(tenant),
-            Ok(None) => Err(Outcome::DeadLetter {
-                reason: format!("there is no tenant {id} in the platform database"),
-            }),
-            Err(reason) => Err(Outcome::Retry { reason }),
-        }
-    }
-
-    /// In database isolation, a server slot held beside the tenant database's connection (in
-    /// schema isolation the engine's session runs on a slot's connection itself), or the
-    /// command given back (shutdown, server unreachable).
-    pub(crate) async fn database_slot(
-        &self,
-        tenant: uuid::Uuid,
-        isolation: Isolation,
-    ) -> Result<Option<SlotConn>, Outcome> {
-        if isolation == Isolation::Schema {
-            return Ok(None);
-        }
-        match self.slots.acquire(tenant.as_u128()).await {
-            Ok(Some(slot)) => Ok(Some(slot)),
-            Ok(None) => Err(Outcome::Retry {
-                reason: "shutting down".into(),
-            }),
-            Err(error) => Err(Outcome::Retry {
-                reason: format!("no migration slot on the tenant server: {error}"),
-            }),
-        }
-    }
-
-    /// [`Migrator::emit`] in a task of its own, to overlap the broker's confirm with other work.
-    pub(crate) fn emit_in_background<T: Event + Send + Sync + 'static>(
-        &self,
-        data: T,
-    ) -> tokio::task::JoinHandle<()> {
-        let publisher = self.publisher.clone();
-        let event = publisher.event(data);
-        tokio::spawn(
-            async move {
-                if let Err(error) = publisher.publish(&event).await {
-                    tracing::warn!(event = T::TYPE, %error, "could not publish a lifecycle event");
-                }
+            Run::Applied(report) => {
+                let completed = MigrationCompleted {
+                    tenant_id: job.tenant_id,
+                    deploy_id: job.deploy_id,
+                    from_version: report.before.unwrap_or(Version::ZERO),
+                    to_version: report.after.unwrap_or(Version::ZERO),
+                    applied: report.steps.iter().map(|s| s.version).collect(),
+                    duration_ms: job.elapsed_ms(),
+                };
+                self.succeed(job, &report, decision, completed).await
             }
-            .in_current_span(),
-        )
-    }
-
-    /// Publishes a lifecycle event. A lost event is logged, not retried: the result is already
-    /// recorded in the platform database, which is the source of truth for deploys.
-    pub(crate) async fn emit<T: Event>(&self, data: T) {
-        let event = self.publisher.event(data);
-        if let Err(error) = self.publisher.publish(&event).await {
-            tracing::warn!(event = T::TYPE, %error, "could not publish a lifecycle event");
+            Run::Failed(error) => self.fail(job, tenant, &error, decision).await,
         }
     }
 }

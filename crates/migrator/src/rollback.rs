@@ -1,25 +1,33 @@
 //! `rollback.tenant`: an operator's decision to revert one tenant to a version.
 //!
+//! 1. **Check the version**: one this build knows (or 0); otherwise the command is given back
+//!    for a build that knows it.
+//! 2. **Read the tenant**, then **revert** on a server slot through the engine.
+//! 3. **Record and announce** what the policy ([`crate::decision`]) makes of the run's end.
+//!
 //! The engine refuses, before anything runs, a range with an irreversible migration and down
 //! scripts that destroy data unless the command allows it; such a refusal dead-letters the
 //! command with the reason and leaves the tenant as it was. A completed rollback records the
 //! new version and emits `migration.rollback` with the operator, which the auditor stores.
 
-use std::time::Instant;
+use std::sync::Arc;
 
 use domain::Version;
-use domain::message::{CloudEvent, MigrationFailed, MigrationRollback, RollbackTenant};
-use engine::EngineError;
-use shared::bus::consumer::{Delivered, Handler, Outcome};
-use shared::platform::deploys::{MigrationResult, ResultStatus};
+use domain::message::{CloudEvent, MigrationRollback, RollbackTenant};
+use engine::{EngineError, RunReport};
+use shared::bus::consumer::{Delivered, Handler};
+use shared::bus::{EventPublisher, Outcome, Publisher};
+use shared::platform::deploys::MigrationTenant;
 use tracing::Instrument as _;
 
 use crate::Migrator;
+use crate::decision::{Command, Failure, RunEnd, check_known, decide};
+use crate::steps::Job;
 
 /// Handles `rollback.tenant`.
-pub struct RollbackHandler(pub(crate) std::sync::Arc<Migrator>);
+pub struct RollbackHandler<P = Publisher>(pub(crate) Arc<Migrator<P>>);
 
-impl Handler for RollbackHandler {
+impl<P: EventPublisher> Handler for RollbackHandler<P> {
     type Event = RollbackTenant;
 
     async fn handle(&self, message: &Delivered<CloudEvent<RollbackTenant>>) -> Outcome {
@@ -29,139 +37,82 @@ impl Handler for RollbackHandler {
     }
 }
 
-impl Migrator {
+impl<P: EventPublisher> Migrator<P> {
     async fn rollback(&self, message: &Delivered<CloudEvent<RollbackTenant>>) -> Outcome {
         let command = &message.event.data;
-        let started = Instant::now();
-        let set = &self.catalog.tenant;
-        let to = command.to_version;
-        if !to.is_zero() && !set.migrations.iter().any(|m| m.version == to) {
-            let latest = set.latest().unwrap_or(Version::ZERO);
-            return Outcome::Retry {
-                reason: format!(
-                    "version {to} is unknown to this migrator (it knows up to {latest}): a newer build must roll back to it"
-                ),
-            };
+        let job = Job {
+            operator: Some(command.operator.clone()),
+            ..Job::new(Command::Rollback, command.tenant_id, None, message)
+        };
+        if let Err(decision) =
+            check_known(Command::Rollback, &self.catalog.tenant, command.to_version)
+        {
+            return self.end_before_running(&job, decision).await;
         }
-        let tenant = match self.tenant(command.tenant_id).await {
+        let tenant = match self.read_tenant(job.tenant_id).await {
             Ok(tenant) => tenant,
             Err(outcome) => return outcome,
         };
-        let slot = match self
-            .database_slot(command.tenant_id, tenant.isolation)
-            .await
-        {
-            Ok(slot) => slot,
+        let reverted = match self.revert_on_a_slot(command, &tenant).await {
+            Ok(reverted) => reverted,
             Err(outcome) => return outcome,
         };
+        self.record_and_announce_rollback(&job, command, &tenant, reverted)
+            .await
+    }
+
+    /// Takes the tenant's server slot and reverts; or gives the command back when no slot can
+    /// be had.
+    async fn revert_on_a_slot(
+        &self,
+        command: &RollbackTenant,
+        tenant: &MigrationTenant,
+    ) -> Result<Result<RunReport, EngineError>, Outcome> {
+        let slot = self
+            .database_slot(command.tenant_id, tenant.isolation)
+            .await?;
         let reverted = self
             .storage
             .revert(
                 &tenant.slug,
                 tenant.isolation,
-                set,
-                to,
+                &self.catalog.tenant,
+                command.to_version,
                 command.allow_data_loss,
                 &(),
             )
             .await;
         drop(slot);
-        let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        Ok(reverted)
+    }
+
+    /// Asks the policy what the run's end means, and carries it out.
+    async fn record_and_announce_rollback(
+        &self,
+        job: &Job,
+        command: &RollbackTenant,
+        tenant: &MigrationTenant,
+        reverted: Result<RunReport, EngineError>,
+    ) -> Outcome {
+        let end = match &reverted {
+            Ok(_) => RunEnd::Reached,
+            Err(error) => RunEnd::Failed(Failure::of(error)),
+        };
+        let decision = decide(job.situation(end, self.shutdown.is_cancelled()));
         match reverted {
             Ok(report) => {
-                self.metrics.ran(&report, "down");
-                let before = report.before.unwrap_or(Version::ZERO);
-                let after = report.after.unwrap_or(Version::ZERO);
-                let recorded = self
-                    .recorder
-                    .record(MigrationResult {
-                        tenant_id: command.tenant_id,
-                        deploy_id: None,
-                        status: ResultStatus::Succeeded,
-                        from_version: Some(before),
-                        to_version: Some(after),
-                        applied: 0,
-                        error: None,
-                        duration_ms,
-                    })
-                    .await;
-                if let Err(reason) = recorded {
-                    return Outcome::Retry { reason };
-                }
-                tracing::info!(from = %before, to = %after, reverted = report.steps.len(), "tenant rolled back");
-                self.emit(MigrationRollback {
-                    tenant_id: command.tenant_id,
-                    from_version: before,
-                    to_version: after,
+                let rolled_back = MigrationRollback {
+                    tenant_id: job.tenant_id,
+                    from_version: report.before.unwrap_or(Version::ZERO),
+                    to_version: report.after.unwrap_or(Version::ZERO),
                     reverted: report.steps.iter().map(|s| s.version).collect(),
                     operator: command.operator.clone(),
                     allow_data_loss: command.allow_data_loss,
-                    duration_ms: u64::try_from(duration_ms).unwrap_or(0),
-                })
-                .await;
-                self.metrics.command("rollback", "reverted");
-                Outcome::Ack
-            }
-            Err(error) if error.is_transient() && self.shutdown.is_cancelled() => Outcome::Retry {
-                reason: format!("interrupted by shutdown: {error}"),
-            },
-            Err(error) => {
-                let transient = error.is_transient();
-                let last = !transient || message.is_last_delivery();
-                let reason = error.to_string();
-                // A refusal leaves the tenant untouched; a down script that failed midway
-                // leaves it needing attention.
-                let refused = matches!(
-                    error,
-                    EngineError::Plan { .. } | EngineError::DataLoss { .. }
-                );
-                let version = match &error {
-                    EngineError::Script { version, .. } => Some(*version),
-                    _ => None,
+                    duration_ms: job.elapsed_ms(),
                 };
-                tracing::warn!(%reason, transient, final_attempt = last, "tenant rollback failed");
-                self.emit(MigrationFailed::new(
-                    command.tenant_id,
-                    None,
-                    version,
-                    &format!("rollback by {}: {reason}", command.operator),
-                    transient && !last,
-                    message.delivery,
-                ))
-                .await;
-                self.metrics.failed(None, !last);
-                self.metrics.command("rollback", "failed");
-                if !last {
-                    return Outcome::Retry { reason };
-                }
-                if !refused {
-                    let now_at = self
-                        .storage
-                        .status(&tenant.slug, tenant.isolation, set)
-                        .await
-                        .ok()
-                        .map(|s| s.applied_version.unwrap_or(Version::ZERO));
-                    let recorded = self
-                        .recorder
-                        .record(MigrationResult {
-                            tenant_id: command.tenant_id,
-                            deploy_id: None,
-                            status: ResultStatus::Failed,
-                            from_version: Some(tenant.schema_version),
-                            to_version: now_at,
-                            applied: 0,
-                            error: Some(format!("rollback: {reason}")),
-                            duration_ms,
-                        })
-                        .await;
-                    if let Err(record_error) = recorded {
-                        return Outcome::Retry {
-                            reason: format!("{reason}; {record_error}"),
-                        };
-                    }
-                }
-                Outcome::DeadLetter { reason }
+                self.succeed(job, &report, decision, rolled_back).await
             }
+            Err(error) => self.fail(job, tenant, &error, decision).await,
         }
     }
 }

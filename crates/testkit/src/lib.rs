@@ -7,6 +7,8 @@
 //! - [`SetBuilder`]: a migration set written in the test, in both dialects.
 //! - [`unique_slug`]: tenant slugs that cannot collide between tests running in parallel.
 //! - [`wait_until`]: polls a condition with a deadline instead of sleeping a fixed time.
+//! - [`publisher::RecordingPublisher`]: an in-memory `EventPublisher` for handlers under test:
+//!   records what they publish, fails the next publishes on demand.
 //! - [`cluster::PrivatePostgres`] and [`broker::PrivateBroker`]: a PostgreSQL cluster or a
 //!   RabbitMQ node of the test's own, on free ports, for fault tests that stop, kill or
 //!   disconnect servers without disturbing the tests running beside them.
@@ -15,6 +17,7 @@ pub mod bench;
 pub mod broker;
 pub mod cluster;
 pub mod pg;
+pub mod publisher;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

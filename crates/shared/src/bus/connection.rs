@@ -1,4 +1,5 @@
-//! Connecting to RabbitMQ, and keeping connected: the [`Bus`] handle services share.
+//! Connecting to RabbitMQ, and keeping connected: the live link that the [`Bus`](super::Bus)
+//! and its [`Publisher`](super::Publisher) share.
 //!
 //! Reconnection is ours, not lapin's automatic recovery (whose recovery can stall when frames
 //! of the old connection are still buffered while it starts over). The bus holds one *live
@@ -20,7 +21,6 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::BusError;
-use super::publisher::Publisher;
 use super::topology::Topology;
 use crate::config::SecretUrl;
 
@@ -40,7 +40,7 @@ impl Live {
     }
 }
 
-/// What the bus and its publishers share.
+/// What the bus and its publishers share: one live connection at a time, rebuilt on demand.
 pub(crate) struct Link {
     url: SecretUrl,
     name: String,
@@ -52,6 +52,29 @@ pub(crate) struct Link {
 }
 
 impl Link {
+    /// A link that connects on first use. `name` shows in the management UI
+    /// (`connection_name`); `shutdown` ends any wait for the broker.
+    pub(crate) fn new(
+        url: &SecretUrl,
+        name: &str,
+        topology: Topology,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        Link {
+            url: url.clone(),
+            name: name.to_owned(),
+            topology,
+            shutdown: shutdown.clone(),
+            live: Mutex::new(None),
+            generations: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn url(&self) -> &SecretUrl {
+        &self.url
+    }
+
     /// The live link, rebuilt first if it is broken.
     pub(crate) async fn current(&self) -> Result<Arc<Live>, BusError> {
         let mut slot = self.live.lock().await;
@@ -78,6 +101,24 @@ impl Link {
     /// Marks `live` broken after an error on it: the next [`Link::current`] reconnects.
     pub(crate) fn invalidate(&self, live: &Live) {
         live.broken.store(true, Ordering::Release);
+    }
+
+    /// Whether the connection is up right now; does not reconnect.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.live
+            .try_lock()
+            .map(|slot| slot.as_ref().is_some_and(|live| live.usable()))
+            .unwrap_or(false)
+    }
+
+    /// Closes the connection after the publisher's outstanding confirms; no reconnection after.
+    pub(crate) async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let live = self.live.lock().await.take();
+        if let Some(live) = live {
+            let _ = live.publisher.wait_for_confirms().await;
+            let _ = live.connection.close(200, "shutting down".into()).await;
+        }
     }
 
     async fn connect(&self) -> Result<Live, BusError> {
@@ -115,107 +156,6 @@ impl Link {
             publisher,
             broken: AtomicBool::new(false),
         })
-    }
-}
-
-/// The handle services share: reconnecting on demand, with the topology declared and a
-/// publisher. Cheap to share by reference (or `Arc`).
-pub struct Bus {
-    link: Arc<Link>,
-    publisher: Publisher,
-}
-
-impl std::fmt::Debug for Bus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bus")
-            .field("url", &self.link.url)
-            .field("topology", &self.link.topology)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Bus {
-    /// Connects, waiting (with backoff and a log line per attempt) for a broker that is not up
-    /// yet, declares the topology and opens the publisher's confirm channel.
-    ///
-    /// `name` shows in the management UI (`connection_name`); `source` is the CloudEvents
-    /// `source` of what this process publishes. `shutdown` ends any wait for the broker, now
-    /// or on a later reconnection.
-    ///
-    /// # Errors
-    /// [`BusError::Cancelled`] if `shutdown` fires while waiting; a broker error when the broker
-    /// answers but refuses (credentials, topology conflicts).
-    pub async fn connect(
-        url: &SecretUrl,
-        topology: Topology,
-        name: &str,
-        source: &str,
-        shutdown: &CancellationToken,
-    ) -> Result<Self, BusError> {
-        let link = Arc::new(Link {
-            url: url.clone(),
-            name: name.to_owned(),
-            topology,
-            shutdown: shutdown.clone(),
-            live: Mutex::new(None),
-            generations: AtomicU64::new(0),
-            closed: AtomicBool::new(false),
-        });
-        link.current().await?;
-        Ok(Bus {
-            publisher: Publisher::new(link.clone(), source),
-            link,
-        })
-    }
-
-    pub fn publisher(&self) -> &Publisher {
-        &self.publisher
-    }
-
-    pub fn topology(&self) -> &Topology {
-        &self.link.topology
-    }
-
-    /// A new channel on the live connection (consumers and dead-letter tools each use their
-    /// own), reconnecting first if needed.
-    ///
-    /// # Errors
-    /// Shutdown while waiting for the broker, or the broker refusing.
-    pub async fn channel(&self) -> Result<Channel, BusError> {
-        loop {
-            let live = self.link.current().await?;
-            match live.connection.create_channel().await {
-                Ok(channel) => return Ok(channel),
-                Err(error) if error.is_io_error() || error.can_be_recovered() => {
-                    self.link.invalidate(&live)
-                }
-                Err(source) => {
-                    return Err(BusError::Broker {
-                        context: "opening a channel".into(),
-                        source,
-                    });
-                }
-            }
-        }
-    }
-
-    /// Whether the connection is up right now (readiness); does not reconnect.
-    pub fn is_connected(&self) -> bool {
-        self.link
-            .live
-            .try_lock()
-            .map(|slot| slot.as_ref().is_some_and(|live| live.usable()))
-            .unwrap_or(false)
-    }
-
-    /// Closes the connection after the publisher's outstanding confirms; no reconnection after.
-    pub async fn close(&self) {
-        self.link.closed.store(true, Ordering::Release);
-        let live = self.link.live.lock().await.take();
-        if let Some(live) = live {
-            let _ = live.publisher.wait_for_confirms().await;
-            let _ = live.connection.close(200, "shutting down".into()).await;
-        }
     }
 }
 

@@ -35,8 +35,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::BusError;
-use super::connection::Bus;
 use super::dead_letter;
+use super::handle::Bus;
 use super::propagation;
 use super::publisher::{Publisher, header_i64};
 use super::topology::{TraceJoin, WorkQueue};

@@ -21,8 +21,8 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel};
 
 use super::BusError;
-use super::connection::Bus;
 use super::consumer::received;
+use super::handle::Bus;
 use super::publisher::{Publisher, header_i64, header_str};
 use super::topology::{Exchange, WorkQueue};
 use domain::message::peek;

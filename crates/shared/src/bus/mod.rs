@@ -12,8 +12,11 @@
 //! ```
 //!
 //! - [`topology`]: the contract's exchanges and queues, behind the namespace prefix.
-//! - [`connection`]: connecting (waiting for a broker that is down), the [`Bus`] handle.
-//! - [`publisher`]: confirmed, persistent, mandatory publishes that survive reconnections.
+//! - [`connection`]: connecting (waiting for a broker that is down) and the live link that is
+//!   rebuilt after a lost connection.
+//! - [`Bus`]: the handle services share: the link, its publisher, channels for consumers.
+//! - [`publisher`]: confirmed, persistent, mandatory publishes that survive reconnections, and
+//!   [`EventPublisher`], the seam handlers publish through (tests use an in-memory recorder).
 //! - [`consumer`]: the consume loops; handlers decide, the loop acks.
 //! - [`dead_letter`]: the dead-letter headers, and listing, replaying and purging dead-letter
 //!   queues.
@@ -22,13 +25,14 @@
 pub mod connection;
 pub mod consumer;
 pub mod dead_letter;
+mod handle;
 pub mod propagation;
 pub mod publisher;
 pub mod topology;
 
-pub use connection::Bus;
 pub use consumer::{BatchHandler, ConsumerOptions, Delivered, Handler, Outcome};
-pub use publisher::Publisher;
+pub use handle::Bus;
+pub use publisher::{EventPublisher, Publisher};
 pub use topology::{Exchange, Topology, TraceJoin, WorkQueue};
 
 /// A failure of the bus.

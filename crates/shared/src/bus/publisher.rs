@@ -5,7 +5,11 @@
 //! an error to the caller, never a silent loss. When the connection drops, the publish waits for
 //! the bus to reconnect and is sent again: the broker may then hold it twice, which is why every
 //! consumer is idempotent by message id.
+//!
+//! Handlers publish through [`EventPublisher`], which [`Publisher`] implements: tests give them
+//! an in-memory recorder instead (`testkit::publisher::RecordingPublisher`).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +28,44 @@ use domain::message::{AnyEvent, CloudEvent, Event, encode};
 
 /// How long a publish keeps trying through reconnections before it reports failure.
 const PUBLISH_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Publishing events, as a service's handlers need it: make an event from data, with this
+/// process's `source`, and publish it with confirmation. The seam between the handlers and the
+/// broker: [`Publisher`] publishes to RabbitMQ; tests record in memory.
+///
+/// Cheap to clone, and `'static`: handlers publish from tasks of their own.
+pub trait EventPublisher: Clone + Send + Sync + 'static {
+    /// The CloudEvents `source` of this process's events.
+    fn source(&self) -> &str;
+
+    /// A new event from this process.
+    fn event<T: Event>(&self, data: T) -> CloudEvent<T> {
+        CloudEvent::new(self.source(), data)
+    }
+
+    /// Publishes `event` and returns once the broker confirmed it.
+    ///
+    /// # Errors
+    /// As [`Publisher::publish`]; [`BusError::is_transient`] tells whether trying again may
+    /// help.
+    fn publish<T: Event>(
+        &self,
+        event: &CloudEvent<T>,
+    ) -> impl Future<Output = Result<(), BusError>> + Send;
+}
+
+impl EventPublisher for Publisher {
+    fn source(&self) -> &str {
+        Publisher::source(self)
+    }
+
+    fn publish<T: Event>(
+        &self,
+        event: &CloudEvent<T>,
+    ) -> impl Future<Output = Result<(), BusError>> + Send {
+        Publisher::publish(self, event)
+    }
+}
 
 /// Publishes CloudEvents (and raw messages, for dead-letter tools). Cheap to clone.
 #[derive(Clone)]
