@@ -18,8 +18,8 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::backend::BindValue;
+use super::dialect::Dialect;
 use super::directives::{self, Directives};
-use super::kinds::Dialect;
 use super::source::Checksum;
 use super::sql::{self, TokenKind};
 

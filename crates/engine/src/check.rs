@@ -22,11 +22,12 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
 use super::admin::{ADMIN_USER_FILE, AdminUserScript, AdminValues};
 use super::backend::{MigrationBackend, PgSchemaBackend, SchemaSnapshot, SqliteBackend};
+use super::dialect::Dialect;
 use super::engine::{Engine, EngineOptions};
-use super::kinds::{Dialect, Direction, SetKind};
 use super::lint::{self, LintInput, Severity};
 use super::settings::{SETTINGS_FILE, SqlitePolicy};
 use super::source::{Catalog, MigrationSet};
+use super::source::{Direction, SetKind};
 use super::target::Target;
 use crate::sql::quote_ident;
 use domain::tenant::TenantSlug;

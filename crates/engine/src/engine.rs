@@ -34,9 +34,9 @@ use super::backend::{BackendError, MigrationBackend, SchemaSnapshot, Session, Ti
 use super::error::EngineError;
 use super::events::{MigrationEvent, ProgressSink};
 use super::history::{AppliedMigration, CommitWrite, HistoryWrite};
-use super::kinds::{Direction, SetKind};
 use super::lint::Finding;
 use super::plan::{self, PendingStep, Standing};
+use super::source::{Direction, SetKind};
 use super::source::{Migration, MigrationSet, Script};
 use super::sql;
 use super::target::Target;
@@ -896,7 +896,7 @@ fn batch_statement(script: &Script, batch_size: u32) -> Result<String, BackendEr
 
 fn script_file(
     migration: &Migration,
-    dialect: super::kinds::Dialect,
+    dialect: super::dialect::Dialect,
     direction: Direction,
 ) -> String {
     migration.script(dialect, direction).map_or_else(

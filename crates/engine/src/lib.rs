@@ -19,12 +19,12 @@
 pub mod admin;
 pub mod backend;
 pub mod check;
+pub mod dialect;
 pub mod directives;
 pub mod engine;
 pub mod error;
 pub mod events;
 pub mod history;
-pub mod kinds;
 pub mod lint;
 pub mod plan;
 pub mod release;
@@ -42,9 +42,9 @@ pub use backend::{
     MigrationBackend, PgDatabaseBackend, PgSchemaBackend, ServerSlots, SlotConn, SqliteBackend,
     Timeouts,
 };
+pub use dialect::Dialect;
 pub use engine::{Engine, EngineOptions, RevertPreview, RunReport, StepReport};
 pub use error::EngineError;
 pub use events::{MigrationEvent, ProgressSink};
-pub use kinds::{Dialect, Direction, SetKind};
-pub use source::{Catalog, MigrationSet};
+pub use source::{Catalog, Direction, MigrationSet, SetKind};
 pub use target::Target;

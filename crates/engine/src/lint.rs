@@ -16,7 +16,8 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use super::kinds::{Dialect, SetKind};
+use super::dialect::Dialect;
+use super::source::SetKind;
 use super::sql::{self, BATCH_SIZE_PLACEHOLDER, Statement, Token, TokenKind};
 
 /// Number of characters of a statement quoted in a [`Finding`].

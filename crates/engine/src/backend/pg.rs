@@ -11,8 +11,8 @@ use sqlx::{AssertSqlSafe, Connection, Postgres, Row};
 use super::slots::SlotConn;
 use super::{BackendError, BindValue, ColumnShape, SchemaSnapshot, Session, TableShape, Timeouts};
 use crate::history::{AppliedMigration, CommitWrite, HISTORY_TABLE, HistoryWrite};
-use crate::kinds::{Dialect, SetKind};
 use crate::sql::quote_ident;
+use crate::{Dialect, SetKind};
 use domain::version::Version;
 
 /// A pooled connection (schema-per-tenant), one holding a server slot (schema-per-tenant, for
