@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::token::{Token, TokenKind, Tokens};
 
-/// Which construct [`check_balanced`] found unterminated.
+/// Which construct [`check_balanced`](super::check_balanced) found unterminated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LexErrorKind {
@@ -24,7 +24,7 @@ pub enum LexErrorKind {
     UnterminatedBody,
 }
 
-/// An unterminated construct found by [`check_balanced`]; shown by the engine as a load error.
+/// An unterminated construct found by [`check_balanced`](super::check_balanced); shown by the engine as a load error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LexError {
     /// What is unterminated.
