@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod backend;
+mod backoff;
 pub mod check;
 pub mod dialect;
 pub mod directives;
