@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::backend::SchemaSnapshot;
 use crate::dialect::Dialect;
-use crate::lint::Severity;
+use crate::lint::{Finding, Severity};
 use crate::source::SetKind;
 
 /// One problem found by the check.
@@ -19,6 +19,20 @@ pub struct CheckFinding {
     /// Stable kebab-case code (`cross-schema`, `dialect-parity`, …).
     pub code: String,
     pub message: String,
+}
+
+impl CheckFinding {
+    /// A lint's finding on `file` of `set`.
+    pub(super) fn of_lint(set: SetKind, file: &str, finding: Finding) -> Self {
+        CheckFinding {
+            severity: finding.code.severity(),
+            set,
+            file: Some(file.to_owned()),
+            line: Some(finding.line),
+            code: finding.code.as_str().to_owned(),
+            message: finding.message,
+        }
+    }
 }
 
 impl fmt::Display for CheckFinding {

@@ -53,14 +53,7 @@ fn lint_admin_user(set: &MigrationSet, findings: &mut Vec<CheckFinding>) {
             batched: false,
         };
         for finding in lint::lint(&input) {
-            findings.push(CheckFinding {
-                severity: finding.code.severity(),
-                set: set.kind,
-                file: Some(script.file.clone()),
-                line: Some(finding.line),
-                code: finding.code.as_str().to_owned(),
-                message: finding.message,
-            });
+            findings.push(CheckFinding::of_lint(set.kind, &script.file, finding));
         }
     }
 }
@@ -122,14 +115,7 @@ fn lint_set(set: &MigrationSet, findings: &mut Vec<CheckFinding>) {
                     if finding.code.is_destructive() {
                         continue;
                     }
-                    findings.push(CheckFinding {
-                        severity: finding.code.severity(),
-                        set: set.kind,
-                        file: Some(script.file.clone()),
-                        line: Some(finding.line),
-                        code: finding.code.as_str().to_owned(),
-                        message: finding.message,
-                    });
+                    findings.push(CheckFinding::of_lint(set.kind, &script.file, finding));
                 }
             }
         }

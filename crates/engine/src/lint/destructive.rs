@@ -19,12 +19,7 @@ pub(super) fn destructive(s: &LintedStatement<'_>, dialect: Dialect, out: &mut V
                     applies a destructive migration only once it is approved in approvals.txt)";
     if toks.is_word_at(0, "drop") && toks.is_any_word_at(1, &["table", "schema"]) {
         let what = toks[1].text.to_uppercase();
-        let names = s.names_at(toks.skip_words(2, &["if", "exists"]));
-        let target = if names.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", list(&names))
-        };
+        let target = targets(&s.names_at(toks.skip_words(2, &["if", "exists"])));
         let loses = if what == "TABLE" {
             "the table and all its rows"
         } else {
@@ -38,12 +33,7 @@ pub(super) fn destructive(s: &LintedStatement<'_>, dialect: Dialect, out: &mut V
     }
     if toks.is_word_at(0, "truncate") {
         let i = toks.skip_any_words(1, &["table", "only"]);
-        let names = s.names_at(i);
-        let target = if names.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", list(&names))
-        };
+        let target = targets(&s.names_at(i));
         out.push(s.finding(
             LintCode::Destructive,
             s.line,
@@ -98,6 +88,15 @@ pub(super) fn destructive(s: &LintedStatement<'_>, dialect: Dialect, out: &mut V
                 format!("DELETE FROM{table} {rows}: {approval}"),
             ));
         }
+    }
+}
+
+/// `names` as a message names them after a verb: empty, or a space and their [`list`].
+fn targets(names: &[Name]) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", list(names))
     }
 }
 

@@ -98,6 +98,13 @@ impl PgSession {
             .expect("a PgSession is used only while it holds its connection")
     }
 
+    /// The error of a session whose schema does not exist.
+    fn storage_missing(&self) -> BackendError {
+        BackendError::StorageMissing {
+            storage: format!("schema {}", self.schema),
+        }
+    }
+
     fn dirty(&self) -> bool {
         self.locked || self.in_transaction || self.session_settings
     }
@@ -250,9 +257,7 @@ impl Session for PgSession {
                 return Ok(Vec::new());
             }
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("3F000") => {
-                return Err(BackendError::StorageMissing {
-                    storage: format!("schema {}", self.schema),
-                });
+                return Err(self.storage_missing());
             }
             Err(e) => return Err(e.into()),
         };
@@ -300,9 +305,7 @@ impl Session for PgSession {
                 .await?;
             self.locked = row.try_get("locked")?;
             if !row.try_get::<bool, _>("schema_present")? {
-                return Err(BackendError::StorageMissing {
-                    storage: format!("schema {}", self.schema),
-                });
+                return Err(self.storage_missing());
             }
             if !self.locked {
                 return Ok(None);
@@ -363,9 +366,7 @@ impl Session for PgSession {
                 return Ok((Vec::new(), false));
             }
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("3F000") => {
-                return Err(BackendError::StorageMissing {
-                    storage: format!("schema {}", self.schema),
-                });
+                return Err(self.storage_missing());
             }
             Err(error) => {
                 // The lock may or may not have been taken: close rather than reuse.
