@@ -1,6 +1,7 @@
-//! Migration sets: loading versioned up/down files (from a directory or from the set built into
-//! the binary), their checksums, directives and approvals, the set's settings file and, in the
-//! tenant-seeds set, its admin-user script.
+//! Migration sets: which set a migration belongs to ([`SetKind`]), loading versioned up/down
+//! files (from a directory or from the set built into the binary), which way a script runs
+//! ([`Direction`]), their checksums, directives and approvals, the set's settings file and, in
+//! the tenant-seeds set, its admin-user script.
 //!
 //! Parsing is pure ([`MigrationSet::from_files`]); only [`MigrationSet::load_dir`] reads the
 //! file system. Nothing here talks to a database.
