@@ -18,8 +18,8 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::backend::BindValue;
+use super::dialect::Dialect;
 use super::directives::{self, Directives};
-use super::kinds::Dialect;
 use super::source::Checksum;
 use super::sql::{self, TokenKind};
 
@@ -210,9 +210,8 @@ impl AdminUserScript {
 
         let mut statements = Vec::new();
         for statement in sql::split_statements(text) {
-            let line_of = |relative: usize| statement.line + relative - 1;
             let mut params: Vec<Param> = Vec::new();
-            for token in sql::tokens(statement.text) {
+            for token in statement.tokens() {
                 let positional = match token.kind {
                     TokenKind::Param => token.text.starts_with('$'),
                     // `?` is a positional parameter in SQLite (and an operator in PostgreSQL).
@@ -221,7 +220,7 @@ impl AdminUserScript {
                 };
                 if positional {
                     return Err(AdminScriptError {
-                        line: line_of(token.line),
+                        line: token.line,
                         message: format!(
                             "positional parameter `{}`: use the named parameters, which are {}",
                             token.text,
@@ -235,7 +234,7 @@ impl AdminUserScript {
                 let name = &token.text[1..];
                 let Some(param) = Param::from_name(name) else {
                     return Err(AdminScriptError {
-                        line: line_of(token.line),
+                        line: token.line,
                         message: format!(
                             "unknown parameter `:{name}`: the known parameters are {}",
                             Param::known()

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use super::backend::BackendError;
-use super::kinds::Direction;
 use super::lint::Finding;
 use super::plan::PlanError;
+use super::source::Direction;
 use super::target::Target;
 use domain::version::Version;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::kinds::{Direction, SetKind};
+use super::source::{Direction, SetKind};
 use super::target::Target;
 use domain::version::Version;
 

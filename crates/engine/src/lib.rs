@@ -2,29 +2,40 @@
 //! tenant), with checksums, per-target locks, timeouts, batched data migrations, reverts and
 //! lints.
 //!
+//! It depends on `domain` (tenant slugs, versions) and reaches the databases it migrates through
+//! sqlx. It must not depend on lapin, on `shared` or on the platform database's tables: it runs
+//! migrations against a target and knows nothing of the bus, of the services or of who asked
+//! (the platform store records releases; [`release`] only decides what to record).
+//!
 //! # Layout
-//! - pure (no I/O, no clock): [`directives`], [`sql`], [`lint`], [`plan`],
-//!   [`release`], [`history`] (data only), [`admin`] (the tenant-seeds set's admin-user
-//!   script), [`settings`] (a set's `settings.conf`), and the parsing half of [`source`];
-//! - adapters: [`backend`] (PostgreSQL schema / database per tenant, SQLite file per tenant) and
-//!   [`engine`], which runs plans through a backend and is the only place the apply and revert
-//!   protocol is written down;
-//! - [`check`]: everything `tenantctl migrations check` proves about a set.
+//! - vocabulary: [`dialect`] (PostgreSQL or SQLite), [`target`] (the platform or a tenant),
+//!   [`history`] (a history row: data only), [`events`] (what a run reports), [`error`];
+//! - pure (no I/O, no clock): [`sql`] (lexer, statements, tokens read keyword by keyword),
+//!   [`lint`] (the rules, one file per family), [`directives`] (a file's header), [`settings`]
+//!   (a set's `settings.conf`), [`admin`] (the tenant-seeds set's admin-user script), [`plan`]
+//!   (what to run, from a set and a history), [`release`] (the released record), and the parsing
+//!   half of [`source`] (sets, their migrations and scripts, with [`SetKind`] and
+//!   [`Direction`]);
+//! - adapters: [`backend`] (PostgreSQL schema / database per tenant, SQLite file per tenant, the
+//!   server slots) and [`engine`], which runs plans through a backend and is the only place the
+//!   apply and revert protocol is written down;
+//! - [`check`]: everything `tenantctl migrations check` proves about the sets.
 //!
 //! File layout and directives: `docs/MIGRATION_FORMAT.md`. Why not sqlx's own `Migrator::run`
 //! per tenant: its lock is one advisory lock per *database* (every tenant schema serialises
 //! behind it), it leaks that lock on a failed migration, and it finds its table through the
-//! `search_path`. See `docs/MIGRATIONS.md`.
+//! `search_path`. See `docs/MIGRATIONS.md` and this crate's `README.md`.
 
 pub mod admin;
 pub mod backend;
+mod backoff;
 pub mod check;
+pub mod dialect;
 pub mod directives;
 pub mod engine;
 pub mod error;
 pub mod events;
 pub mod history;
-pub mod kinds;
 pub mod lint;
 pub mod plan;
 pub mod release;
@@ -42,9 +53,9 @@ pub use backend::{
     MigrationBackend, PgDatabaseBackend, PgSchemaBackend, ServerSlots, SlotConn, SqliteBackend,
     Timeouts,
 };
+pub use dialect::Dialect;
 pub use engine::{Engine, EngineOptions, RevertPreview, RunReport, StepReport};
 pub use error::EngineError;
 pub use events::{MigrationEvent, ProgressSink};
-pub use kinds::{Dialect, Direction, SetKind};
-pub use source::{Catalog, MigrationSet};
+pub use source::{Catalog, Direction, MigrationSet, SetKind};
 pub use target::Target;

@@ -6,10 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use super::dialect::Dialect;
 use super::history::AppliedMigration;
-use super::kinds::{Dialect, Direction};
 use super::lint::{self, Finding};
-use super::source::{Migration, MigrationSet};
+use super::source::{Direction, Migration, MigrationSet};
 use domain::version::Version;
 
 /// A disagreement between the files and a target's history that makes applying unsafe.
@@ -313,8 +313,8 @@ pub fn plan_revert<'a>(
 mod tests {
     #![expect(clippy::unwrap_used, reason = "tests")]
     use super::*;
-    use crate::kinds::SetKind;
     use crate::source::Checksum;
+    use crate::source::SetKind;
 
     const PG: Dialect = Dialect::Postgres;
 

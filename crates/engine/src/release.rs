@@ -8,8 +8,8 @@
 
 use std::fmt;
 
-use super::kinds::SetKind;
 use super::source::MigrationSet;
+use super::source::SetKind;
 use domain::version::Version;
 
 /// One released migration: what was recorded the first time its version was deployed or

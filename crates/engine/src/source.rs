@@ -1,6 +1,7 @@
-//! Migration sets: loading versioned up/down files (from a directory or from the set built into
-//! the binary), their checksums, directives and approvals, the set's settings file and, in the
-//! tenant-seeds set, its admin-user script.
+//! Migration sets: which set a migration belongs to ([`SetKind`]), loading versioned up/down
+//! files (from a directory or from the set built into the binary), which way a script runs
+//! ([`Direction`]), their checksums, directives and approvals, the set's settings file and, in
+//! the tenant-seeds set, its admin-user script.
 //!
 //! Parsing is pure ([`MigrationSet::from_files`]); only [`MigrationSet::load_dir`] reads the
 //! file system. Nothing here talks to a database.
@@ -13,8 +14,8 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::admin::{ADMIN_USER_FILE, AdminUserScript, MissingAdminUser};
+use super::dialect::Dialect;
 use super::directives::{self, Directives};
-use super::kinds::{Dialect, Direction, SetKind};
 use super::settings::{self, SETTINGS_FILE, SetSettings};
 use super::sql;
 use domain::version::Version;
@@ -59,6 +60,28 @@ impl fmt::Debug for Checksum {
     }
 }
 
+/// Which of a migration's two scripts runs: up (apply) or down (revert). `Up` sorts first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// One SQL file.
 #[derive(Debug, Clone)]
 pub struct Script {
@@ -70,7 +93,7 @@ pub struct Script {
 }
 
 /// The files of one version, by dialect and direction.
-type Scripts = BTreeMap<(Dialect, DirectionKey), Script>;
+type Scripts = BTreeMap<(Dialect, Direction), Script>;
 
 /// One version of a set: its up script and, unless irreversible, its down script, per dialect.
 #[derive(Debug, Clone)]
@@ -80,33 +103,17 @@ pub struct Migration {
     scripts: Scripts,
 }
 
-/// `Direction` is not `Ord`; this is the map key form of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum DirectionKey {
-    Up,
-    Down,
-}
-
-impl From<Direction> for DirectionKey {
-    fn from(direction: Direction) -> Self {
-        match direction {
-            Direction::Up => DirectionKey::Up,
-            Direction::Down => DirectionKey::Down,
-        }
-    }
-}
-
 impl Migration {
     /// The script for `dialect` in `direction`, if the set has that file.
     pub fn script(&self, dialect: Dialect, direction: Direction) -> Option<&Script> {
-        self.scripts.get(&(dialect, direction.into()))
+        self.scripts.get(&(dialect, direction))
     }
 
     /// The PostgreSQL up file, which is authoritative for reversibility and approvals.
     pub fn primary(&self) -> &Script {
         // `from_files` refuses a version without a PostgreSQL up file.
         self.scripts
-            .get(&(Dialect::Postgres, DirectionKey::Up))
+            .get(&(Dialect::Postgres, Direction::Up))
             .or_else(|| self.scripts.values().next())
             .expect("a loaded migration always has a PostgreSQL up script")
     }
@@ -147,6 +154,39 @@ pub struct Approval {
     pub checksum: String,
     pub approver: String,
     pub reason: String,
+}
+
+/// Which migration set a migration belongs to. The set decides where it runs (the platform
+/// database or each tenant) and which lints apply (a tenant set never names another schema).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SetKind {
+    Platform,
+    Tenant,
+    TenantSeeds,
+}
+
+impl SetKind {
+    pub const ALL: [SetKind; 3] = [SetKind::Platform, SetKind::Tenant, SetKind::TenantSeeds];
+
+    /// Directory name under `migrations/`, also the value of the history table's `migration_set`.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            SetKind::Platform => "platform",
+            SetKind::Tenant => "tenant",
+            SetKind::TenantSeeds => "tenant-seeds",
+        }
+    }
+
+    /// Whether the set runs inside a tenant's schema or database.
+    pub fn is_tenant_scoped(self) -> bool {
+        matches!(self, SetKind::Tenant | SetKind::TenantSeeds)
+    }
+}
+
+impl fmt::Display for SetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.dir_name())
+    }
 }
 
 /// Everything in one set directory.
@@ -274,7 +314,7 @@ impl MigrationSet {
                     ),
                 ));
             }
-            entry.1.insert((dialect, direction.into()), script);
+            entry.1.insert((dialect, direction), script);
         }
 
         let mut migrations = Vec::with_capacity(by_version.len());
@@ -287,7 +327,7 @@ impl MigrationSet {
             let expected_up = migration.file_name(Dialect::Postgres, Direction::Up);
             if !migration
                 .scripts
-                .contains_key(&(Dialect::Postgres, DirectionKey::Up))
+                .contains_key(&(Dialect::Postgres, Direction::Up))
             {
                 let some_file = migration
                     .scripts

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use super::directives::Directives;
 use super::history::{AppliedMigration, CommitWrite, HistoryWrite};
-use super::kinds::{Dialect, SetKind};
 use super::target::Target;
+use crate::{Dialect, SetKind};
 use domain::tenant::TenantSlug;
 
 mod pg;

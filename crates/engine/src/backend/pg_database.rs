@@ -10,8 +10,8 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
 use super::pg::{PgConn, PgSession, history_table_ddl};
 use super::{BackendError, MigrationBackend};
+use crate::Dialect;
 use crate::history::HISTORY_TABLE;
-use crate::kinds::Dialect;
 use crate::sql::quote_ident;
 use crate::target::Target;
 use domain::tenant::TenantSlug;

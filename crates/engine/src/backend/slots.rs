@@ -20,11 +20,12 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+
+use crate::backoff::RetryDelays;
 
 /// The first key of the two-key advisory locks (`pg_try_advisory_lock(int4, int4)`); the second
 /// is the slot number. Two-key locks never collide with the engine's one-key locks.
@@ -121,12 +122,7 @@ impl ServerSlots {
         }
         let mut conn = inner.options.connect().await?;
         let start = i32::try_from(spread % u128::from(inner.slots)).unwrap_or(0);
-        let mut delays = ExponentialBuilder::new()
-            .with_min_delay(Duration::from_millis(5))
-            .with_max_delay(Duration::from_millis(250))
-            .with_jitter()
-            .without_max_times()
-            .build();
+        let mut delays = RetryDelays::new(Duration::from_millis(5), Duration::from_millis(250));
         loop {
             // Every slot in one round trip: the scan stops at the first lock it gets.
             let taken: Option<i32> = sqlx::query_scalar(
@@ -141,9 +137,8 @@ impl ServerSlots {
             if let Some(slot) = taken {
                 return Ok(Some(self.lend(conn, slot, local)));
             }
-            let delay = delays.next().unwrap_or(Duration::from_millis(250));
             tokio::select! {
-                () = tokio::time::sleep(delay) => {}
+                () = tokio::time::sleep(delays.next_delay()) => {}
                 () = inner.shutdown.cancelled() => {
                     let _ = conn.close().await;
                     return Ok(None);

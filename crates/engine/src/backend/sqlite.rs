@@ -21,9 +21,9 @@ use super::{
     Timeouts,
 };
 use crate::history::{AppliedMigration, HISTORY_TABLE, HistoryWrite};
-use crate::kinds::{Dialect, SetKind};
 use crate::sql::quote_ident;
 use crate::target::Target;
+use crate::{Dialect, SetKind};
 use domain::tenant::TenantSlug;
 use domain::version::Version;
 

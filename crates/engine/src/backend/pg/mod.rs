@@ -1,5 +1,10 @@
 //! The PostgreSQL session shared by the schema-per-tenant and database-per-tenant backends.
 //! They differ only in how the connection is obtained and which schema is the tenant's.
+//!
+//! This file is the session: its connection, the state that must not leak into the pool's next
+//! user, and how each primitive maps onto as few round trips as possible. The SQL text of the
+//! history reads and writes is in `history_sql.rs`; reading a schema's shape and row counts in
+//! `introspection.rs`.
 
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
@@ -8,11 +13,14 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition, PgRow};
 use sqlx::{AssertSqlSafe, Connection, Postgres, Row};
 
+mod history_sql;
+mod introspection;
+
 use super::slots::SlotConn;
-use super::{BackendError, BindValue, ColumnShape, SchemaSnapshot, Session, TableShape, Timeouts};
+use super::{BackendError, BindValue, SchemaSnapshot, Session, Timeouts};
 use crate::history::{AppliedMigration, CommitWrite, HISTORY_TABLE, HistoryWrite};
-use crate::kinds::{Dialect, SetKind};
 use crate::sql::quote_ident;
+use crate::{Dialect, SetKind};
 use domain::version::Version;
 
 /// A pooled connection (schema-per-tenant), one holding a server slot (schema-per-tenant, for
@@ -88,6 +96,13 @@ impl PgSession {
         self.conn
             .as_mut()
             .expect("a PgSession is used only while it holds its connection")
+    }
+
+    /// The error of a session whose schema does not exist.
+    fn storage_missing(&self) -> BackendError {
+        BackendError::StorageMissing {
+            storage: format!("schema {}", self.schema),
+        }
     }
 
     fn dirty(&self) -> bool {
@@ -205,18 +220,6 @@ const DESCRIPTION_MAX: usize = crate::source::DESCRIPTION_MAX;
 /// Longest error the history keeps; the whole error is in the run's result, events and logs.
 const ERROR_MAX: usize = 240;
 
-fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars.saturating_sub(1)) {
-        Some((at, _)) if text.chars().count() > max_chars => format!("{}…", &text[..at]),
-        _ => text.to_owned(),
-    }
-}
-
-/// Milliseconds since the current simple-query message arrived: inside the message that runs a
-/// script, the script's duration.
-const MESSAGE_ELAPSED_MS: &str =
-    "(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)";
-
 impl PgSession {
     /// `CREATE TABLE IF NOT EXISTS` of the history table when a write must create it, else empty.
     fn pending_create(&self) -> String {
@@ -233,118 +236,6 @@ impl PgSession {
             self.history_exists = true;
         }
     }
-
-    fn select_history(&self, set: SetKind) -> String {
-        format!(
-            "SELECT version, description, checksum, success, started_at, finished_at, duration_ms, error, batches_done, rows_done \
-             FROM {} WHERE migration_set = {} ORDER BY version",
-            self.history,
-            sql_string(set.dir_name())
-        )
-    }
-
-    /// The SQL of a history write, with literals: one round trip, and no prepared statement per
-    /// schema (which would churn the statement cache across thousands of tenants).
-    fn history_sql(&self, set: SetKind, write: &HistoryWrite<'_>) -> String {
-        let h = &self.history;
-        let set = sql_string(set.dir_name());
-        let key =
-            |version: Version| format!("migration_set = {set} AND version = {}", version.get());
-        match *write {
-            HistoryWrite::Applied { version, description, checksum, duration_ms } => applied_sql(
-                h,
-                &set,
-                version,
-                description,
-                checksum,
-                &format!("clock_timestamp() - make_interval(secs => {duration_ms} / 1000.0)"),
-                &duration_ms.to_string(),
-                true,
-            ),
-            HistoryWrite::Started { version, description, checksum } => format!(
-                "INSERT INTO {h} (migration_set, version, description, checksum, success)
-                 VALUES ({set}, {}, {}, {}, false)
-                 ON CONFLICT (migration_set, version) DO UPDATE SET
-                   description = excluded.description, checksum = excluded.checksum, success = false,
-                   started_at = clock_timestamp(), finished_at = NULL, duration_ms = NULL, error = NULL",
-                version.get(),
-                sql_string(description),
-                sql_string(checksum)
-            ),
-            HistoryWrite::Reverting { version } => format!(
-                "UPDATE {h} SET success = false, error = 'revert started, not finished', started_at = clock_timestamp(),
-                   finished_at = NULL, duration_ms = NULL, batches_done = 0, rows_done = 0 WHERE {}",
-                key(version)
-            ),
-            HistoryWrite::BatchDone { version, rows } => format!(
-                "UPDATE {h} SET batches_done = batches_done + 1, rows_done = rows_done + {rows} WHERE {}",
-                key(version)
-            ),
-            HistoryWrite::Finished { version, duration_ms } => format!(
-                "UPDATE {h} SET success = true, finished_at = clock_timestamp(), duration_ms = {duration_ms}, error = NULL WHERE {}",
-                key(version)
-            ),
-            HistoryWrite::Failed { version, error } => format!(
-                "UPDATE {h} SET success = false, finished_at = clock_timestamp(), error = {} WHERE {}",
-                sql_string(&truncate(error, ERROR_MAX)),
-                key(version)
-            ),
-            HistoryWrite::Removed { version } => format!("DELETE FROM {h} WHERE {}", key(version)),
-        }
-    }
-}
-
-#[expect(clippy::too_many_arguments, reason = "the columns of one history row")]
-fn applied_sql(
-    h: &str,
-    set: &str,
-    version: Version,
-    description: &str,
-    checksum: &str,
-    started_at: &str,
-    duration_ms: &str,
-    upsert: bool,
-) -> String {
-    let insert = format!(
-        "INSERT INTO {h} (migration_set, version, description, checksum, success, started_at, finished_at, duration_ms)
-         VALUES ({set}, {}, {}, {}, true, {started_at}, clock_timestamp(), {duration_ms})",
-        version.get(),
-        sql_string(description),
-        sql_string(checksum)
-    );
-    if !upsert {
-        return insert;
-    }
-    format!(
-        "{insert}
-         ON CONFLICT (migration_set, version) DO UPDATE SET
-           description = excluded.description, checksum = excluded.checksum, success = true,
-           started_at = excluded.started_at, finished_at = excluded.finished_at,
-           duration_ms = excluded.duration_ms, error = NULL"
-    )
-}
-
-fn decode_history(rows: &[PgRow]) -> Result<Vec<AppliedMigration>, BackendError> {
-    rows.iter()
-        .map(|row| {
-            let version: i64 = row.try_get("version")?;
-            Ok(AppliedMigration {
-                version: Version::new(version).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                description: row.try_get("description")?,
-                checksum: row.try_get("checksum")?,
-                success: row.try_get("success")?,
-                started_at: row.try_get("started_at")?,
-                finished_at: row.try_get("finished_at")?,
-                duration_ms: row
-                    .try_get::<Option<f64>, _>("duration_ms")?
-                    .map(|ms| ms.round() as i64),
-                error: row.try_get("error")?,
-                batches_done: row.try_get("batches_done")?,
-                rows_done: row.try_get("rows_done")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(BackendError::from)
 }
 
 impl Session for PgSession {
@@ -355,7 +246,7 @@ impl Session for PgSession {
     async fn read_history(&mut self, set: SetKind) -> Result<Vec<AppliedMigration>, BackendError> {
         // The simple-query protocol: one round trip, and no prepared statement per schema
         // filling the statement cache (this runs once per tenant on every deploy).
-        let sql = self.select_history(set);
+        let sql = history_sql::select(&self.history, set);
         let rows = match sqlx::raw_sql(AssertSqlSafe(sql))
             .fetch_all(self.conn())
             .await
@@ -366,14 +257,12 @@ impl Session for PgSession {
                 return Ok(Vec::new());
             }
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("3F000") => {
-                return Err(BackendError::StorageMissing {
-                    storage: format!("schema {}", self.schema),
-                });
+                return Err(self.storage_missing());
             }
             Err(e) => return Err(e.into()),
         };
         self.history_exists = true;
-        decode_history(&rows)
+        history_sql::decode(&rows)
     }
 
     async fn ensure_history_table(&mut self) -> Result<(), BackendError> {
@@ -416,9 +305,7 @@ impl Session for PgSession {
                 .await?;
             self.locked = row.try_get("locked")?;
             if !row.try_get::<bool, _>("schema_present")? {
-                return Err(BackendError::StorageMissing {
-                    storage: format!("schema {}", self.schema),
-                });
+                return Err(self.storage_missing());
             }
             if !self.locked {
                 return Ok(None);
@@ -433,7 +320,7 @@ impl Session for PgSession {
         let sql = format!(
             "SELECT pg_try_advisory_lock({}) AS locked; {}",
             self.lock_key,
-            self.select_history(set)
+            history_sql::select(&self.history, set)
         );
         self.locked = true;
         let rows = sqlx::raw_sql(AssertSqlSafe(sql))
@@ -446,7 +333,7 @@ impl Session for PgSession {
         if !self.locked {
             return Ok(None);
         }
-        decode_history(history).map(Some)
+        history_sql::decode(history).map(Some)
     }
 
     async fn read_history_locking_if_behind(
@@ -467,7 +354,7 @@ impl Session for PgSession {
              {select}",
             key = self.lock_key,
             h = self.history,
-            select = self.select_history(set),
+            select = history_sql::select(&self.history, set),
         );
         let rows = match sqlx::raw_sql(AssertSqlSafe(sql))
             .fetch_all(self.conn())
@@ -479,9 +366,7 @@ impl Session for PgSession {
                 return Ok((Vec::new(), false));
             }
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("3F000") => {
-                return Err(BackendError::StorageMissing {
-                    storage: format!("schema {}", self.schema),
-                });
+                return Err(self.storage_missing());
             }
             Err(error) => {
                 // The lock may or may not have been taken: close rather than reuse.
@@ -497,7 +382,7 @@ impl Session for PgSession {
             Some(row) => row.try_get("locked")?,
             None => false,
         };
-        Ok((decode_history(&history)?, self.locked))
+        Ok((history_sql::decode(&history)?, self.locked))
     }
 
     async fn run_in_transaction(
@@ -516,28 +401,7 @@ impl Session for PgSession {
             self.settings("LOCAL", timeouts),
             self.pending_create()
         );
-        let record = match write {
-            CommitWrite::Applied {
-                version,
-                description,
-                checksum,
-                replaces_unfinished,
-            } => applied_sql(
-                &self.history,
-                &sql_string(set.dir_name()),
-                version,
-                description,
-                checksum,
-                "statement_timestamp()",
-                MESSAGE_ELAPSED_MS,
-                // Without an unfinished row (the planner saw none, under the lock) a plain INSERT
-                // is cheaper to plan, and a duplicate would be a bug worth failing loudly on.
-                replaces_unfinished,
-            ),
-            CommitWrite::Removed { version } => {
-                self.history_sql(set, &HistoryWrite::Removed { version })
-            }
-        };
+        let record = history_sql::commit_write(&self.history, set, write);
         let release = if release_lock && self.locked {
             format!("; SELECT pg_advisory_unlock({})", self.lock_key)
         } else {
@@ -652,43 +516,12 @@ impl Session for PgSession {
             .map_err(|e| with_line(e, sql))
     }
 
-    async fn row_counts(&mut self) -> Result<BTreeMap<String, i64>, BackendError> {
-        let schema = self.schema.clone();
-        let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND c.relname <> $2
-             ORDER BY c.relname",
-        )
-        .bind(&schema)
-        .bind(HISTORY_TABLE)
-        .fetch_all(self.conn())
-        .await?;
-        if tables.is_empty() {
-            return Ok(BTreeMap::new());
-        }
-        let counts = tables
-            .iter()
-            .map(|table| {
-                format!(
-                    "SELECT {} AS name, count(*) AS n FROM {}.{}",
-                    sql_string(table),
-                    quote_ident(&schema),
-                    quote_ident(table)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
-        let rows = sqlx::raw_sql(AssertSqlSafe(counts))
-            .fetch_all(self.conn())
-            .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get("name")?, row.try_get("n")?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(BackendError::from)
-    }
-
     async fn record(&mut self, set: SetKind, write: HistoryWrite<'_>) -> Result<(), BackendError> {
-        let sql = format!("{}{}", self.pending_create(), self.history_sql(set, &write));
+        let sql = format!(
+            "{}{}",
+            self.pending_create(),
+            history_sql::write(&self.history, set, &write)
+        );
         let marker = matches!(
             write,
             HistoryWrite::Started { .. }
@@ -717,80 +550,14 @@ impl Session for PgSession {
         result
     }
 
+    async fn row_counts(&mut self) -> Result<BTreeMap<String, i64>, BackendError> {
+        let schema = self.schema.clone();
+        introspection::row_counts(self.conn(), &schema).await
+    }
+
     async fn snapshot(&mut self) -> Result<SchemaSnapshot, BackendError> {
         let schema = self.schema.clone();
-        let conn = self.conn();
-        let mut snapshot = SchemaSnapshot::default();
-        let columns = sqlx::query(
-            "SELECT c.relname AS table_name, a.attname AS column_name,
-                    format_type(a.atttypid, a.atttypmod) AS data_type, a.attnotnull AS not_null,
-                    pg_get_expr(d.adbin, d.adrelid) AS default_value
-             FROM pg_class c
-             JOIN pg_namespace n ON n.oid = c.relnamespace
-             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-             LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
-             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND c.relname <> $2
-             ORDER BY c.relname, a.attnum",
-        )
-        .bind(&schema)
-        .bind(HISTORY_TABLE)
-        .fetch_all(&mut *conn)
-        .await?;
-        for row in columns {
-            let table: String = row.try_get("table_name")?;
-            snapshot
-                .tables
-                .entry(table)
-                .or_insert_with(TableShape::default)
-                .columns
-                .push(ColumnShape {
-                    name: row.try_get("column_name")?,
-                    data_type: row.try_get("data_type")?,
-                    not_null: row.try_get("not_null")?,
-                    default: row.try_get("default_value")?,
-                });
-        }
-        let qualifier = format!("{}.", quote_ident(&schema));
-        let plain_qualifier = format!("{schema}.");
-        let unqualify = |definition: String| {
-            definition
-                .replace(&qualifier, "")
-                .replace(&plain_qualifier, "")
-        };
-        let indexes = sqlx::query(
-            "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename <> $2",
-        )
-        .bind(&schema)
-        .bind(HISTORY_TABLE)
-        .fetch_all(&mut *conn)
-        .await?;
-        for row in indexes {
-            let table: String = row.try_get("tablename")?;
-            let entry: &mut TableShape = snapshot.tables.entry(table).or_default();
-            entry.indexes.insert(
-                row.try_get("indexname")?,
-                unqualify(row.try_get("indexdef")?),
-            );
-        }
-        let constraints = sqlx::query(
-            "SELECT c.relname AS table_name, k.conname AS name, pg_get_constraintdef(k.oid) AS definition
-             FROM pg_constraint k
-             JOIN pg_class c ON c.oid = k.conrelid
-             JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = $1 AND c.relname <> $2",
-        )
-        .bind(&schema)
-        .bind(HISTORY_TABLE)
-        .fetch_all(&mut *conn)
-        .await?;
-        for row in constraints {
-            let table: String = row.try_get("table_name")?;
-            let entry: &mut TableShape = snapshot.tables.entry(table).or_default();
-            entry
-                .constraints
-                .insert(row.try_get("name")?, unqualify(row.try_get("definition")?));
-        }
-        Ok(snapshot)
+        introspection::snapshot(self.conn(), &schema).await
     }
 
     async fn close(mut self) {
