@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::bus::{Bus, BusError, Topology};
 use crate::config::{Config, DatabaseUrl};
 use crate::health::Health;
@@ -221,19 +221,14 @@ async fn connect_platform(
     create: bool,
     shutdown: &CancellationToken,
 ) -> Result<PlatformDb, StartError> {
-    let mut delays = ExponentialBuilder::new()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-        .build();
+    let mut delays = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut attempt = 0_u32;
     loop {
         attempt += 1;
         match PlatformDb::connect(url, create, 8).await {
             Ok(platform) => return Ok(platform),
             Err(error) if error.is_transient() => {
-                let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                let delay = delays.next_delay();
                 tracing::warn!(database = %url.redacted(), attempt, retry_in_ms = delay.as_millis() as u64, %error, "the platform database is not reachable yet; waiting for it");
                 tokio::select! {
                     () = shutdown.cancelled() => return Err(StartError::Cancelled),
