@@ -6,12 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use domain::message::lifecycle::DlqReplayed;
 use domain::tenant::TenantSlug;
-use shared::bus::dead_letter::{DeadLetterInfo, DeadLetterQueue, Selection};
 use shared::bus::{Bus, Topology, WorkQueue};
 use shared::config::Config;
 use shared::platform::PlatformDb;
+use tenantctl::dead_letters::{self, DeadLetterInfo, DeadLetterQueue, Selection};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -202,21 +201,13 @@ pub async fn run(command: Dlq) -> anyhow::Result<ExitCode> {
             let operator = operator_handle(operator)?;
             let platform = PlatformDb::connect(&config.database_url, false, 2).await?;
             let publisher = bus.publisher().clone();
-            let queue_name = queue.base_name().to_owned();
             // Ctrl-C stops between two messages: nothing is lost or replayed twice.
             let stop = shared::shutdown::on_signal();
             let summary = dlq
                 .replay(&selection, dry_run, &platform, &stop, |info| {
-                    let (publisher, operator, queue_name) = (publisher.clone(), operator.clone(), queue_name.clone());
+                    let (publisher, operator) = (publisher.clone(), operator.clone());
                     async move {
-                        let event = publisher.event(DlqReplayed {
-                            queue: queue_name,
-                            // A dead letter without an id (not one of ours) is still audited.
-                            original_message_id: info.message_id.clone().unwrap_or_else(|| "none".to_owned()),
-                            original_type: info.event_type.clone(),
-                            tenant_id: info.tenant_id.as_deref().and_then(|t| uuid::Uuid::parse_str(t).ok()),
-                            operator,
-                        });
+                        let event = publisher.event(dead_letters::replayed_event(queue, &info, operator));
                         if let Err(error) = publisher.publish(&event).await {
                             eprintln!("warning: replayed {:?} but could not publish its audit event: {error}", info.message_id);
                         }

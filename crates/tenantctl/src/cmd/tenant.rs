@@ -6,11 +6,11 @@ use clap::Subcommand;
 use domain::Isolation;
 use domain::message::{Event as _, TenantRegistered};
 use domain::tenant::TenantSlug;
-use shared::bus::dead_letter::{DeadLetterQueue, Selection};
 use shared::bus::{Bus, Topology, WorkQueue};
 use shared::config::Config;
 use shared::platform::PlatformDb;
 use shared::platform::tenants::StepRow;
+use tenantctl::dead_letters::{self, DeadLetterQueue, Selection};
 use tokio_util::sync::CancellationToken;
 
 use super::OutputFormat;
@@ -136,19 +136,11 @@ pub async fn run(command: TenantCommand) -> anyhow::Result<ExitCode> {
                     |info| {
                         let (publisher, operator) = (publisher.clone(), operator.clone());
                         async move {
-                            let event = publisher.event(domain::message::DlqReplayed {
-                                queue: WorkQueue::TenantRegistered.base_name().to_owned(),
-                                original_message_id: info
-                                    .message_id
-                                    .clone()
-                                    .unwrap_or_else(|| "none".to_owned()),
-                                original_type: info.event_type.clone(),
-                                tenant_id: info
-                                    .tenant_id
-                                    .as_deref()
-                                    .and_then(|t| uuid::Uuid::parse_str(t).ok()),
+                            let event = publisher.event(dead_letters::replayed_event(
+                                WorkQueue::TenantRegistered,
+                                &info,
                                 operator,
-                            });
+                            ));
                             let _ = publisher.publish(&event).await;
                         }
                     },
