@@ -134,7 +134,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(code);
     }
 
-    let operator = super::dlq::operator_handle(args.operator.clone())?;
+    let operator = super::operator::handle(args.operator.clone())?;
     let shutdown = CancellationToken::new();
     let ctx = Context::connect_existing(config, "tenantctl", &shutdown)
         .await

@@ -1,10 +1,12 @@
 //! One module per top-level command.
 
 mod audit;
+mod connect;
 mod deploy;
 mod dlq;
 mod event;
 mod migrations;
+mod operator;
 mod progress;
 mod rollback;
 mod tenant;

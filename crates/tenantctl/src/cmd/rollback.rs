@@ -70,7 +70,7 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = Config::from_env()?;
     let json = matches!(args.output, OutputFormat::Json);
-    let operator = super::dlq::operator_handle(args.operator.clone())?;
+    let operator = super::operator::handle(args.operator.clone())?;
     let (catalog, _) = load_catalog(config.migrations_dir.as_deref())?;
     let to = args.to;
     anyhow::ensure!(
@@ -167,7 +167,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let bus = super::tenant::connect_bus(&config).await?;
+    let bus = super::connect::bus(&config).await?;
     let publisher = bus.publisher();
     stream::iter(&commands)
         .map(|tenant| {

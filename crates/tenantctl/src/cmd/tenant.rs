@@ -6,7 +6,7 @@ use clap::Subcommand;
 use domain::Isolation;
 use domain::message::{Event as _, TenantRegistered};
 use domain::tenant::TenantSlug;
-use shared::bus::{Bus, Topology, WorkQueue};
+use shared::bus::WorkQueue;
 use shared::config::Config;
 use shared::platform::PlatformDb;
 use shared::platform::tenants::StepRow;
@@ -104,7 +104,7 @@ pub async fn run(command: TenantCommand) -> anyhow::Result<ExitCode> {
             });
             let registered = TenantRegistered::from_data(&data)
                 .map_err(|e| anyhow::anyhow!("not a valid registration: {e}"))?;
-            let bus = connect_bus(&config).await?;
+            let bus = super::connect::bus(&config).await?;
             let event = bus.publisher().event(registered);
             bus.publisher().publish(&event).await?;
             bus.close().await;
@@ -118,13 +118,13 @@ pub async fn run(command: TenantCommand) -> anyhow::Result<ExitCode> {
             show(&config, &slug, matches!(output, OutputFormat::Json)).await
         }
         TenantCommand::Retry { slug, operator } => {
-            let operator = super::dlq::operator_handle(operator)?;
+            let operator = super::operator::handle(operator)?;
             let platform = PlatformDb::connect(&config.database_url, false, 2).await?;
             let detail = platform
                 .tenant_detail(&slug)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("there is no tenant {slug}"))?;
-            let bus = connect_bus(&config).await?;
+            let bus = super::connect::bus(&config).await?;
             let dlq = DeadLetterQueue::new(&bus, WorkQueue::TenantRegistered);
             let publisher = bus.publisher().clone();
             let summary = dlq
@@ -159,24 +159,6 @@ pub async fn run(command: TenantCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-pub(super) async fn connect_bus(config: &Config) -> anyhow::Result<Bus> {
-    let shutdown = CancellationToken::new();
-    let connect = Bus::connect(
-        &config.amqp_url,
-        Topology::new(config.namespace.clone()),
-        "tenantctl",
-        "tenantctl",
-        &shutdown,
-    );
-    Ok(
-        tokio::time::timeout(std::time::Duration::from_secs(30), connect)
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!("RabbitMQ at {} did not answer within 30s", config.amqp_url)
-            })??,
-    )
 }
 
 async fn show(config: &Config, slug: &TenantSlug, json: bool) -> anyhow::Result<ExitCode> {
