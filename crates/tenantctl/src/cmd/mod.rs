@@ -1,4 +1,5 @@
-//! One module per top-level command.
+//! One module per top-level command, and what several of them share: connecting to the broker
+//! (`connect`), who operates (`operator`), progress on stderr (`progress`).
 
 mod audit;
 mod connect;
