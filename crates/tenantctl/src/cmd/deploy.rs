@@ -68,16 +68,9 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = Config::from_env()?;
-    let json = matches!(args.output, OutputFormat::Json);
     if let Some(deploy) = args.follow {
-        let platform = PlatformDb::connect(&config.database_url, false, 2).await?;
-        let record = platform
-            .deploy(deploy)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("there is no deploy {deploy}"))?;
-        return follow(&platform, deploy, record.target_version, None, &args).await;
+        return follow_earlier(&config, deploy, &args).await;
     }
-
     let (catalog, origin) = load_catalog(config.migrations_dir.as_deref())?;
     let errors = deploy::static_errors(&catalog);
     for error in &errors {
@@ -90,34 +83,53 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let target = target_version(&catalog, args.to)?;
-
-    if args.dry_run {
-        let dry_run = deploy::dry_run(&config, &catalog, target).await?;
-        let code = print_dry_run(&catalog, &dry_run, target, json);
-        if !errors.is_empty() {
-            eprintln!(
-                "a deploy would refuse: the migrations ({origin}) fail {} check(s) listed above",
-                errors.len()
-            );
-            return Ok(ExitCode::FAILURE);
-        }
-        return Ok(code);
+    if !args.dry_run {
+        return roll_out(config, &catalog, target, &args).await;
     }
+    let dry_run = deploy::dry_run(&config, &catalog, target).await?;
+    let code = print_dry_run(&catalog, &dry_run, target, args.output);
+    if !errors.is_empty() {
+        eprintln!(
+            "a deploy would refuse: the migrations ({origin}) fail {} check(s) listed above",
+            errors.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(code)
+}
 
+/// `--follow`: follows an earlier deploy as `--wait` does.
+async fn follow_earlier(config: &Config, deploy: Uuid, args: &Args) -> anyhow::Result<ExitCode> {
+    let platform = PlatformDb::connect(&config.database_url, false, 2).await?;
+    let record = platform
+        .deploy(deploy)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("there is no deploy {deploy}"))?;
+    follow(&platform, deploy, record.target_version, None, args).await
+}
+
+/// The deploy itself: started (platform migrations applied, deploy recorded), the canary
+/// published and followed, the rest published, and with `--wait` followed.
+async fn roll_out(
+    config: Config,
+    catalog: &Catalog,
+    target: Version,
+    args: &Args,
+) -> anyhow::Result<ExitCode> {
     let operator = super::operator::handle(args.operator.clone())?;
     let shutdown = CancellationToken::new();
     let ctx = Context::connect_existing(config, "tenantctl", &shutdown)
         .await
         .context("connecting to PostgreSQL and RabbitMQ")?;
-    let started = deploy::start(&ctx, &catalog, target, operator, args.canary).await?;
-    print_started(&started, json);
+    let started = deploy::start(&ctx, catalog, target, operator, args.canary).await?;
+    print_started(&started, args.output);
 
     let (canary, rest) = started.canary_split();
     if !canary.is_empty() {
         deploy::publish(&ctx, &started, canary, args.batch_size).await?;
         eprintln!("canary: published to {} tenant(s); waiting", canary.len());
         let ids: Vec<Uuid> = canary.iter().map(|t| t.id).collect();
-        let code = follow(&ctx.platform, started.id, target, Some(&ids), &args).await?;
+        let code = follow(&ctx.platform, started.id, target, Some(&ids), args).await?;
         if code != ExitCode::SUCCESS {
             deploy::finish_publishing(&ctx.platform, started.id, true).await?;
             ctx.bus.close().await;
@@ -134,22 +146,21 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     deploy::publish(&ctx, &started, rest, args.batch_size).await?;
     deploy::finish_publishing(&ctx.platform, started.id, false).await?;
     ctx.bus.close().await;
-    if !args.wait {
-        if json {
-            out::json(&serde_json::json!({
-                "type": "published", "deploy_id": started.id, "target_version": target.get(),
-                "tenants": started.tenants.len(),
-            }));
-        } else {
-            outln!(
-                "published {} command(s); follow with `tenantctl deploy --follow {}`",
-                started.tenants.len(),
-                started.id
-            );
-        }
-        return Ok(ExitCode::SUCCESS);
+    if args.wait {
+        return follow(&ctx.platform, started.id, target, None, args).await;
     }
-    follow(&ctx.platform, started.id, target, None, &args).await
+    match args.output {
+        OutputFormat::Json => out::json(&serde_json::json!({
+            "type": "published", "deploy_id": started.id, "target_version": target.get(),
+            "tenants": started.tenants.len(),
+        })),
+        OutputFormat::Text => outln!(
+            "published {} command(s); follow with `tenantctl deploy --follow {}`",
+            started.tenants.len(),
+            started.id
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `--to`, else the newest tenant migration.
@@ -170,9 +181,9 @@ fn target_version(catalog: &Catalog, to: Option<Version>) -> anyhow::Result<Vers
     Ok(target)
 }
 
-fn print_started(started: &Started, json: bool) {
+fn print_started(started: &Started, output: OutputFormat) {
     let platform_version = started.platform_version.map(Version::get);
-    if json {
+    if matches!(output, OutputFormat::Json) {
         out::json(&serde_json::json!({
             "type": "deploy", "deploy_id": started.id, "target_version": started.target.get(),
             "platform_version": platform_version, "platform_applied": started.platform_applied,
@@ -328,7 +339,13 @@ fn summarize(
 
 /// Prints what each tenant would run; `FAILURE` if a deploy would be refused for conflicts with
 /// the released record.
-fn print_dry_run(catalog: &Catalog, dry_run: &DryRun, target: Version, json: bool) -> ExitCode {
+fn print_dry_run(
+    catalog: &Catalog,
+    dry_run: &DryRun,
+    target: Version,
+    output: OutputFormat,
+) -> ExitCode {
+    let json = matches!(output, OutputFormat::Json);
     let platform_pending = &dry_run.platform.pending;
     if json {
         out::json(&serde_json::json!({

@@ -77,61 +77,24 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let storage = TenantStorage::connect(&config, 8, EngineOptions::default()).await?;
     let previews = rollback::preview(&storage, &catalog.tenant, tenants, to).await;
 
-    for TenantPreview { tenant, downs } in &previews {
-        match downs {
-            Err(reason) => {
-                if json {
-                    out::json(&serde_json::json!({
-                        "type": "refused", "tenant_id": tenant.id, "slug": tenant.slug.as_str(),
-                        "reason": reason,
-                    }));
-                } else {
-                    outln!(
-                        "{}: {}",
-                        tenant.slug,
-                        Tone::Bad.paint(format_args!("REFUSED: {reason}"))
-                    );
-                }
-            }
-            Ok(downs) => print_plan(tenant, downs, json),
-        }
-    }
+    print_previews(&previews, json);
     let plan = Plan::of(&previews);
-    let Plan {
-        refused,
-        destroying,
-        ..
-    } = plan;
-    if refused > 0 {
+    if plan.refused > 0 {
         anyhow::bail!(
-            "{refused} tenant(s) cannot be rolled back to {to} (reasons above); nothing was published"
+            "{} tenant(s) cannot be rolled back to {to} (reasons above); nothing was published",
+            plan.refused
         );
     }
     let needs_allow = plan.needs_allow_data_loss(args.allow_data_loss);
     let commands = &plan.to_publish;
     if args.dry_run {
-        if json {
-            out::json(&serde_json::json!({
-                "type": "summary", "dry_run": true, "to_version": to.get(),
-                "tenants": commands.len(), "destroying": destroying,
-                "needs_allow_data_loss": needs_allow,
-            }));
-        } else {
-            outln!(
-                "dry run: {} tenant(s) would be rolled back; {destroying} down script(s) destroy data{}",
-                commands.len(),
-                if needs_allow {
-                    " and would need --allow-data-loss"
-                } else {
-                    ""
-                }
-            );
-        }
+        print_dry_run(&plan, to, needs_allow, json);
         return Ok(ExitCode::SUCCESS);
     }
     if needs_allow {
         anyhow::bail!(
-            "{destroying} down script(s) above destroy data: pass --allow-data-loss to confirm; nothing was published"
+            "{} down script(s) above destroy data: pass --allow-data-loss to confirm; nothing was published",
+            plan.destroying
         );
     }
     if commands.is_empty() {
@@ -178,6 +141,49 @@ fn scope(args: &Args) -> Scope {
         (Some(slug), _) => Scope::Tenant(slug.clone()),
         (None, Some(deploy)) => Scope::MigratedBy(deploy),
         (None, None) => Scope::All,
+    }
+}
+
+/// Each tenant's down scripts (those that destroy data marked), or why it cannot be rolled back.
+fn print_previews(previews: &[TenantPreview], json: bool) {
+    for TenantPreview { tenant, downs } in previews {
+        match downs {
+            Err(reason) => {
+                if json {
+                    out::json(&serde_json::json!({
+                        "type": "refused", "tenant_id": tenant.id, "slug": tenant.slug.as_str(),
+                        "reason": reason,
+                    }));
+                } else {
+                    outln!(
+                        "{}: {}",
+                        tenant.slug,
+                        Tone::Bad.paint(format_args!("REFUSED: {reason}"))
+                    );
+                }
+            }
+            Ok(downs) => print_plan(tenant, downs, json),
+        }
+    }
+}
+
+fn print_dry_run(plan: &Plan<'_>, to: Version, needs_allow: bool, json: bool) {
+    let (tenants, destroying) = (plan.to_publish.len(), plan.destroying);
+    if json {
+        out::json(&serde_json::json!({
+            "type": "summary", "dry_run": true, "to_version": to.get(),
+            "tenants": tenants, "destroying": destroying,
+            "needs_allow_data_loss": needs_allow,
+        }));
+    } else {
+        outln!(
+            "dry run: {tenants} tenant(s) would be rolled back; {destroying} down script(s) destroy data{}",
+            if needs_allow {
+                " and would need --allow-data-loss"
+            } else {
+                ""
+            }
+        );
     }
 }
 
