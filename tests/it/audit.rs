@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use domain::message::{AnyEvent, CloudEvent, Provisioned, TenantRegistered, decode_any, encode};
 use lapin::BasicProperties;
-use shared::bus::dead_letter::DeadLetterQueue;
 use shared::bus::{Exchange, WorkQueue};
 use shared::platform::{AuditFilter, AuditInsert, PlatformDb, conflict_id};
+use tenantctl::dead_letters::DeadLetterQueue;
 use uuid::Uuid;
 
 use crate::support::{Env, SHARED_BROKER, publish_many, registration};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use domain::message::{CloudEvent, Event as _, MigrateTenant};
 use shared::bus::WorkQueue;
 use shared::bus::consumer::{self, Delivered, Handler, Outcome};
-use shared::bus::dead_letter::DeadLetterQueue;
+use tenantctl::dead_letters::DeadLetterQueue;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 

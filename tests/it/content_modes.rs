@@ -7,8 +7,8 @@ use std::time::Duration;
 use domain::tenant::TenantSlug;
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use shared::bus::dead_letter::DeadLetterQueue;
 use shared::bus::{Exchange, WorkQueue};
+use tenantctl::dead_letters::DeadLetterQueue;
 use uuid::Uuid;
 
 use crate::support::{ADMIN_EMAIL, ADMIN_NAME, Env};

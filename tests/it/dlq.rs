@@ -9,7 +9,7 @@ use domain::message::{CloudEvent, Event as _, MigrateTenant};
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 use shared::bus::WorkQueue;
 use shared::bus::consumer::{self, Delivered, Handler, Outcome};
-use shared::bus::dead_letter::{DeadLetterQueue, ReplayLog, Selection};
+use tenantctl::dead_letters::{DeadLetterQueue, ReplayLog, Selection};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 

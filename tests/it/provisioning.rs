@@ -14,11 +14,11 @@ use lapin::BasicProperties;
 use provisioner::port::{Emitted, Port, Request, StepError};
 use provisioner::{ProvisionHandler, Provisioner};
 use shared::bus::consumer;
-use shared::bus::dead_letter::DeadLetterQueue;
 use shared::bus::{Exchange, WorkQueue};
 use shared::platform::tenants::StepOutcome;
 use shared::tenant_storage::TenantStorage;
 use sqlx::Connection as _;
+use tenantctl::dead_letters::DeadLetterQueue;
 use testkit::cluster::PrivatePostgres;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -676,7 +676,7 @@ async fn a_tenant_failed_at_a_step_resumes_there_when_retried() {
     let running = tokio::spawn(provisioner::run(ctx, stop.clone()));
     let replayed = dlq
         .replay(
-            &shared::bus::dead_letter::Selection::Tenant(tenant.to_string()),
+            &tenantctl::dead_letters::Selection::Tenant(tenant.to_string()),
             false,
             &env.ctx.platform,
             &CancellationToken::new(),

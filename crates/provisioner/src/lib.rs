@@ -8,10 +8,10 @@ mod steps;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use domain::Isolation;
 use domain::message::{CloudEvent, TenantRegistered};
 use engine::EngineOptions;
+use shared::backoff::Backoff;
 use shared::bus::WorkQueue;
 use shared::bus::consumer::{self, ConsumerOptions, Delivered, Handler, Outcome};
 use shared::platform::tenants::TenantLock;
@@ -125,12 +125,7 @@ impl<P> ProvisionHandler<P> {
         request: &Request,
     ) -> Result<Option<TenantLock>, shared::platform::StoreError> {
         let deadline = Instant::now() + LOCK_WAIT;
-        let mut delays = ExponentialBuilder::new()
-            .with_min_delay(Duration::from_millis(20))
-            .with_max_delay(Duration::from_secs(1))
-            .with_jitter()
-            .without_max_times()
-            .build();
+        let mut delays = Backoff::new(Duration::from_millis(20), Duration::from_secs(1));
         loop {
             if let Some(lock) =
                 TenantLock::try_acquire(&self.locks, "provisioning", request.tenant_id).await?
@@ -140,7 +135,7 @@ impl<P> ProvisionHandler<P> {
             if Instant::now() >= deadline {
                 return Ok(None);
             }
-            tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+            tokio::time::sleep(delays.next_delay()).await;
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - Messages say what was wrong and what to do about it, and never carry credentials or
 //!   personal data.
 
+pub mod backoff;
 pub mod bus;
 pub mod config;
 pub mod health;

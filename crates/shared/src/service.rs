@@ -1,19 +1,32 @@
-//! What every service process shares, and how it starts: configuration, the platform
-//! database, the bus, the migration sets, and health.
+//! What every service process shares, and how it starts and stops: configuration, telemetry,
+//! signals, the platform database, the bus, the migration sets, and health.
 //!
-//! Each service library exposes `run(ctx: Context, shutdown: CancellationToken)`; its binary
-//! and `tenantctl up` build the [`Context`] here and call it.
+//! Each service library exposes `run(ctx: Context, shutdown: CancellationToken)`. Its binary is
+//! [`main`] around it; `tenantctl up` starts one [`Process`] ([`Launch::start`]) and runs
+//! several services in it ([`run_together`]).
+//!
+//! ```text
+//! Launch::start: config → telemetry → signals → Context (platform database, broker: waited for)
+//!                → platform schema (Wait: health first, then wait; Apply: apply, then health)
+//! Process::stop: cancel → health endpoint ends → bus closed → telemetry flushed last
+//! ```
 
+use std::fmt::Display;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::future::BoxFuture;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::bus::{Bus, BusError, Topology};
-use crate::config::{Config, DatabaseUrl};
+use crate::config::{Config, ConfigError, DatabaseUrl};
 use crate::health::Health;
 use crate::platform::{PlatformDb, StoreError};
+use crate::telemetry::{TelemetryError, TelemetryGuard};
 use engine::release::{self, Coverage};
 use engine::source::LoadError;
 use engine::{
@@ -25,6 +38,13 @@ use engine::{
 #[non_exhaustive]
 pub enum StartError {
     #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
+    /// The health endpoint could not be served.
+    #[error(transparent)]
+    Health(#[from] std::io::Error),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Bus(#[from] BusError),
@@ -32,6 +52,8 @@ pub enum StartError {
     Migrations(#[from] LoadError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error("applying the platform migrations")]
+    PlatformMigrations(#[source] EngineError),
     #[error(transparent)]
     Released(#[from] engine::release::ReleaseRefused),
     #[error("shutdown requested while starting")]
@@ -214,6 +236,170 @@ impl Context {
     }
 }
 
+/// The environment every service reads, for its `--help`.
+pub const ENVIRONMENT_HELP: &str = "Environment (docs/CONFIG.md):
+  DATABASE_URL                 the platform database (postgres://… or sqlite://<file>)
+  TENANT_DATABASE_URL          the server holding tenant schemas or databases [default: DATABASE_URL]
+  TENANT_ISOLATION             schema or database, for tenants that do not say [default: schema]
+  AMQP_URL                     RabbitMQ [default: amqp://guest:guest@127.0.0.1:5672/%2f]
+  TENANCY_NAMESPACE            prefix of every exchange and queue name
+  MIGRATIONS_DIR               migration sets replacing the ones built in
+  HEALTH_ADDR                  where /healthz and /readyz are served [default: 127.0.0.1:8080]
+  LOG_FORMAT, RUST_LOG         log format (auto, human, json) and filter
+  OTEL_EXPORTER_OTLP_ENDPOINT  where traces and metrics go (none: no export)";
+
+/// How a process makes the platform schema ready before its services run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlatformSchema {
+    /// Wait until it has every platform migration this build knows, serving `/healthz`
+    /// meanwhile: a service never runs against an older platform schema, and never migrates it
+    /// (`tenantctl deploy` or `up` do).
+    Wait,
+    /// Apply the pending platform migrations (under the platform's migration lock) and check the
+    /// released sets, then serve health: `tenantctl up`.
+    Apply,
+}
+
+/// What a process is, for its start.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The service name of its telemetry.
+    pub telemetry_name: &'static str,
+    /// Names its broker connection and the CloudEvents `source` of what it publishes.
+    pub process: &'static str,
+    /// Where `/healthz` and `/readyz` are served [default: `HEALTH_ADDR`].
+    pub health_addr: Option<SocketAddr>,
+    pub platform_schema: PlatformSchema,
+}
+
+impl Launch {
+    /// A service as its own process: `name` everywhere, waiting for the platform schema.
+    pub fn service(name: &'static str) -> Self {
+        Launch {
+            telemetry_name: name,
+            process: name,
+            health_addr: None,
+            platform_schema: PlatformSchema::Wait,
+        }
+    }
+
+    /// The start every process shares: the configuration from the environment, telemetry, a
+    /// shutdown token cancelled by SIGTERM or SIGINT, the [`Context`] (waiting for a platform
+    /// database or broker that is down), the health endpoint and the platform schema.
+    ///
+    /// # Errors
+    /// Invalid configuration, telemetry that cannot be set up, a health address that cannot be
+    /// bound, anything [`Context::connect`] refuses, platform migrations that fail, released
+    /// migrations this build contradicts, or a signal while waiting.
+    pub async fn start(self) -> Result<Process, StartError> {
+        let config = Config::from_env()?;
+        let telemetry =
+            crate::telemetry::init(&config.otel, self.telemetry_name, config.log_format)?;
+        let shutdown = crate::shutdown::on_signal();
+        let health_addr = self.health_addr.unwrap_or(config.health_addr);
+        let ctx = Context::connect(config, self.process, &shutdown).await?;
+        let serve_health =
+            || crate::health::spawn(health_addr, ctx.health.clone(), shutdown.clone());
+        let health = match self.platform_schema {
+            PlatformSchema::Wait => {
+                let health = serve_health().await?;
+                ctx.wait_for_platform_schema(&shutdown).await?;
+                health
+            }
+            PlatformSchema::Apply => {
+                let platform = ctx
+                    .apply_platform_migrations()
+                    .await
+                    .map_err(StartError::PlatformMigrations)?;
+                ctx.check_released_sets().await?;
+                tracing::info!(
+                    applied = platform.steps.len(),
+                    version = %platform.after.map_or("none".to_owned(), |v| v.to_string()),
+                    "platform database migrated"
+                );
+                serve_health().await?
+            }
+        };
+        Ok(Process {
+            ctx,
+            shutdown,
+            health,
+            telemetry,
+        })
+    }
+}
+
+/// A started process: its context and shutdown token for the services it runs.
+#[derive(Debug)]
+pub struct Process {
+    pub ctx: Context,
+    /// Cancelled by SIGTERM or SIGINT, or by [`Process::stop`].
+    pub shutdown: CancellationToken,
+    health: JoinHandle<()>,
+    telemetry: TelemetryGuard,
+}
+
+impl Process {
+    /// Stops in order: cancels the shutdown token (what still runs ends), lets the health
+    /// endpoint end, closes the bus, and flushes telemetry last.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.health.await;
+        self.ctx.bus.close().await;
+        tracing::info!("stopped");
+        self.telemetry.shutdown();
+    }
+}
+
+/// A service binary's `main`: starts the process as [`Launch::service`] `name`, runs `run` until
+/// it ends (on a signal, or on an error), stops the process and returns what `run` returned.
+///
+/// # Errors
+/// The start failed ([`StartError`]), or `run` did.
+pub async fn main<Run, Fut, E>(name: &'static str, run: Run) -> Result<(), E>
+where
+    Run: FnOnce(Context, CancellationToken) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: From<StartError>,
+{
+    let process = Launch::service(name).start().await?;
+    let result = run(process.ctx.clone(), process.shutdown.clone()).await;
+    process.stop().await;
+    result
+}
+
+/// A service to run beside others in one process: its name and its run.
+pub type Service<E> = (&'static str, BoxFuture<'static, Result<(), E>>);
+
+/// Runs `services` together until every one has ended; the first to end cancels `shutdown`,
+/// which ends the others: a half-running system is worse than none. Each failure is logged.
+/// Whether every service ended cleanly.
+pub async fn run_together<E>(services: Vec<Service<E>>, shutdown: &CancellationToken) -> bool
+where
+    E: Display + Send + 'static,
+{
+    let mut running = JoinSet::new();
+    for (name, run) in services {
+        running.spawn(async move { (name, run.await) });
+    }
+    let mut clean = true;
+    while let Some(joined) = running.join_next().await {
+        match joined {
+            Ok((_, Ok(()))) => {}
+            Ok((service, Err(error))) => {
+                tracing::error!(service, error = %format!("{error:#}"), "service stopped; shutting the others down");
+                clean = false;
+            }
+            Err(error) => {
+                tracing::error!(%error, "a service panicked; shutting the others down");
+                clean = false;
+            }
+        }
+        shutdown.cancel();
+    }
+    clean
+}
+
 /// Connects to the platform database, waiting with backoff (and a log line per attempt) while
 /// it is unreachable.
 async fn connect_platform(
@@ -221,19 +407,14 @@ async fn connect_platform(
     create: bool,
     shutdown: &CancellationToken,
 ) -> Result<PlatformDb, StartError> {
-    let mut delays = ExponentialBuilder::new()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-        .build();
+    let mut delays = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut attempt = 0_u32;
     loop {
         attempt += 1;
         match PlatformDb::connect(url, create, 8).await {
             Ok(platform) => return Ok(platform),
             Err(error) if error.is_transient() => {
-                let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                let delay = delays.next_delay();
                 tracing::warn!(database = %url.redacted(), attempt, retry_in_ms = delay.as_millis() as u64, %error, "the platform database is not reachable yet; waiting for it");
                 tokio::select! {
                     () = shutdown.cancelled() => return Err(StartError::Cancelled),

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use lapin::options::ConfirmSelectOptions;
 use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties};
@@ -22,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::BusError;
 use super::topology::Topology;
+use crate::backoff::Backoff;
 use crate::config::SecretUrl;
 
 /// One connection's worth of state.
@@ -175,12 +175,7 @@ async fn connect_waiting(
         })?;
     let address = (uri.authority.host, uri.authority.port);
     let login = (uri.authority.userinfo.username, uri.vhost);
-    let mut delays = ExponentialBuilder::new()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-        .build();
+    let mut delays = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut attempt = 0_u32;
     loop {
         if shutdown.is_cancelled() {
@@ -213,7 +208,7 @@ async fn connect_waiting(
                 return Ok(connection);
             }
             Err(error) if retryable(&error) => {
-                let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                let delay = delays.next_delay();
                 tracing::warn!(broker = %shown, attempt, retry_in_ms = delay.as_millis() as u64, %error, "RabbitMQ is not reachable yet; waiting for it");
                 tokio::select! {
                     () = shutdown.cancelled() => return Err(BusError::Cancelled),

@@ -22,7 +22,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
@@ -40,6 +39,7 @@ use super::handle::Bus;
 use super::propagation;
 use super::publisher::{Publisher, header_i64};
 use super::topology::{TraceJoin, WorkQueue};
+use crate::backoff::Backoff;
 use crate::telemetry;
 use domain::message::{
     AnyEvent, CloudEvent, Event, Received, decode_any_received, decode_received,
@@ -129,13 +129,8 @@ impl Default for ConsumerOptions {
 }
 
 impl ConsumerOptions {
-    fn backoff(&self) -> impl Iterator<Item = Duration> + use<> {
-        ExponentialBuilder::new()
-            .with_min_delay(self.retry_min_delay)
-            .with_max_delay(self.retry_max_delay)
-            .with_jitter()
-            .without_max_times()
-            .build()
+    fn backoff(&self) -> Backoff {
+        Backoff::new(self.retry_min_delay, self.retry_max_delay)
     }
 
     fn set_ready(&self, ready: bool) {
@@ -282,7 +277,7 @@ async fn subscribe(
             }
             Err(BusError::Cancelled) => return Ok(None),
             Err(error) if error.is_transient() => {
-                let delay = delays.next().unwrap_or(options.retry_max_delay);
+                let delay = delays.next_delay();
                 tracing::warn!(queue = %name, %error, retry_in_ms = delay.as_millis() as u64, "could not subscribe; trying again");
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(None),
@@ -429,7 +424,7 @@ async fn process<H: Handler>(
                     return;
                 }
                 Outcome::Retry { reason } if attempt < options.attempts_per_delivery && !shutdown.is_cancelled() => {
-                    let delay = delays.next().unwrap_or(options.retry_max_delay);
+                    let delay = delays.next_delay();
                     tracing::info!(queue = queue.base_name(), %reason, attempt, retry_in_ms = delay.as_millis() as u64, "transient failure; retrying");
                     tokio::select! {
                         () = shutdown.cancelled() => {}
@@ -617,7 +612,7 @@ pub async fn consume_batches<H: BatchHandler>(
                         }
                         break 'consume Ok(());
                     }
-                    let delay = delays.next().unwrap_or(options.retry_max_delay);
+                    let delay = delays.next_delay();
                     // Logged on the first failure and every tenth, not on every retry.
                     if failures == 1 || failures.is_multiple_of(10) {
                         tracing::warn!(queue = queue.base_name(), %reason, failures, retry_in_ms = delay.as_millis() as u64, batch = pending.len(), "batch failed; keeping it and retrying");

@@ -1,5 +1,7 @@
-//! Dead letters: moving a message to its dead-letter queue with the reason, and the operator's
-//! tools to list, replay and purge a dead-letter queue.
+//! Dead letters: moving a message to its dead-letter queue with the reason (the consumer loop
+//! does), reading back what a dead letter says, and a [`DeadLetterSession`] on a dead-letter
+//! queue: the primitives with which `tenantctl`'s operator tools (list, replay, purge, in its
+//! `dead_letters` module) take, send back and remove dead letters without touching lapin.
 //!
 //! A message reaches `<queue>.dlq` in one of two ways:
 //! - the consumer moves it (invalid message, permanent failure, last delivery failed), adding
@@ -8,15 +10,12 @@
 //!   (a consumer that kept crashing); the broker's `x-death` header then tells where it came
 //!   from and why (`delivery_limit`).
 //!
-//! Listing never shows a message body (it may hold personal data): type, tenant, reason,
-//! deliveries and times only.
-
-use std::collections::HashSet;
-use std::future::Future;
+//! What an operator is shown ([`DeadLetterInfo`]) never includes a message body (it may hold
+//! personal data): type, tenant, reason, deliveries and times only.
 
 use chrono::{DateTime, TimeZone, Utc};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, QueuePurgeOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel};
 
@@ -205,244 +204,142 @@ fn first_death(headers: &FieldTable) -> Option<Death> {
     })
 }
 
-/// Which dead letters a replay takes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selection {
-    All,
-    MessageId(String),
-    Tenant(String),
+/// One look into a dead-letter queue, on a channel of its own. A message taken is held
+/// (unacknowledged) until it is removed; whatever was taken and not removed goes back to the
+/// queue when the session closes (the queue's delivery limit is high enough for inspection never
+/// to matter).
+pub struct DeadLetterSession {
+    channel: Channel,
+    name: String,
 }
 
-impl Selection {
-    fn matches(&self, info: &DeadLetterInfo) -> bool {
-        match self {
-            Selection::All => true,
-            Selection::MessageId(id) => info.message_id.as_deref() == Some(id.as_str()),
-            Selection::Tenant(tenant) => info.tenant_id.as_deref() == Some(tenant.as_str()),
-        }
-    }
-}
-
-/// A durable record of replayed dead letters, so that a replay run again after an
-/// interruption never publishes twice what an earlier run already replayed.
-pub trait ReplayLog: Sync {
-    fn already_replayed(&self, key: &str) -> impl Future<Output = Result<bool, String>> + Send;
-    fn record_replay(
-        &self,
-        key: &str,
-        queue: WorkQueue,
-        info: &DeadLetterInfo,
-    ) -> impl Future<Output = Result<(), String>> + Send;
-}
-
-/// What a replay did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReplaySummary {
-    /// Republished and removed from the dead-letter queue (or, with `dry_run`, would be).
-    pub replayed: Vec<DeadLetterInfo>,
-    /// Removed without republishing: an earlier, interrupted run had already replayed them.
-    pub already_replayed: usize,
-    /// Left in the dead-letter queue: not selected, or with no known destination.
-    pub left: usize,
-    pub unroutable: Vec<DeadLetterInfo>,
-}
-
-/// The dead-letter queue of one work queue.
-pub struct DeadLetterQueue<'a> {
-    bus: &'a Bus,
-    queue: WorkQueue,
-}
-
-impl<'a> DeadLetterQueue<'a> {
-    pub fn new(bus: &'a Bus, queue: WorkQueue) -> Self {
-        DeadLetterQueue { bus, queue }
+impl DeadLetterSession {
+    /// Opens a session on `queue`'s dead-letter queue.
+    ///
+    /// # Errors
+    /// A broker error.
+    pub async fn open(bus: &Bus, queue: WorkQueue) -> Result<Self, BusError> {
+        Ok(DeadLetterSession {
+            channel: bus.channel().await?,
+            name: bus.topology().dead_letter_queue(queue),
+        })
     }
 
-    pub fn name(&self) -> String {
-        self.bus.topology().dead_letter_queue(self.queue)
-    }
-
-    /// How many messages wait in the queue.
+    /// How many messages wait in the queue (those taken in this session included).
     ///
     /// # Errors
     /// A broker error.
     pub async fn count(&self) -> Result<u32, BusError> {
-        let channel = self.bus.channel().await?;
-        let count = count_on(&channel, &self.name()).await;
-        let _ = channel.close(200, "counted".into()).await;
-        count
+        let name = self.name.as_str();
+        self.channel
+            .queue_declare(
+                name.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map(|q| q.message_count())
+            .map_err(|e| BusError::Broker {
+                context: format!("reading {name}"),
+                source: e,
+            })
     }
 
-    /// Up to `limit` dead letters, oldest first. Each is taken and given back (the queue's
-    /// delivery limit is high enough for inspection never to matter).
+    /// Takes the next message, oldest first; `None` when none is left to take.
     ///
     /// # Errors
     /// A broker error.
-    pub async fn list(&self, limit: usize) -> Result<(u32, Vec<DeadLetterInfo>), BusError> {
-        let channel = self.bus.channel().await?;
-        let name = self.name();
-        let total = count_on(&channel, &name).await?;
-        let mut listed = Vec::new();
-        while listed.len() < limit {
-            let Some(message) = get(&channel, &name).await? else {
-                break;
-            };
-            listed.push(DeadLetterInfo::of(&message.delivery));
-        }
-        // Closing the channel gives every unacknowledged message back to the queue.
-        let _ = channel.close(200, "listed".into()).await;
-        Ok((total, listed))
-    }
-
-    /// Replays the selected dead letters: each is republished to its original exchange and
-    /// routing key, confirmed, recorded in `log`, and only then removed from the dead-letter
-    /// queue. An interruption at any point loses nothing; a run again skips (and removes) what
-    /// the log says was replayed. `on_replayed` runs for each replayed message (the audit
-    /// event). With `dry_run`, nothing is published or removed. `stop` ends the replay between
-    /// two messages (Ctrl-C): what was replayed stays replayed, the rest stays queued.
-    ///
-    /// # Errors
-    /// A broker error, or the replay log failing (the message is then left in the queue).
-    pub async fn replay<F, Fut>(
-        &self,
-        selection: &Selection,
-        dry_run: bool,
-        log: &impl ReplayLog,
-        stop: &tokio_util::sync::CancellationToken,
-        mut on_replayed: F,
-    ) -> Result<ReplaySummary, BusError>
-    where
-        F: FnMut(DeadLetterInfo) -> Fut,
-        Fut: Future<Output = ()>,
-    {
-        let channel = self.bus.channel().await?;
-        let name = self.name();
-        let publisher = self.bus.publisher();
-        let mut summary = ReplaySummary::default();
-        // A message replayed in this run that fails again at once comes back to this queue;
-        // it is left for the operator rather than replayed in a loop.
-        let mut seen: HashSet<String> = HashSet::new();
-        let result = async {
-            while !stop.is_cancelled() {
-                let Some(message) = get(&channel, &name).await? else {
-                    break;
-                };
-                let delivery = message.delivery;
-                let info = DeadLetterInfo::of(&delivery);
-                let key = info.replay_key();
-                if !selection.matches(&info)
-                    || !seen.insert(info.message_id.clone().unwrap_or_else(|| key.clone()))
-                {
-                    summary.left += 1;
-                    continue; // left unacknowledged: given back when the channel closes
-                }
-                let (Some(exchange), Some(routing_key)) = (
-                    info.original_exchange.clone(),
-                    info.original_routing_key.clone(),
-                ) else {
-                    summary.left += 1;
-                    summary.unroutable.push(info);
-                    continue;
-                };
-                if dry_run {
-                    summary.replayed.push(info);
-                    continue;
-                }
-                let done = log.already_replayed(&key).await.map_err(replay_log_error)?;
-                if done {
-                    ack(&delivery).await?;
-                    summary.already_replayed += 1;
-                    continue;
-                }
-                publisher
-                    .publish_raw(
-                        &exchange,
-                        &routing_key,
-                        &delivery.data,
-                        replayable(&delivery.properties),
-                    )
-                    .await?;
-                log.record_replay(&key, self.queue, &info)
-                    .await
-                    .map_err(replay_log_error)?;
-                ack(&delivery).await?;
-                on_replayed(info.clone()).await;
-                summary.replayed.push(info);
+    pub async fn take(&self) -> Result<Option<DeadLetter>, BusError> {
+        let name = self.name.as_str();
+        let message = self
+            .channel
+            .basic_get(name.into(), BasicGetOptions { no_ack: false })
+            .await
+            .map_err(|e| BusError::Broker {
+                context: format!("reading {name}"),
+                source: e,
+            })?;
+        Ok(message.map(|message| {
+            let delivery = message.delivery;
+            DeadLetter {
+                info: DeadLetterInfo::of(&delivery),
+                delivery,
             }
-            Ok::<_, BusError>(())
-        }
-        .await;
-        let _ = channel.close(200, "replay done".into()).await;
-        result.map(|()| summary)
+        }))
     }
 
-    /// Deletes every message of the dead-letter queue; returns how many.
+    /// Deletes every message of the queue; returns how many.
     ///
     /// # Errors
     /// A broker error.
     pub async fn purge(&self) -> Result<u32, BusError> {
-        let channel = self.bus.channel().await?;
-        let name = self.name();
-        let purged = channel
-            .queue_purge(
-                name.as_str().into(),
-                lapin::options::QueuePurgeOptions::default(),
-            )
+        let name = self.name.as_str();
+        self.channel
+            .queue_purge(name.into(), QueuePurgeOptions::default())
             .await
             .map_err(|e| BusError::Broker {
                 context: format!("purging {name}"),
                 source: e,
-            });
-        let _ = channel.close(200, "purged".into()).await;
-        purged
+            })
+    }
+
+    /// Ends the session: what was taken and not removed goes back to the queue.
+    pub async fn close(self, reason: &str) {
+        let _ = self.channel.close(200, reason.into()).await;
     }
 }
 
-async fn count_on(channel: &Channel, name: &str) -> Result<u32, BusError> {
-    channel
-        .queue_declare(
-            name.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map(|q| q.message_count())
-        .map_err(|e| BusError::Broker {
-            context: format!("reading {name}"),
-            source: e,
-        })
+/// A dead letter taken in a [`DeadLetterSession`].
+pub struct DeadLetter {
+    delivery: Delivery,
+    info: DeadLetterInfo,
 }
 
-async fn get(
-    channel: &Channel,
-    name: &str,
-) -> Result<Option<lapin::message::BasicGetMessage>, BusError> {
-    channel
-        .basic_get(name.into(), BasicGetOptions { no_ack: false })
-        .await
-        .map_err(|e| BusError::Broker {
-            context: format!("reading {name}"),
-            source: e,
-        })
-}
+impl DeadLetter {
+    pub fn info(&self) -> &DeadLetterInfo {
+        &self.info
+    }
 
-async fn ack(delivery: &Delivery) -> Result<(), BusError> {
-    delivery
-        .acker
-        .ack(BasicAckOptions::default())
-        .await
-        .map(drop)
-        .map_err(|e| BusError::Broker {
-            context: "removing a replayed message from its dead-letter queue".into(),
-            source: e,
-        })
-}
+    /// Publishes it again to `exchange` with `routing_key` (its original destination), as a
+    /// fresh message: what dead-lettering added is dropped, the first failure is kept, and the
+    /// replay time is added. Waits for the confirm; the dead letter itself stays held.
+    ///
+    /// # Errors
+    /// The publish was not confirmed.
+    pub async fn send_back(
+        &self,
+        publisher: &Publisher,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Result<(), BusError> {
+        publisher
+            .publish_raw(
+                exchange,
+                routing_key,
+                &self.delivery.data,
+                replayable(&self.delivery.properties),
+            )
+            .await
+    }
 
-fn replay_log_error(reason: String) -> BusError {
-    BusError::ReplayLog(reason)
+    /// Removes it from the dead-letter queue for good.
+    ///
+    /// # Errors
+    /// A broker error (it then stays in the queue).
+    pub async fn remove(self) -> Result<(), BusError> {
+        self.delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map(drop)
+            .map_err(|e| BusError::Broker {
+                context: "removing a replayed message from its dead-letter queue".into(),
+                source: e,
+            })
+    }
 }
 
 /// The properties of a replayed message: the original ones, minus what dead-lettering added

@@ -18,8 +18,8 @@
 //! - [`publisher`]: confirmed, persistent, mandatory publishes that survive reconnections, and
 //!   [`EventPublisher`], the seam handlers publish through (tests use an in-memory recorder).
 //! - [`consumer`]: the consume loops; handlers decide, the loop acks.
-//! - [`dead_letter`]: the dead-letter headers, and listing, replaying and purging dead-letter
-//!   queues.
+//! - [`dead_letter`]: the dead-letter headers, and a session on a dead-letter queue for the
+//!   operator's tools (which live in `tenantctl`).
 //! - [`propagation`]: W3C trace context in AMQP headers.
 
 pub mod connection;
@@ -84,8 +84,6 @@ pub enum BusError {
         waited: std::time::Duration,
         last: String,
     },
-    #[error("the replay log is unavailable ({0}); the message was left in its dead-letter queue")]
-    ReplayLog(String),
     #[error("refusing to publish an invalid {event_type} event: {reason}")]
     InvalidEvent {
         event_type: &'static str,
@@ -107,8 +105,7 @@ impl BusError {
         match self {
             BusError::Unreachable { .. }
             | BusError::Nacked { .. }
-            | BusError::PublishTimeout { .. }
-            | BusError::ReplayLog(_) => true,
+            | BusError::PublishTimeout { .. } => true,
             BusError::Broker { source, .. } => source.can_be_recovered() || source.is_io_error(),
             BusError::Unroutable { .. }
             | BusError::Refused { .. }

@@ -1,10 +1,9 @@
-//! The platform database: connecting (and creating it on first start), the tenant registry,
-//! the audit trail ([`audit`]) and the dead-letter replay log (`dlq_replays`, behind [`crate::bus::dead_letter::ReplayLog`]).
+//! The platform database: connecting (and creating it on first start), the tenant registry and
+//! the audit trail ([`audit`]). (`dlq_replays`, the dead-letter replay log, is `tenantctl`'s.)
 
 pub mod audit;
 pub mod deploys;
 mod releases;
-mod replays;
 pub mod tenants;
 
 pub use audit::{AuditConflict, AuditFilter, AuditInsert, AuditRecord, AuditRow, conflict_id};

@@ -1,38 +1,26 @@
-//! `tenantctl deploy`: the platform migrations once, then one `migrate.tenant` per tenant.
-//!
-//! 1. The sets are checked (the static half of `migrations check`): an unapproved destructive
-//!    migration or any other error stops the deploy before anything is applied or published.
-//! 2. The platform migrations are applied under the platform's migration lock.
-//! 3. The deploy and its tenants (active and suspended) are recorded under the fleet lock, so a
-//!    tenant that activates meanwhile joins the deploy by itself (`shared::platform::deploys`).
-//! 4. Canary tenants first (`--canary N`): the rest is published only if all of them reach the
-//!    target. Then the rest, in confirmed batches.
-//! 5. `--wait` follows the results that the migrators record, with a progress line, and ends
-//!    with a per-tenant summary; the exit code is 0 only if every tenant reached the target.
+//! `tenantctl deploy`: parses the arguments, takes the deploy's steps (`tenantctl::deploy`) in
+//! order, and prints what each did: progress and a per-tenant summary with `--wait`, JSON Lines
+//! with `--output json`. The exit code is 0 only if every tenant reached the target (with
+//! `--wait`), or everything was published.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use domain::Version;
-use domain::message::MigrateTenant;
-use engine::EngineOptions;
-use engine::check::static_findings;
-use engine::lint::Severity;
-use engine::release::{Coverage, ReleaseConflict, ReleaseRefused};
-use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+use engine::Catalog;
+use engine::release::ReleaseRefused;
 use shared::config::Config;
 use shared::platform::PlatformDb;
-use shared::platform::deploys::{DeployResultRow, DeployTenant, NewDeploy};
+use shared::platform::deploys::DeployResultRow;
 use shared::service::Context;
-use shared::tenant_storage::TenantStorage;
+use tenantctl::deploy::{self, Counts, DryRun, Started, TenantPreview};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::OutputFormat;
 use super::migrations::load_catalog;
-use super::progress::{Progress, Tally};
+use super::progress::Progress;
 use crate::out::{self, Table, Tone, outln};
 
 pub const EXAMPLES: &str = "Examples:
@@ -78,27 +66,13 @@ pub struct Args {
     output: OutputFormat,
 }
 
-/// Publishes in flight at once: enough to hide the broker's confirm latency.
-const PUBLISH_WINDOW: usize = 1024;
-
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = Config::from_env()?;
-    let json = matches!(args.output, OutputFormat::Json);
     if let Some(deploy) = args.follow {
-        let platform = PlatformDb::connect(&config.database_url, false, 2).await?;
-        let record = platform
-            .deploy(deploy)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("there is no deploy {deploy}"))?;
-        return follow(&platform, deploy, record.target_version, None, &args).await;
+        return follow_earlier(&config, deploy, &args).await;
     }
-
     let (catalog, origin) = load_catalog(config.migrations_dir.as_deref())?;
-    let errors: Vec<String> = static_findings(&catalog)
-        .into_iter()
-        .filter(|f| f.severity == Severity::Error)
-        .map(|f| f.to_string())
-        .collect();
+    let errors = deploy::static_errors(&catalog);
     for error in &errors {
         eprintln!("{error}");
     }
@@ -108,83 +82,56 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             errors.len()
         );
     }
-    let latest = catalog
-        .tenant
-        .latest()
-        .ok_or_else(|| anyhow::anyhow!("there are no tenant migrations to deploy"))?;
-    let target = args.to.unwrap_or(latest);
-    anyhow::ensure!(
-        catalog
-            .tenant
-            .migrations
-            .iter()
-            .any(|m| m.version == target),
-        "--to {target}: there is no tenant migration with this version (the newest is {latest})"
-    );
-
-    if args.dry_run {
-        let code = dry_run(&config, &catalog, target, json).await?;
-        if !errors.is_empty() {
-            eprintln!(
-                "a deploy would refuse: the migrations ({origin}) fail {} check(s) listed above",
-                errors.len()
-            );
-            return Ok(ExitCode::FAILURE);
-        }
-        return Ok(code);
+    let target = target_version(&catalog, args.to)?;
+    if !args.dry_run {
+        return roll_out(config, &catalog, target, &args).await;
     }
+    let dry_run = deploy::dry_run(&config, &catalog, target).await?;
+    let code = print_dry_run(&catalog, &dry_run, target, args.output);
+    if !errors.is_empty() {
+        eprintln!(
+            "a deploy would refuse: the migrations ({origin}) fail {} check(s) listed above",
+            errors.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(code)
+}
 
-    let operator = super::dlq::operator_handle(args.operator.clone())?;
+/// `--follow`: follows an earlier deploy as `--wait` does.
+async fn follow_earlier(config: &Config, deploy: Uuid, args: &Args) -> anyhow::Result<ExitCode> {
+    let platform = PlatformDb::connect(&config.database_url, false, 2).await?;
+    let record = platform
+        .deploy(deploy)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("there is no deploy {deploy}"))?;
+    follow(&platform, deploy, record.target_version, None, args).await
+}
+
+/// The deploy itself: started (platform migrations applied, deploy recorded), the canary
+/// published and followed, the rest published, and with `--wait` followed.
+async fn roll_out(
+    config: Config,
+    catalog: &Catalog,
+    target: Version,
+    args: &Args,
+) -> anyhow::Result<ExitCode> {
+    let operator = super::operator::handle(args.operator.clone())?;
     let shutdown = CancellationToken::new();
     let ctx = Context::connect_existing(config, "tenantctl", &shutdown)
         .await
         .context("connecting to PostgreSQL and RabbitMQ")?;
-    // Before anything is applied or published: the files must be the ones already released
-    // (completed on some tenant; the migrators and the provisioner record them).
-    refuse_conflicts(&catalog, release_conflicts(&ctx.platform, &catalog).await?)?;
-    let platform_run = ctx
-        .apply_platform_migrations()
-        .await
-        .context("applying the platform migrations")?;
-    let deploy = Uuid::new_v4();
+    let started = deploy::start(&ctx, catalog, target, operator, args.canary).await?;
+    print_started(&started, args.output);
 
-    let tenants = ctx
-        .platform
-        .record_deploy(&NewDeploy {
-            id: deploy,
-            target_version: target,
-            platform_version: platform_run.after.unwrap_or(Version::ZERO),
-            operator,
-            canary: args.canary,
-        })
-        .await?;
-    let platform_version = platform_run.after.map(Version::get);
-    if json {
-        out::json(&serde_json::json!({
-            "type": "deploy", "deploy_id": deploy, "target_version": target.get(),
-            "platform_version": platform_version, "platform_applied": platform_run.steps.len(),
-            "tenants": tenants.len(),
-        }));
-    } else {
-        outln!(
-            "deploy {deploy}: platform at {} ({} applied now); {} tenant(s) to bring to {target}",
-            platform_version.map_or("-".to_owned(), |v| v.to_string()),
-            platform_run.steps.len(),
-            tenants.len()
-        );
-    }
-
-    let canary = usize::try_from(args.canary)
-        .unwrap_or(usize::MAX)
-        .min(tenants.len());
-    let (first, rest) = tenants.split_at(canary);
-    if !first.is_empty() {
-        publish(&ctx, deploy, target, first, args.batch_size).await?;
-        eprintln!("canary: published to {} tenant(s); waiting", first.len());
-        let ids: Vec<Uuid> = first.iter().map(|t| t.id).collect();
-        let code = follow(&ctx.platform, deploy, target, Some(&ids), &args).await?;
+    let (canary, rest) = started.canary_split();
+    if !canary.is_empty() {
+        deploy::publish(&ctx, &started, canary, args.batch_size).await?;
+        eprintln!("canary: published to {} tenant(s); waiting", canary.len());
+        let ids: Vec<Uuid> = canary.iter().map(|t| t.id).collect();
+        let code = follow(&ctx.platform, started.id, target, Some(&ids), args).await?;
         if code != ExitCode::SUCCESS {
-            ctx.platform.finish_publishing(deploy, true).await?;
+            deploy::finish_publishing(&ctx.platform, started.id, true).await?;
             ctx.bus.close().await;
             eprintln!(
                 "{}",
@@ -196,92 +143,66 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     }
-    publish(&ctx, deploy, target, rest, args.batch_size).await?;
-    ctx.platform.finish_publishing(deploy, false).await?;
+    deploy::publish(&ctx, &started, rest, args.batch_size).await?;
+    deploy::finish_publishing(&ctx.platform, started.id, false).await?;
     ctx.bus.close().await;
-    if !args.wait {
-        if json {
-            out::json(&serde_json::json!({
-                "type": "published", "deploy_id": deploy, "target_version": target.get(),
-                "tenants": tenants.len(),
-            }));
-        } else {
-            outln!(
-                "published {} command(s); follow with `tenantctl deploy --follow {deploy}`",
-                tenants.len()
-            );
-        }
-        return Ok(ExitCode::SUCCESS);
+    if args.wait {
+        return follow(&ctx.platform, started.id, target, None, args).await;
     }
-    follow(&ctx.platform, deploy, target, None, &args).await
+    match args.output {
+        OutputFormat::Json => out::json(&serde_json::json!({
+            "type": "published", "deploy_id": started.id, "target_version": target.get(),
+            "tenants": started.tenants.len(),
+        })),
+        OutputFormat::Text => outln!(
+            "published {} command(s); follow with `tenantctl deploy --follow {}`",
+            started.tenants.len(),
+            started.id
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
-/// What the tenant sets contradict in the released record: every released version must be
-/// there, unchanged (a deploy of an older build is refused too).
-async fn release_conflicts(
-    platform: &PlatformDb,
-    catalog: &engine::Catalog,
-) -> anyhow::Result<Vec<ReleaseConflict>> {
-    let mut conflicts = Vec::new();
-    for set in [&catalog.tenant, &catalog.tenant_seeds] {
-        conflicts.extend(
-            platform
-                .release_conflicts(set, Coverage::Everything)
-                .await?,
+/// `--to`, else the newest tenant migration.
+fn target_version(catalog: &Catalog, to: Option<Version>) -> anyhow::Result<Version> {
+    let latest = catalog
+        .tenant
+        .latest()
+        .ok_or_else(|| anyhow::anyhow!("there are no tenant migrations to deploy"))?;
+    let target = to.unwrap_or(latest);
+    anyhow::ensure!(
+        catalog
+            .tenant
+            .migrations
+            .iter()
+            .any(|m| m.version == target),
+        "--to {target}: there is no tenant migration with this version (the newest is {latest})"
+    );
+    Ok(target)
+}
+
+fn print_started(started: &Started, output: OutputFormat) {
+    let platform_version = started.platform_version.map(Version::get);
+    if matches!(output, OutputFormat::Json) {
+        out::json(&serde_json::json!({
+            "type": "deploy", "deploy_id": started.id, "target_version": started.target.get(),
+            "platform_version": platform_version, "platform_applied": started.platform_applied,
+            "tenants": started.tenants.len(),
+        }));
+    } else {
+        outln!(
+            "deploy {}: platform at {} ({} applied now); {} tenant(s) to bring to {}",
+            started.id,
+            platform_version.map_or("-".to_owned(), |v| v.to_string()),
+            started.platform_applied,
+            started.tenants.len(),
+            started.target
         );
     }
-    Ok(conflicts)
 }
 
-fn refuse_conflicts(
-    catalog: &engine::Catalog,
-    conflicts: Vec<ReleaseConflict>,
-) -> anyhow::Result<()> {
-    if conflicts.is_empty() {
-        return Ok(());
-    }
-    Err(ReleaseRefused {
-        origin: catalog.tenant.origin.clone(),
-        conflicts,
-    })
-    .context("refusing to deploy; nothing was published")
-}
-
-/// Publishes one confirmed `migrate.tenant` per tenant, `batch` at a time, and marks each batch
-/// published.
-async fn publish(
-    ctx: &Context,
-    deploy: Uuid,
-    target: Version,
-    tenants: &[DeployTenant],
-    batch: usize,
-) -> anyhow::Result<()> {
-    let publisher = ctx.bus.publisher();
-    for chunk in tenants.chunks(batch.max(1)) {
-        stream::iter(chunk)
-            .map(|tenant| async move {
-                let command = publisher.event(MigrateTenant {
-                    tenant_id: tenant.id,
-                    deploy_id: deploy,
-                    target_version: Some(target),
-                });
-                publisher
-                    .publish(&command)
-                    .await
-                    .with_context(|| format!("publishing migrate.tenant for {}", tenant.slug))
-            })
-            .buffer_unordered(PUBLISH_WINDOW)
-            .try_collect::<()>()
-            .await?;
-        let ids: Vec<Uuid> = chunk.iter().map(|t| t.id).collect();
-        ctx.platform.mark_published(deploy, &ids).await?;
-    }
-    Ok(())
-}
-
-/// Waits until every tenant of the deploy (or of `only`: the canary) is done, showing
-/// progress on stderr, then prints the summary. `FAILURE` if any tenant did not reach the
-/// target.
+/// Follows the deploy (or only `only`: the canary) with progress on stderr, then prints the
+/// summary. `FAILURE` if any tenant did not reach the target.
 async fn follow(
     platform: &PlatformDb,
     deploy: Uuid,
@@ -293,58 +214,31 @@ async fn follow(
     let started = Instant::now();
     let deadline = args.timeout.map(|s| started + Duration::from_secs(s));
     let mut progress = Progress::new();
-    let finished = loop {
-        let counts = match only {
-            None => platform.deploy_progress(deploy).await?,
-            Some(ids) => {
-                let mut counts = BTreeMap::new();
-                for row in platform.deploy_results(deploy, Some(ids)).await? {
-                    *counts.entry(row.status).or_insert(0) += 1;
-                }
-                counts
-            }
-        };
-        let tally = tally_of(&counts);
-        progress.show(&tally);
-        if tally.unfinished == 0 {
-            break true;
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            break false;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let followed = deploy::follow(platform, deploy, only, deadline, |tally| {
+        progress.show(tally);
+    })
+    .await?;
     progress.finish();
-    let rows = platform.deploy_results(deploy, only).await?;
     let stage = if only.is_some() { "canary" } else { "deploy" };
-    summarize(deploy, target, stage, &rows, started.elapsed(), json);
-    if !finished {
+    summarize(
+        deploy,
+        target,
+        stage,
+        &followed.rows,
+        started.elapsed(),
+        json,
+    );
+    if !followed.finished {
         eprintln!(
             "gave up waiting after {}s; the deploy goes on: `tenantctl deploy --follow {deploy}`",
             started.elapsed().as_secs()
         );
     }
-    let all_done = finished && rows.iter().all(|r| r.status == "succeeded");
-    Ok(if all_done {
+    Ok(if followed.all_succeeded() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// Counts by `deploy_tenants.status`, as progress.
-fn tally_of(counts: &BTreeMap<String, i64>) -> Tally {
-    let mut tally = Tally::default();
-    for (status, count) in counts {
-        let count = u64::try_from(*count).unwrap_or(0);
-        tally.total += count;
-        match status.as_str() {
-            "succeeded" => tally.succeeded += count,
-            "failed" | "canceled" => tally.failed += count,
-            _ => tally.unfinished += count,
-        }
-    }
-    tally
 }
 
 fn version_text(version: Option<i64>) -> String {
@@ -365,9 +259,14 @@ fn summarize(
     took: Duration,
     json: bool,
 ) {
-    let count = |status: &str| rows.iter().filter(|r| r.status == status).count();
-    let (succeeded, failed, canceled) = (count("succeeded"), count("failed"), count("canceled"));
-    let unfinished = rows.len() - succeeded - failed - canceled;
+    let Counts {
+        tenants,
+        succeeded,
+        migrated,
+        failed,
+        canceled,
+        unfinished,
+    } = Counts::of(rows);
     if json {
         for row in rows {
             out::json(&serde_json::json!({
@@ -379,7 +278,7 @@ fn summarize(
         }
         out::json(&serde_json::json!({
             "type": "summary", "stage": stage, "deploy_id": deploy,
-            "target_version": target.get(), "tenants": rows.len(), "succeeded": succeeded,
+            "target_version": target.get(), "tenants": tenants, "succeeded": succeeded,
             "failed": failed, "canceled": canceled, "unfinished": unfinished,
             "seconds": took.as_secs_f64(),
         }));
@@ -390,14 +289,10 @@ fn summarize(
     ])
     .right(&[4, 5, 6])
     .indent(2);
-    let mut migrated = 0;
     for row in rows {
         let (result, tone) = match row.status.as_str() {
             "succeeded" if row.applied == 0 => continue,
-            "succeeded" => {
-                migrated += 1;
-                ("ok".to_owned(), Tone::Good)
-            }
+            "succeeded" => ("ok".to_owned(), Tone::Good),
             "failed" | "canceled" => (row.status.to_uppercase(), Tone::Bad),
             other => (other.to_owned(), Tone::Warn),
         };
@@ -431,8 +326,7 @@ fn summarize(
     }
     let up_to_date = succeeded - migrated;
     outln!(
-        "{} tenant(s): {migrated} migrated, {up_to_date} already at the target, {} failed, {unfinished} unfinished ({:.1}s)",
-        rows.len(),
+        "{tenants} tenant(s): {migrated} migrated, {up_to_date} already at the target, {} failed, {unfinished} unfinished ({:.1}s)",
         failed + canceled,
         took.as_secs_f64()
     );
@@ -443,51 +337,20 @@ fn summarize(
     }
 }
 
-/// What each tenant would run, without applying or publishing anything.
-async fn dry_run(
-    config: &Config,
-    catalog: &engine::Catalog,
+/// Prints what each tenant would run; `FAILURE` if a deploy would be refused for conflicts with
+/// the released record.
+fn print_dry_run(
+    catalog: &Catalog,
+    dry_run: &DryRun,
     target: Version,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let platform = PlatformDb::connect(&config.database_url, false, 2).await?;
-    let conflicts = release_conflicts(&platform, catalog).await?;
-    let platform_standing = {
-        let PlatformDb::Postgres(pool) = &platform else {
-            anyhow::bail!("deploys need a PostgreSQL platform database");
-        };
-        engine::Engine::new(
-            engine::PgSchemaBackend::new(pool.clone()),
-            EngineOptions::default(),
-        )
-        .status(&engine::Target::Platform, &catalog.platform)
-        .await?
-    };
-    let storage = TenantStorage::connect(config, 8, EngineOptions::default()).await?;
-    let tenants: Vec<_> = platform
-        .tenants(None)
-        .await?
-        .into_iter()
-        .filter(|t| matches!(t.status.as_str(), "active" | "suspended"))
-        .collect();
-    let plans: Vec<_> = stream::iter(&tenants)
-        .map(|tenant| {
-            let storage = &storage;
-            async move {
-                let standing = storage
-                    .status(&tenant.slug, tenant.isolation, &catalog.tenant)
-                    .await;
-                (tenant, standing)
-            }
-        })
-        .buffered(8)
-        .collect()
-        .await;
-    let platform_pending: Vec<Version> = platform_standing.pending.clone();
+    output: OutputFormat,
+) -> ExitCode {
+    let json = matches!(output, OutputFormat::Json);
+    let platform_pending = &dry_run.platform.pending;
     if json {
         out::json(&serde_json::json!({
             "type": "platform",
-            "applied_version": platform_standing.applied_version.map(Version::get),
+            "applied_version": dry_run.platform.applied_version.map(Version::get),
             "pending": platform_pending.iter().map(|v| v.get()).collect::<Vec<_>>(),
         }));
     } else {
@@ -506,15 +369,10 @@ async fn dry_run(
     let mut table = Table::new(&["TENANT", "VERSION", "WOULD APPLY", "PROBLEMS"]).indent(2);
     let mut to_migrate = 0;
     let mut unreadable = 0;
-    for (tenant, standing) in plans {
+    for TenantPreview { tenant, standing } in &dry_run.tenants {
         match standing {
             Ok(standing) => {
-                let pending: Vec<Version> = standing
-                    .pending
-                    .iter()
-                    .copied()
-                    .filter(|v| *v <= target)
-                    .collect();
+                let pending = &standing.pending;
                 if !pending.is_empty() {
                     to_migrate += 1;
                 }
@@ -575,28 +433,26 @@ async fn dry_run(
             }
         }
     }
+    let tenants = dry_run.tenants.len();
     if json {
         out::json(&serde_json::json!({
             "type": "summary", "dry_run": true, "target_version": target.get(),
-            "platform_pending": platform_pending.len(), "tenants": tenants.len(),
+            "platform_pending": platform_pending.len(), "tenants": tenants,
             "to_migrate": to_migrate, "unreadable": unreadable,
         }));
     } else {
         if !table.is_empty() {
             table.print();
         }
-        outln!(
-            "{} tenant(s), {to_migrate} with migrations to apply up to {target}",
-            tenants.len()
-        );
+        outln!("{tenants} tenant(s), {to_migrate} with migrations to apply up to {target}");
     }
-    if !conflicts.is_empty() {
+    if !dry_run.conflicts.is_empty() {
         let refused = ReleaseRefused {
             origin: catalog.tenant.origin.clone(),
-            conflicts,
+            conflicts: dry_run.conflicts.clone(),
         };
         eprintln!("a deploy would refuse: {refused}");
-        return Ok(ExitCode::FAILURE);
+        return ExitCode::FAILURE;
     }
-    Ok(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
 }

@@ -6,13 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use domain::message::lifecycle::DlqReplayed;
 use domain::tenant::TenantSlug;
-use shared::bus::dead_letter::{DeadLetterInfo, DeadLetterQueue, Selection};
-use shared::bus::{Bus, Topology, WorkQueue};
+use shared::bus::WorkQueue;
 use shared::config::Config;
 use shared::platform::PlatformDb;
-use tokio_util::sync::CancellationToken;
+use tenantctl::dead_letters::{self, DeadLetterInfo, DeadLetterQueue, Selection};
 use uuid::Uuid;
 
 use super::OutputFormat;
@@ -86,7 +84,6 @@ pub enum Dlq {
 
 pub async fn run(command: Dlq) -> anyhow::Result<ExitCode> {
     let config = Config::from_env()?;
-    let shutdown = CancellationToken::new();
     let queue_arg = match &command {
         Dlq::List { queue, .. } | Dlq::Replay { queue, .. } | Dlq::Purge { queue, .. } => {
             queue.clone()
@@ -102,18 +99,7 @@ pub async fn run(command: Dlq) -> anyhow::Result<ExitCode> {
                 .join(", ")
         )
     })?;
-    let connect = Bus::connect(
-        &config.amqp_url,
-        Topology::new(config.namespace.clone()),
-        "tenantctl",
-        "tenantctl",
-        &shutdown,
-    );
-    let bus = tokio::time::timeout(std::time::Duration::from_secs(30), connect)
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!("RabbitMQ at {} did not answer within 30s", config.amqp_url)
-        })??;
+    let bus = super::connect::bus(&config).await?;
     let dlq = DeadLetterQueue::new(&bus, queue);
     let code = match command {
         Dlq::List { limit, output, .. } => {
@@ -199,24 +185,16 @@ pub async fn run(command: Dlq) -> anyhow::Result<ExitCode> {
                 (None, None, true) => Selection::All,
                 _ => anyhow::bail!("say what to replay: --id ID, --tenant SLUG or --all"),
             };
-            let operator = operator_handle(operator)?;
+            let operator = super::operator::handle(operator)?;
             let platform = PlatformDb::connect(&config.database_url, false, 2).await?;
             let publisher = bus.publisher().clone();
-            let queue_name = queue.base_name().to_owned();
             // Ctrl-C stops between two messages: nothing is lost or replayed twice.
             let stop = shared::shutdown::on_signal();
             let summary = dlq
                 .replay(&selection, dry_run, &platform, &stop, |info| {
-                    let (publisher, operator, queue_name) = (publisher.clone(), operator.clone(), queue_name.clone());
+                    let (publisher, operator) = (publisher.clone(), operator.clone());
                     async move {
-                        let event = publisher.event(DlqReplayed {
-                            queue: queue_name,
-                            // A dead letter without an id (not one of ours) is still audited.
-                            original_message_id: info.message_id.clone().unwrap_or_else(|| "none".to_owned()),
-                            original_type: info.event_type.clone(),
-                            tenant_id: info.tenant_id.as_deref().and_then(|t| uuid::Uuid::parse_str(t).ok()),
-                            operator,
-                        });
+                        let event = publisher.event(dead_letters::replayed_event(queue, &info, operator));
                         if let Err(error) = publisher.publish(&event).await {
                             eprintln!("warning: replayed {:?} but could not publish its audit event: {error}", info.message_id);
                         }
@@ -345,44 +323,6 @@ async fn tenant_id(config: &Config, text: &str) -> anyhow::Result<String> {
     })
 }
 
-/// The operator recorded with a deploy and in the audit trail: a handle, never an email
-/// address. `--operator`, else `TENANCY_OPERATOR` (jobs and containers, where `USER` is
-/// unset), else `USER`, else `LOGNAME`.
-pub fn operator_handle(given: Option<String>) -> anyhow::Result<String> {
-    resolve_operator(given, |name| std::env::var(name).ok())
-}
-
-/// [`operator_handle`] with the environment passed in.
-fn resolve_operator(
-    given: Option<String>,
-    environment: impl Fn(&str) -> Option<String>,
-) -> anyhow::Result<String> {
-    let set = |name: &'static str| {
-        environment(name)
-            .filter(|value| !value.is_empty())
-            .map(|value| (name, value))
-    };
-    let (source, operator) = given
-        .map(|value| ("--operator", value))
-        .or_else(|| set("TENANCY_OPERATOR"))
-        .or_else(|| set("USER"))
-        .or_else(|| set("LOGNAME"))
-        .unwrap_or(("--operator", String::new()));
-    anyhow::ensure!(
-        !operator.is_empty(),
-        "who is operating? pass --operator HANDLE or set TENANCY_OPERATOR (USER and LOGNAME are not set either, so it cannot be taken from the environment)"
-    );
-    let valid = operator.len() <= 64
-        && operator
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    anyhow::ensure!(
-        valid,
-        "{source} must be a handle of up to 64 letters, digits, `.`, `_` or `-` (not an email address)"
-    );
-    Ok(operator)
-}
-
 fn confirm(queue: &str, count: u32) -> anyhow::Result<bool> {
     anyhow::ensure!(
         std::io::stdin().is_terminal(),
@@ -394,70 +334,4 @@ fn confirm(queue: &str, count: u32) -> anyhow::Result<bool> {
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(answer.trim() == queue)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::resolve_operator;
-
-    #[test]
-    fn the_operator_is_a_handle_from_the_flag_or_the_environment() {
-        let none = |_: &str| None;
-        let user = |name: &str| (name == "USER").then(|| "sre-ana".to_owned());
-        assert_eq!(
-            resolve_operator(Some("bruno".into()), user).ok(),
-            Some("bruno".into())
-        );
-        assert_eq!(resolve_operator(None, user).ok(), Some("sre-ana".into()));
-        let missing = resolve_operator(None, none).err().map(|e| e.to_string());
-        assert!(
-            missing
-                .as_deref()
-                .is_some_and(|m| m.contains("pass --operator")),
-            "{missing:?}"
-        );
-        let email = resolve_operator(Some("ana@example.com".into()), none)
-            .err()
-            .map(|e| e.to_string());
-        assert!(
-            email
-                .as_deref()
-                .is_some_and(|m| m.contains("not an email address")),
-            "{email:?}"
-        );
-    }
-
-    #[test]
-    fn tenancy_operator_comes_after_the_flag_and_before_user_and_logname() {
-        let job = |name: &str| match name {
-            "TENANCY_OPERATOR" => Some("release-bot".to_owned()),
-            "USER" => Some("root".to_owned()),
-            "LOGNAME" => Some("root".to_owned()),
-            _ => None,
-        };
-        assert_eq!(
-            resolve_operator(Some("sre-ana".into()), job).ok(),
-            Some("sre-ana".into())
-        );
-        assert_eq!(resolve_operator(None, job).ok(), Some("release-bot".into()));
-        let container = |name: &str| (name == "TENANCY_OPERATOR").then(|| "ci.deploy".to_owned());
-        assert_eq!(
-            resolve_operator(None, container).ok(),
-            Some("ci.deploy".into())
-        );
-        let logname = |name: &str| match name {
-            "TENANCY_OPERATOR" | "USER" => Some(String::new()),
-            "LOGNAME" => Some("bruno".to_owned()),
-            _ => None,
-        };
-        assert_eq!(resolve_operator(None, logname).ok(), Some("bruno".into()));
-        let email = |name: &str| (name == "TENANCY_OPERATOR").then(|| "ci@example.com".to_owned());
-        let refused = resolve_operator(None, email).err().map(|e| e.to_string());
-        assert!(
-            refused
-                .as_deref()
-                .is_some_and(|m| m.starts_with("TENANCY_OPERATOR must be a handle")),
-            "{refused:?}"
-        );
-    }
 }

@@ -4,9 +4,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use domain::message::{decode_any, known_types};
-use shared::bus::{Bus, Topology};
 use shared::config::Config;
-use tokio_util::sync::CancellationToken;
 
 use crate::out::outln;
 
@@ -70,19 +68,7 @@ pub async fn run(command: EventCommand) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("not a valid {event_type} event: {}", e.reason()))?;
 
     let config = Config::from_env()?;
-    let shutdown = CancellationToken::new();
-    let connect = Bus::connect(
-        &config.amqp_url,
-        Topology::new(config.namespace.clone()),
-        "tenantctl",
-        "tenantctl",
-        &shutdown,
-    );
-    let bus = tokio::time::timeout(std::time::Duration::from_secs(30), connect)
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!("RabbitMQ at {} did not answer within 30s", config.amqp_url)
-        })??;
+    let bus = super::connect::bus(&config).await?;
     bus.publisher().publish_encoded(&event, &bytes).await?;
     bus.close().await;
     outln!("published {} {}", event.type_, event.id);

@@ -1,10 +1,13 @@
-//! One module per top-level command.
+//! One module per top-level command, and what several of them share: connecting to the broker
+//! (`connect`), who operates (`operator`), progress on stderr (`progress`).
 
 mod audit;
+mod connect;
 mod deploy;
 mod dlq;
 mod event;
 mod migrations;
+mod operator;
 mod progress;
 mod rollback;
 mod tenant;

@@ -6,27 +6,14 @@ use std::io::{IsTerminal as _, Write as _};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tenantctl::follow::Tally;
 
-/// How many of the followed tenants are done, and how.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Tally {
-    pub total: u64,
-    pub succeeded: u64,
-    pub failed: u64,
-    pub unfinished: u64,
-}
-
-impl Tally {
-    pub fn done(&self) -> u64 {
-        self.succeeded + self.failed
-    }
-
-    fn words(&self) -> String {
-        format!(
-            "{} ok, {} failed, {} pending",
-            self.succeeded, self.failed, self.unfinished
-        )
-    }
+/// The tally in words.
+fn words(tally: &Tally) -> String {
+    format!(
+        "{} ok, {} failed, {} pending",
+        tally.succeeded, tally.failed, tally.unfinished
+    )
 }
 
 /// A plain line at most this often off a terminal.
@@ -64,7 +51,7 @@ impl Progress {
     pub fn show(&mut self, tally: &Tally) {
         self.last = *tally;
         if let Some(bar) = &self.bar {
-            bar.set_message(tally.words());
+            bar.set_message(words(tally));
             bar.set_length(tally.total);
             bar.set_position(tally.done());
             return;
@@ -103,7 +90,7 @@ impl Progress {
             "{}/{} done: {} | {rate:.0}/s | ETA {eta}",
             tally.done(),
             tally.total,
-            tally.words()
+            words(&tally)
         );
         self.last_line = Some((Instant::now(), tally));
     }

@@ -1,27 +1,22 @@
-//! `tenantctl rollback`: revert tenants to a version, always a manual decision.
-//!
-//! Every tenant's down scripts are read first. An irreversible migration in any tenant's range,
-//! or a tenant that cannot be read, stops the rollback before anything is published; down
-//! scripts that destroy data are marked and need `--allow-data-loss`. Then one
-//! `rollback.tenant` per tenant carries the operator's identity to the migrator, which reverts
-//! and emits `migration.rollback` (stored in the audit trail).
+//! `tenantctl rollback`: parses the arguments, takes the rollback's steps
+//! (`tenantctl::rollback`) in order, and prints each tenant's down scripts (those that destroy
+//! data marked), what was published, and with `--wait` where each tenant ends.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use domain::Version;
-use domain::message::RollbackTenant;
 use domain::tenant::TenantSlug;
 use engine::{EngineOptions, RevertPreview};
-use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use shared::config::Config;
 use shared::platform::{PlatformDb, TenantRecord};
 use shared::tenant_storage::TenantStorage;
+use tenantctl::rollback::{self, Outcome, Plan, Scope, TenantPreview};
 use uuid::Uuid;
 
 use super::OutputFormat;
 use super::migrations::load_catalog;
-use super::progress::{Progress, Tally};
+use super::progress::Progress;
 use crate::out::{self, Table, Tone, outln};
 
 pub const EXAMPLES: &str = "Examples:
@@ -70,7 +65,7 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = Config::from_env()?;
     let json = matches!(args.output, OutputFormat::Json);
-    let operator = super::dlq::operator_handle(args.operator.clone())?;
+    let operator = super::operator::handle(args.operator.clone())?;
     let (catalog, _) = load_catalog(config.migrations_dir.as_deref())?;
     let to = args.to;
     anyhow::ensure!(
@@ -78,82 +73,28 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "--to {to}: there is no tenant migration with this version (use 0 to revert everything)"
     );
     let platform = PlatformDb::connect(&config.database_url, false, 2).await?;
-    let tenants = select_tenants(&platform, &args).await?;
+    let tenants = rollback::select_tenants(&platform, &scope(&args)).await?;
     let storage = TenantStorage::connect(&config, 8, EngineOptions::default()).await?;
+    let previews = rollback::preview(&storage, &catalog.tenant, tenants, to).await;
 
-    let previews: Vec<(TenantRecord, Result<Vec<RevertPreview>, String>)> = stream::iter(tenants)
-        .map(|tenant| {
-            let (storage, catalog) = (&storage, &catalog);
-            async move {
-                let preview = storage
-                    .preview_revert(&tenant.slug, tenant.isolation, &catalog.tenant, to)
-                    .await
-                    .map_err(|e| e.to_string());
-                (tenant, preview)
-            }
-        })
-        .buffered(8)
-        .collect()
-        .await;
-
-    let mut refused = 0;
-    let mut destroying = 0;
-    let mut commands = Vec::new();
-    for (tenant, preview) in &previews {
-        match preview {
-            Err(reason) => {
-                refused += 1;
-                if json {
-                    out::json(&serde_json::json!({
-                        "type": "refused", "tenant_id": tenant.id, "slug": tenant.slug.as_str(),
-                        "reason": reason,
-                    }));
-                } else {
-                    outln!(
-                        "{}: {}",
-                        tenant.slug,
-                        Tone::Bad.paint(format_args!("REFUSED: {reason}"))
-                    );
-                }
-            }
-            Ok(steps) => {
-                destroying += steps.iter().filter(|s| !s.destroys_data.is_empty()).count();
-                if !steps.is_empty() {
-                    commands.push(tenant);
-                }
-                print_plan(tenant, steps, json);
-            }
-        }
-    }
-    if refused > 0 {
+    print_previews(&previews, json);
+    let plan = Plan::of(&previews);
+    if plan.refused > 0 {
         anyhow::bail!(
-            "{refused} tenant(s) cannot be rolled back to {to} (reasons above); nothing was published"
+            "{} tenant(s) cannot be rolled back to {to} (reasons above); nothing was published",
+            plan.refused
         );
     }
-    let needs_allow = destroying > 0 && !args.allow_data_loss;
+    let needs_allow = plan.needs_allow_data_loss(args.allow_data_loss);
+    let commands = &plan.to_publish;
     if args.dry_run {
-        if json {
-            out::json(&serde_json::json!({
-                "type": "summary", "dry_run": true, "to_version": to.get(),
-                "tenants": commands.len(), "destroying": destroying,
-                "needs_allow_data_loss": needs_allow,
-            }));
-        } else {
-            outln!(
-                "dry run: {} tenant(s) would be rolled back; {destroying} down script(s) destroy data{}",
-                commands.len(),
-                if needs_allow {
-                    " and would need --allow-data-loss"
-                } else {
-                    ""
-                }
-            );
-        }
+        print_dry_run(&plan, to, needs_allow, json);
         return Ok(ExitCode::SUCCESS);
     }
     if needs_allow {
         anyhow::bail!(
-            "{destroying} down script(s) above destroy data: pass --allow-data-loss to confirm; nothing was published"
+            "{} down script(s) above destroy data: pass --allow-data-loss to confirm; nothing was published",
+            plan.destroying
         );
     }
     if commands.is_empty() {
@@ -167,24 +108,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let bus = super::tenant::connect_bus(&config).await?;
-    let publisher = bus.publisher();
-    stream::iter(&commands)
-        .map(|tenant| {
-            let operator = operator.clone();
-            async move {
-                let command = publisher.event(RollbackTenant {
-                    tenant_id: tenant.id,
-                    to_version: to,
-                    operator,
-                    allow_data_loss: args.allow_data_loss,
-                });
-                publisher.publish(&command).await
-            }
-        })
-        .buffer_unordered(64)
-        .try_collect::<()>()
-        .await?;
+    let bus = super::connect::bus(&config).await?;
+    rollback::publish(&bus, commands, to, &operator, args.allow_data_loss).await?;
     bus.close().await;
     if json {
         out::json(&serde_json::json!({
@@ -202,7 +127,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     wait(
         &platform,
-        &commands,
+        commands,
         to,
         Duration::from_secs(args.timeout),
         json,
@@ -210,34 +135,56 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     .await
 }
 
-async fn select_tenants(platform: &PlatformDb, args: &Args) -> anyhow::Result<Vec<TenantRecord>> {
-    if let Some(slug) = &args.tenant {
-        let tenants = platform.tenants(Some(slug)).await?;
-        anyhow::ensure!(!tenants.is_empty(), "there is no tenant {slug}");
-        return Ok(tenants);
+/// The tenants the arguments select (clap makes exactly one of them given).
+fn scope(args: &Args) -> Scope {
+    match (&args.tenant, args.deploy) {
+        (Some(slug), _) => Scope::Tenant(slug.clone()),
+        (None, Some(deploy)) => Scope::MigratedBy(deploy),
+        (None, None) => Scope::All,
     }
-    let all = platform.tenants(None).await?;
-    if let Some(deploy) = args.deploy {
-        anyhow::ensure!(
-            platform.deploy(deploy).await?.is_some(),
-            "there is no deploy {deploy}"
+}
+
+/// Each tenant's down scripts (those that destroy data marked), or why it cannot be rolled back.
+fn print_previews(previews: &[TenantPreview], json: bool) {
+    for TenantPreview { tenant, downs } in previews {
+        match downs {
+            Err(reason) => {
+                if json {
+                    out::json(&serde_json::json!({
+                        "type": "refused", "tenant_id": tenant.id, "slug": tenant.slug.as_str(),
+                        "reason": reason,
+                    }));
+                } else {
+                    outln!(
+                        "{}: {}",
+                        tenant.slug,
+                        Tone::Bad.paint(format_args!("REFUSED: {reason}"))
+                    );
+                }
+            }
+            Ok(downs) => print_plan(tenant, downs, json),
+        }
+    }
+}
+
+fn print_dry_run(plan: &Plan<'_>, to: Version, needs_allow: bool, json: bool) {
+    let (tenants, destroying) = (plan.to_publish.len(), plan.destroying);
+    if json {
+        out::json(&serde_json::json!({
+            "type": "summary", "dry_run": true, "to_version": to.get(),
+            "tenants": tenants, "destroying": destroying,
+            "needs_allow_data_loss": needs_allow,
+        }));
+    } else {
+        outln!(
+            "dry run: {tenants} tenant(s) would be rolled back; {destroying} down script(s) destroy data{}",
+            if needs_allow {
+                " and would need --allow-data-loss"
+            } else {
+                ""
+            }
         );
-        let migrated: std::collections::HashSet<Uuid> = platform
-            .deploy_results(deploy, None)
-            .await?
-            .into_iter()
-            .filter(|r| r.applied > 0)
-            .map(|r| r.tenant_id)
-            .collect();
-        return Ok(all
-            .into_iter()
-            .filter(|t| migrated.contains(&t.id))
-            .collect());
     }
-    Ok(all
-        .into_iter()
-        .filter(|t| matches!(t.status.as_str(), "active" | "suspended"))
-        .collect())
 }
 
 fn print_plan(tenant: &TenantRecord, steps: &[RevertPreview], json: bool) {
@@ -274,8 +221,7 @@ fn print_plan(tenant: &TenantRecord, steps: &[RevertPreview], json: bool) {
     }
 }
 
-/// Polls until every tenant is at or before `to`, or marked failed, with progress on stderr;
-/// then where each stands.
+/// Follows the rollback with progress on stderr, then prints where each tenant stands.
 async fn wait(
     platform: &PlatformDb,
     tenants: &[&TenantRecord],
@@ -284,120 +230,60 @@ async fn wait(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let deadline = started + timeout;
     let mut progress = Progress::new();
-    loop {
-        // One read of the registry per poll, whatever the number of tenants.
-        let now: std::collections::HashMap<Uuid, TenantRecord> = platform
-            .tenants(None)
-            .await?
-            .into_iter()
-            .map(|t| (t.id, t))
-            .collect();
-        let states: Vec<(&TenantRecord, Outcome)> = tenants
-            .iter()
-            .map(|t| (*t, Outcome::of(now.get(&t.id), to)))
-            .collect();
-        let mut tally = Tally {
-            total: states.len() as u64,
-            ..Tally::default()
+    let followed = rollback::follow(platform, tenants, to, started + timeout, |tally| {
+        progress.show(tally);
+    })
+    .await?;
+    progress.finish();
+    let tally = followed.tally;
+    let mut table = Table::new(&["TENANT", "VERSION", "RESULT"]).indent(2);
+    for (tenant, outcome) in &followed.outcomes {
+        let (version, result, error, tone) = match outcome {
+            Outcome::RolledBack(v) => (Some(*v), "rolled back".to_owned(), None, Tone::Good),
+            Outcome::Gone => (None, "no longer registered".to_owned(), None, Tone::Warn),
+            Outcome::Failed(v, e) => (Some(*v), format!("FAILED: {e}"), Some(e), Tone::Bad),
+            Outcome::Pending(v) => (Some(*v), "pending".to_owned(), None, Tone::Warn),
         };
-        for (_, outcome) in &states {
-            match outcome {
-                Outcome::RolledBack(_) | Outcome::Gone => tally.succeeded += 1,
-                Outcome::Failed(..) => tally.failed += 1,
-                Outcome::Pending(_) => tally.unfinished += 1,
-            }
-        }
-        progress.show(&tally);
-        let done = tally.unfinished == 0;
-        if !done && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        }
-        progress.finish();
-        let mut table = Table::new(&["TENANT", "VERSION", "RESULT"]).indent(2);
-        for (tenant, outcome) in &states {
-            let (version, result, error, tone) = match outcome {
-                Outcome::RolledBack(v) => (Some(*v), "rolled back".to_owned(), None, Tone::Good),
-                Outcome::Gone => (None, "no longer registered".to_owned(), None, Tone::Warn),
-                Outcome::Failed(v, e) => (Some(*v), format!("FAILED: {e}"), Some(e), Tone::Bad),
-                Outcome::Pending(v) => (Some(*v), "pending".to_owned(), None, Tone::Warn),
-            };
-            if json {
-                out::json(&serde_json::json!({
-                    "type": "tenant", "tenant_id": tenant.id, "slug": tenant.slug.as_str(),
-                    "version": version.map(Version::get), "status": outcome.status(),
-                    "error": error,
-                }));
-            } else {
-                table.row(
-                    tone,
-                    [
-                        tenant.slug.to_string(),
-                        version.map_or("-".to_owned(), |v| v.to_string()),
-                        result,
-                    ],
-                );
-            }
-        }
         if json {
             out::json(&serde_json::json!({
-                "type": "summary", "dry_run": false, "to_version": to.get(),
-                "tenants": tally.total, "rolled_back": tally.succeeded, "failed": tally.failed,
-                "unfinished": tally.unfinished, "seconds": started.elapsed().as_secs_f64(),
+                "type": "tenant", "tenant_id": tenant.id, "slug": tenant.slug.as_str(),
+                "version": version.map(Version::get), "status": outcome.status(),
+                "error": error,
             }));
         } else {
-            table.print();
-            outln!(
-                "{} tenant(s): {} rolled back, {} failed, {} unfinished",
-                tally.total,
-                tally.succeeded,
-                tally.failed,
-                tally.unfinished
+            table.row(
+                tone,
+                [
+                    tenant.slug.to_string(),
+                    version.map_or("-".to_owned(), |v| v.to_string()),
+                    result,
+                ],
             );
         }
-        if !done {
-            eprintln!("gave up waiting after {}s", timeout.as_secs());
-        }
-        return Ok(if done && tally.failed == 0 {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        });
     }
-}
-
-/// Where a tenant being rolled back stands.
-enum Outcome {
-    /// At or before the target.
-    RolledBack(Version),
-    /// Marked as needing reprocessing: its rollback (or an earlier migration) failed.
-    Failed(Version, String),
-    /// Still after the target.
-    Pending(Version),
-    /// Its row is gone.
-    Gone,
-}
-
-impl Outcome {
-    fn of(now: Option<&TenantRecord>, to: Version) -> Self {
-        match now {
-            None => Outcome::Gone,
-            Some(t) => match &t.migration_error {
-                Some(error) => Outcome::Failed(t.schema_version, error.clone()),
-                None if t.schema_version <= to => Outcome::RolledBack(t.schema_version),
-                None => Outcome::Pending(t.schema_version),
-            },
-        }
+    if json {
+        out::json(&serde_json::json!({
+            "type": "summary", "dry_run": false, "to_version": to.get(),
+            "tenants": tally.total, "rolled_back": tally.succeeded, "failed": tally.failed,
+            "unfinished": tally.unfinished, "seconds": started.elapsed().as_secs_f64(),
+        }));
+    } else {
+        table.print();
+        outln!(
+            "{} tenant(s): {} rolled back, {} failed, {} unfinished",
+            tally.total,
+            tally.succeeded,
+            tally.failed,
+            tally.unfinished
+        );
     }
-
-    fn status(&self) -> &'static str {
-        match self {
-            Outcome::RolledBack(_) => "rolled_back",
-            Outcome::Failed(..) => "failed",
-            Outcome::Pending(_) => "pending",
-            Outcome::Gone => "gone",
-        }
+    if !followed.finished {
+        eprintln!("gave up waiting after {}s", timeout.as_secs());
     }
+    Ok(if followed.finished && tally.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

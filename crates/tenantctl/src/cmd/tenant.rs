@@ -6,11 +6,11 @@ use clap::Subcommand;
 use domain::Isolation;
 use domain::message::{Event as _, TenantRegistered};
 use domain::tenant::TenantSlug;
-use shared::bus::dead_letter::{DeadLetterQueue, Selection};
-use shared::bus::{Bus, Topology, WorkQueue};
+use shared::bus::WorkQueue;
 use shared::config::Config;
 use shared::platform::PlatformDb;
 use shared::platform::tenants::StepRow;
+use tenantctl::dead_letters::{self, DeadLetterQueue, Selection};
 use tokio_util::sync::CancellationToken;
 
 use super::OutputFormat;
@@ -104,7 +104,7 @@ pub async fn run(command: TenantCommand) -> anyhow::Result<ExitCode> {
             });
             let registered = TenantRegistered::from_data(&data)
                 .map_err(|e| anyhow::anyhow!("not a valid registration: {e}"))?;
-            let bus = connect_bus(&config).await?;
+            let bus = super::connect::bus(&config).await?;
             let event = bus.publisher().event(registered);
             bus.publisher().publish(&event).await?;
             bus.close().await;
@@ -118,13 +118,13 @@ pub async fn run(command: TenantCommand) -> anyhow::Result<ExitCode> {
             show(&config, &slug, matches!(output, OutputFormat::Json)).await
         }
         TenantCommand::Retry { slug, operator } => {
-            let operator = super::dlq::operator_handle(operator)?;
+            let operator = super::operator::handle(operator)?;
             let platform = PlatformDb::connect(&config.database_url, false, 2).await?;
             let detail = platform
                 .tenant_detail(&slug)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("there is no tenant {slug}"))?;
-            let bus = connect_bus(&config).await?;
+            let bus = super::connect::bus(&config).await?;
             let dlq = DeadLetterQueue::new(&bus, WorkQueue::TenantRegistered);
             let publisher = bus.publisher().clone();
             let summary = dlq
@@ -136,19 +136,11 @@ pub async fn run(command: TenantCommand) -> anyhow::Result<ExitCode> {
                     |info| {
                         let (publisher, operator) = (publisher.clone(), operator.clone());
                         async move {
-                            let event = publisher.event(domain::message::DlqReplayed {
-                                queue: WorkQueue::TenantRegistered.base_name().to_owned(),
-                                original_message_id: info
-                                    .message_id
-                                    .clone()
-                                    .unwrap_or_else(|| "none".to_owned()),
-                                original_type: info.event_type.clone(),
-                                tenant_id: info
-                                    .tenant_id
-                                    .as_deref()
-                                    .and_then(|t| uuid::Uuid::parse_str(t).ok()),
+                            let event = publisher.event(dead_letters::replayed_event(
+                                WorkQueue::TenantRegistered,
+                                &info,
                                 operator,
-                            });
+                            ));
                             let _ = publisher.publish(&event).await;
                         }
                     },
@@ -167,24 +159,6 @@ pub async fn run(command: TenantCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-pub(super) async fn connect_bus(config: &Config) -> anyhow::Result<Bus> {
-    let shutdown = CancellationToken::new();
-    let connect = Bus::connect(
-        &config.amqp_url,
-        Topology::new(config.namespace.clone()),
-        "tenantctl",
-        "tenantctl",
-        &shutdown,
-    );
-    Ok(
-        tokio::time::timeout(std::time::Duration::from_secs(30), connect)
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!("RabbitMQ at {} did not answer within 30s", config.amqp_url)
-            })??,
-    )
 }
 
 async fn show(config: &Config, slug: &TenantSlug, json: bool) -> anyhow::Result<ExitCode> {

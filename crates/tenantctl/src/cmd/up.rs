@@ -3,10 +3,8 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-use shared::config::Config;
-use shared::service::Context;
-use tokio::task::JoinSet;
+use futures_util::FutureExt as _;
+use shared::service::{self, Launch, PlatformSchema};
 
 pub const EXAMPLES: &str = "Examples:
   tenantctl up                                   # everything, for development and the quick start
@@ -35,42 +33,37 @@ enum Service {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = Config::from_env()?;
-    let telemetry = shared::telemetry::init(&config.otel, "tenancy", config.log_format)?;
-    let shutdown = shared::shutdown::on_signal();
-    let health_addr = args.health_addr.unwrap_or(config.health_addr);
-
-    let ctx = Context::connect(config, "tenantctl-up", &shutdown).await?;
-    let platform = ctx
-        .apply_platform_migrations()
-        .await
-        .context("applying the platform migrations")?;
-    ctx.check_released_sets().await?;
-    tracing::info!(
-        applied = platform.steps.len(),
-        version = %platform.after.map_or("none".to_owned(), |v| v.to_string()),
-        "platform database migrated"
-    );
-    let health = shared::health::spawn(health_addr, ctx.health.clone(), shutdown.clone()).await?;
+    let process = Launch {
+        telemetry_name: "tenancy",
+        process: "tenantctl-up",
+        health_addr: args.health_addr,
+        platform_schema: PlatformSchema::Apply,
+    }
+    .start()
+    .await?;
 
     let wanted = |service| args.only.is_empty() || args.only.contains(&service);
-    let mut services = JoinSet::new();
-    let mut names = Vec::new();
+    let (ctx, shutdown) = (&process.ctx, &process.shutdown);
+    let mut services: Vec<service::Service<anyhow::Error>> = Vec::new();
     if wanted(Service::Auditor) {
-        names.push("auditor");
-        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
-        services.spawn(async move { ("auditor", auditor::run(ctx, shutdown).await) });
+        services.push((
+            "auditor",
+            auditor::run(ctx.clone(), shutdown.clone()).boxed(),
+        ));
     }
     if wanted(Service::Provisioner) {
-        names.push("provisioner");
-        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
-        services.spawn(async move { ("provisioner", provisioner::run(ctx, shutdown).await) });
+        services.push((
+            "provisioner",
+            provisioner::run(ctx.clone(), shutdown.clone()).boxed(),
+        ));
     }
     if wanted(Service::Migrator) {
-        names.push("migrator");
-        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
-        services.spawn(async move { ("migrator", migrator::run(ctx, shutdown).await) });
+        services.push((
+            "migrator",
+            migrator::run(ctx.clone(), shutdown.clone()).boxed(),
+        ));
     }
+    let names: Vec<&str> = services.iter().map(|(name, _)| *name).collect();
     tracing::info!(
         database = %ctx.config.database_url.redacted(),
         broker = %ctx.config.amqp_url,
@@ -79,29 +72,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "tenancy is up; stop with Ctrl-C"
     );
 
-    let mut failed = false;
-    while let Some(joined) = services.join_next().await {
-        match joined {
-            Ok((_, Ok(()))) => {}
-            Ok((service, Err(error))) => {
-                tracing::error!(service, error = %format!("{error:#}"), "service stopped; shutting the others down");
-                failed = true;
-            }
-            Err(error) => {
-                tracing::error!(%error, "a service panicked; shutting the others down");
-                failed = true;
-            }
-        }
-        // One service ending ends all of them: a half-running system is worse than none.
-        shutdown.cancel();
-    }
-    let _ = health.await;
-    ctx.bus.close().await;
-    tracing::info!("stopped");
-    telemetry.shutdown();
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
+    let clean = service::run_together(services, shutdown).await;
+    process.stop().await;
+    Ok(if clean {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }

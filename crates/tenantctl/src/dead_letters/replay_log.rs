@@ -1,9 +1,23 @@
-//! `dlq_replays`: the replay log of the dead-letter tools.
+//! The replay log: which dead letters were replayed, so a replay run again after an
+//! interruption never publishes twice what an earlier run already replayed. On the platform
+//! database it is the `dlq_replays` table.
 
-use crate::bus::WorkQueue;
-use crate::bus::dead_letter::{DeadLetterInfo, ReplayLog};
+use std::future::Future;
 
-use super::PlatformDb;
+use shared::bus::WorkQueue;
+use shared::bus::dead_letter::DeadLetterInfo;
+use shared::platform::PlatformDb;
+
+/// A durable record of replayed dead letters, by [`DeadLetterInfo::replay_key`].
+pub trait ReplayLog: Sync {
+    fn already_replayed(&self, key: &str) -> impl Future<Output = Result<bool, String>> + Send;
+    fn record_replay(
+        &self,
+        key: &str,
+        queue: WorkQueue,
+        info: &DeadLetterInfo,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+}
 
 impl ReplayLog for PlatformDb {
     async fn already_replayed(&self, key: &str) -> Result<bool, String> {

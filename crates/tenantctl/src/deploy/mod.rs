@@ -1,0 +1,114 @@
+//! `tenantctl deploy` as named steps, in the order a deploy takes them. Nothing here prints:
+//! each step returns what happened, and the command (`src/cmd/deploy.rs`) says it.
+//!
+//! 1. [`static_errors`]: the static half of `migrations check`; an unapproved destructive
+//!    migration or any other error stops a deploy before anything is applied or published.
+//! 2. [`start`]: sets that contradict the released record are refused; the platform migrations
+//!    are applied under the platform's migration lock; the deploy and its tenants (active and
+//!    suspended) are recorded under the fleet lock, so a tenant that activates meanwhile joins
+//!    the deploy by itself (`shared::platform::deploys`).
+//! 3. [`publish`]: one confirmed `migrate.tenant` per tenant, in batches, canary tenants first
+//!    ([`Started::canary_split`]): the rest is published only if all of them reached the
+//!    target; then [`finish_publishing`].
+//! 4. [`follow`]: the results the migrators record, until every tenant is done.
+//!
+//! [`dry_run`] is what each tenant would run, instead of steps 2 to 4.
+
+mod checks;
+mod dry_run;
+mod follow;
+mod publish;
+
+use anyhow::Context as _;
+use domain::Version;
+use engine::Catalog;
+use shared::platform::PlatformDb;
+use shared::platform::deploys::{DeployTenant, NewDeploy};
+use shared::service::Context;
+use uuid::Uuid;
+
+pub use checks::{refuse_conflicts, release_conflicts, static_errors};
+pub use dry_run::{DryRun, TenantPreview, dry_run};
+pub use follow::{Counts, Followed, follow};
+pub use publish::publish;
+
+/// A deploy recorded, its platform migrations applied: what is left is publishing.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub id: Uuid,
+    pub target: Version,
+    /// The platform's version after its migrations (`None`: it has none).
+    pub platform_version: Option<Version>,
+    /// Platform migrations this deploy applied.
+    pub platform_applied: usize,
+    /// Every tenant of the deploy, canary tenants first.
+    pub tenants: Vec<DeployTenant>,
+    canary: usize,
+}
+
+impl Started {
+    /// The canary tenants (published and followed first; none without `--canary`), and the
+    /// rest.
+    pub fn canary_split(&self) -> (&[DeployTenant], &[DeployTenant]) {
+        self.tenants.split_at(self.canary)
+    }
+}
+
+/// Step 2: refuses sets that contradict the released record (every released version must be
+/// there, unchanged: a deploy of an older build is refused too), applies the platform
+/// migrations, and records the deploy to `target` with its tenants. `canary` tenants (at most
+/// all of them) will go first.
+///
+/// # Errors
+/// A conflict with the released record (nothing was applied), failing platform migrations, or
+/// a database error.
+pub async fn start(
+    ctx: &Context,
+    catalog: &Catalog,
+    target: Version,
+    operator: String,
+    canary: u32,
+) -> anyhow::Result<Started> {
+    // Before anything is applied or published: the files must be the ones already released
+    // (completed on some tenant; the migrators and the provisioner record them).
+    refuse_conflicts(catalog, release_conflicts(&ctx.platform, catalog).await?)?;
+    let platform_run = ctx
+        .apply_platform_migrations()
+        .await
+        .context("applying the platform migrations")?;
+    let id = Uuid::new_v4();
+    let tenants = ctx
+        .platform
+        .record_deploy(&NewDeploy {
+            id,
+            target_version: target,
+            platform_version: platform_run.after.unwrap_or(Version::ZERO),
+            operator,
+            canary,
+        })
+        .await?;
+    let canary = usize::try_from(canary)
+        .unwrap_or(usize::MAX)
+        .min(tenants.len());
+    Ok(Started {
+        id,
+        target,
+        platform_version: platform_run.after,
+        platform_applied: platform_run.steps.len(),
+        tenants,
+        canary,
+    })
+}
+
+/// Ends step 3: the deploy is `published`, or, after a failed canary, `canary_failed` with the
+/// tenants never published marked `canceled`.
+///
+/// # Errors
+/// A database error.
+pub async fn finish_publishing(
+    platform: &PlatformDb,
+    deploy: Uuid,
+    canary_failed: bool,
+) -> anyhow::Result<()> {
+    Ok(platform.finish_publishing(deploy, canary_failed).await?)
+}
