@@ -6,10 +6,9 @@ use std::time::Instant;
 
 use chrono::Utc;
 use domain::provisioning::{
-    Decision, OnFailure, Progress, Step, StepState, TenantStatus, next, on_failure,
+    Decision, OnFailure, Progress, Step, StepOutcome, StepStatus, TenantStatus, next, on_failure,
 };
 use shared::bus::Outcome;
-use shared::platform::tenants::StepOutcome;
 
 use crate::port::{Emitted, Port, Request, StepError};
 
@@ -76,7 +75,7 @@ pub async fn provision<P: Port>(port: &P, request: &Request, last_delivery: bool
         };
         let finished = Emitted::Step {
             step,
-            status: "succeeded",
+            status: StepStatus::Succeeded,
             attempt,
             duration_ms: u64::try_from(duration_ms).unwrap_or(0),
             error: None,
@@ -85,7 +84,7 @@ pub async fn provision<P: Port>(port: &P, request: &Request, last_delivery: bool
             return retry_or_dead_letter(error, last_delivery);
         }
         tracing::info!(step = step.as_str(), duration_ms, "provisioning step done");
-        progress.steps.insert(step, StepState::Succeeded);
+        progress.steps.insert(step, StepStatus::Succeeded);
         if step == Step::Register {
             progress.status = Some(TenantStatus::Provisioning);
         }
@@ -128,7 +127,7 @@ async fn fail_step<P: Port>(
     match on_failure(error.kind, last_delivery) {
         OnFailure::RetryLater => {
             tracing::warn!(step = step.as_str(), %reason, "provisioning step failed; it will be retried");
-            let _ = port.emit(request, status("retrying")).await;
+            let _ = port.emit(request, status(StepStatus::Retrying)).await;
             Outcome::Retry { reason }
         }
         OnFailure::GiveUp => {
@@ -140,7 +139,7 @@ async fn fail_step<P: Port>(
             } else {
                 tracing::error!(step = step.as_str(), %reason, "registration refused; no tenant row was created: the reason is in the dead-letter queue and the tenant.provisioning_failed event");
             }
-            let _ = port.emit(request, status("failed")).await;
+            let _ = port.emit(request, status(StepStatus::Failed)).await;
             let _ = port
                 .emit(
                     request,
@@ -183,10 +182,9 @@ mod tests {
 
     use chrono::{DateTime, Utc};
     use domain::Isolation;
-    use domain::provisioning::{Progress, Step, StepState, TenantStatus};
+    use domain::provisioning::{Progress, Step, StepOutcome, StepStatus, TenantStatus};
     use domain::tenant::TenantSlug;
     use futures_util::FutureExt;
-    use shared::platform::tenants::StepOutcome;
     use uuid::Uuid;
 
     use super::*;
@@ -208,7 +206,7 @@ mod tests {
     #[derive(Default)]
     struct World {
         status: Option<TenantStatus>,
-        steps: BTreeMap<Step, StepState>,
+        steps: BTreeMap<Step, StepStatus>,
         attempts: BTreeMap<Step, u32>,
         /// Distinct results of each step's effect (a set: steps are idempotent).
         effects: BTreeMap<Step, BTreeSet<String>>,
@@ -285,11 +283,7 @@ mod tests {
                 drop(world);
                 crash();
             }
-            let state = match outcome {
-                StepOutcome::Succeeded => StepState::Succeeded,
-                StepOutcome::Failed { .. } => StepState::Failed,
-            };
-            world.steps.insert(step, state);
+            world.steps.insert(step, outcome.status());
             let attempts = world.attempts.entry(step).or_default();
             *attempts += 1;
             Ok(*attempts)
@@ -367,7 +361,7 @@ mod tests {
         for step in Step::ALL {
             assert_eq!(
                 world.steps.get(&step),
-                Some(&StepState::Succeeded),
+                Some(&StepStatus::Succeeded),
                 "{context}: {step}"
             );
             assert_eq!(
@@ -421,14 +415,14 @@ mod tests {
                                 assert_eq!(world.status, expected, "{context}");
                                 assert_eq!(
                                     world.steps.get(&step),
-                                    Some(&StepState::Failed),
+                                    Some(&StepStatus::Failed),
                                     "{context}: the failure is recorded"
                                 );
                                 assert!(
                                     Step::ALL
                                         .iter()
                                         .filter(|s| **s < step)
-                                        .all(|s| world.steps.get(s) == Some(&StepState::Succeeded)),
+                                        .all(|s| world.steps.get(s) == Some(&StepStatus::Succeeded)),
                                     "{context}"
                                 );
                             }
@@ -516,7 +510,7 @@ mod tests {
     #[tokio::test]
     async fn a_suspended_tenant_is_not_touched() {
         let port = Fake::default();
-        port.0.lock().unwrap().status = Some(TenantStatus::Other);
+        port.0.lock().unwrap().status = Some(TenantStatus::Suspended);
         assert_eq!(provision(&port, &request(), false).await, Outcome::Ack);
         assert!(port.0.lock().unwrap().effects.is_empty());
     }

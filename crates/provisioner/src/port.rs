@@ -7,9 +7,8 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use domain::Isolation;
 use domain::message::TenantRegistered;
-use domain::provisioning::{FailureKind, Progress, Step, TenantStatus};
+use domain::provisioning::{FailureKind, Progress, Step, StepOutcome, StepStatus, TenantStatus};
 use domain::tenant::TenantSlug;
-use shared::platform::tenants::StepOutcome;
 use uuid::Uuid;
 
 /// A registration to provision, as the steps need it.
@@ -116,10 +115,10 @@ impl From<shared::bus::BusError> for StepError {
 /// again after a crash is the same event (stored once by the auditor).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Emitted {
-    /// A step finished: `succeeded`, `failed` or `retrying`.
+    /// An attempt of a step ended.
     Step {
         step: Step,
-        status: &'static str,
+        status: StepStatus,
         attempt: u32,
         duration_ms: u64,
         error: Option<String>,

@@ -8,13 +8,12 @@ use domain::Version;
 use domain::message::{
     CloudEvent, Event, MigrateTenant, Provisioned, ProvisioningFailed, ProvisioningStep,
 };
-use domain::provisioning::{Progress, Step, TenantStatus};
+use domain::provisioning::{Progress, Step, StepOutcome, TenantStatus};
 use engine::Catalog;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram};
 use sha2::{Digest, Sha256};
 use shared::bus::Publisher;
-use shared::platform::tenants::StepOutcome;
 use shared::platform::{PlatformDb, ReleaseRecorder};
 use shared::tenant_storage::TenantStorage;
 use uuid::Uuid;
@@ -184,10 +183,6 @@ impl Port for Provisioner {
     }
 
     async fn set_status(&self, request: &Request, status: TenantStatus) -> Result<(), StepError> {
-        let status = match status {
-            TenantStatus::Failed => "failed",
-            _ => "provisioning",
-        };
         Ok(self
             .platform
             .set_tenant_status(request.tenant_id, status)
@@ -206,7 +201,7 @@ impl Port for Provisioner {
             } => {
                 let data = ProvisioningStep::new(
                     tenant,
-                    step.as_str(),
+                    step,
                     status,
                     attempt.max(1),
                     duration_ms,
@@ -244,12 +239,8 @@ impl Port for Provisioner {
                 reason,
                 attempt,
             } => {
-                let data = ProvisioningFailed::new(
-                    tenant,
-                    Some(request.slug.clone()),
-                    step.as_str(),
-                    &reason,
-                );
+                let data =
+                    ProvisioningFailed::new(tenant, Some(request.slug.clone()), step, &reason);
                 self.publisher
                     .publish(&self.event(&format!("{tenant}/failed/{step}/{attempt}"), data))
                     .await?;

@@ -2,7 +2,6 @@
 //! same tenant (a redelivery); another tenant id asking for a taken slug is refused, and nothing
 //! is created.
 
-use domain::provisioning::TenantStatus;
 use shared::platform::tenants::Registration;
 
 use crate::port::{Request, StepError};
@@ -26,13 +25,12 @@ pub(super) async fn run(provisioner: &Provisioner, request: &Request) -> Result<
                 request.tenant_id, request.isolation
             )))
         }
-        Registration::Registered {
-            status: TenantStatus::Other,
-            ..
-        } => Err(StepError::permanent(format!(
-            "tenant {} is suspended or deleted: it is not provisioned again",
-            request.tenant_id
-        ))),
+        Registration::Registered { status, .. } if status.is_untouchable() => {
+            Err(StepError::permanent(format!(
+                "tenant {} is suspended or deleted: it is not provisioned again",
+                request.tenant_id
+            )))
+        }
         Registration::Registered { .. } => Ok(()),
         Registration::SlugTaken { owner } => Err(StepError::permanent(format!(
             "the slug {} belongs to another tenant ({owner}); nothing was created",

@@ -17,6 +17,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use crate::config::DatabaseUrl;
 use domain::Isolation;
 use domain::Version;
+use domain::provisioning::TenantStatus;
 use domain::tenant::TenantSlug;
 use engine::sql::quote_ident;
 
@@ -70,7 +71,7 @@ pub enum PlatformDb {
 pub struct TenantRecord {
     pub id: uuid::Uuid,
     pub slug: TenantSlug,
-    pub status: String,
+    pub status: TenantStatus,
     pub isolation: Isolation,
     /// Newest applied tenant migration, as recorded by the services (0 = none).
     pub schema_version: Version,
@@ -200,7 +201,7 @@ fn tenant_record(
     Ok(TenantRecord {
         id,
         slug: TenantSlug::parse(&slug).map_err(|e| StoreError::InvalidRow(e.to_string()))?,
-        status,
+        status: tenants::tenant_status(status)?,
         isolation: isolation.parse().map_err(StoreError::InvalidRow)?,
         schema_version: Version::new(schema_version)
             .map_err(|e| StoreError::InvalidRow(e.to_string()))?,
