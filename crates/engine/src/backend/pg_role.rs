@@ -82,3 +82,60 @@ pub(super) async fn run_grants(conn: &mut PgConnection, sql: &str) -> Result<(),
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! What each grant allows is proven end to end (`tests/it/provisioning.rs`, a tenant role
+    //! reaches its own schema or database and nothing else); here, the lifecycle of the
+    //! storage with its role in both modes.
+    #![expect(clippy::unwrap_used, reason = "tests")]
+
+    use testkit::pg::TestDatabase;
+
+    use super::super::{MigrationBackend, PgDatabaseBackend, PgSchemaBackend};
+    use super::*;
+
+    async fn role_exists(database: &TestDatabase, tenant: &TenantSlug) -> bool {
+        let mut conn = database.connect().await;
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(tenant.storage_name())
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_mode_creates_its_storage_with_the_role_twice_and_drops_both() {
+        let database = TestDatabase::create().await;
+
+        let schema = PgSchemaBackend::connect(database.options(), 2)
+            .await
+            .unwrap();
+        let tenant = testkit::unique_slug();
+        schema.create_storage_with_role(&tenant).await.unwrap();
+        schema.create_storage_with_role(&tenant).await.unwrap();
+        assert!(schema.storage_exists(&tenant).await.unwrap());
+        assert!(role_exists(&database, &tenant).await, "schema mode");
+        schema.drop_storage_with_role(&tenant).await.unwrap();
+        assert!(!schema.storage_exists(&tenant).await.unwrap());
+        assert!(!role_exists(&database, &tenant).await, "schema mode");
+
+        let per_database = PgDatabaseBackend::connect(database.options())
+            .await
+            .unwrap();
+        let tenant = testkit::unique_slug();
+        per_database
+            .create_storage_with_role(&tenant)
+            .await
+            .unwrap();
+        per_database
+            .create_storage_with_role(&tenant)
+            .await
+            .unwrap();
+        assert!(per_database.storage_exists(&tenant).await.unwrap());
+        assert!(role_exists(&database, &tenant).await, "database mode");
+        per_database.drop_storage_with_role(&tenant).await.unwrap();
+        assert!(!per_database.storage_exists(&tenant).await.unwrap());
+        assert!(!role_exists(&database, &tenant).await, "database mode");
+    }
+}
