@@ -11,7 +11,7 @@ use domain::message::Event as _;
 use domain::provisioning::{Progress, Step, StepOutcome, TenantStatus};
 use engine::EngineOptions;
 use lapin::BasicProperties;
-use provisioner::port::{Emitted, Port, Request, StepError};
+use provisioner::{Emitted, ProvisioningEffects, Request, StepError};
 use provisioner::{ProvisionHandler, Provisioner};
 use shared::bus::consumer;
 use shared::bus::dead_letter::DeadLetterQueue;
@@ -162,7 +162,7 @@ struct DiesAfter {
     killed: CancellationToken,
 }
 
-impl Port for DiesAfter {
+impl ProvisioningEffects for DiesAfter {
     async fn progress(&self, request: &Request) -> Result<Progress, StepError> {
         self.inner.progress(request).await
     }

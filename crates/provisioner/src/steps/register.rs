@@ -4,11 +4,12 @@
 
 use shared::platform::tenants::Registration;
 
-use crate::port::{Request, StepError};
-use crate::provisioner::Provisioner;
+use super::StepContext;
+use crate::error::StepError;
+use crate::request::Request;
 
-pub(super) async fn run(provisioner: &Provisioner, request: &Request) -> Result<(), StepError> {
-    let registration = provisioner
+pub(super) async fn run(context: &StepContext, request: &Request) -> Result<(), StepError> {
+    let registration = context
         .platform
         .register_tenant(
             request.tenant_id,
