@@ -5,6 +5,11 @@
 //! The six steps run in order; each is idempotent and recorded after its effect, so a run that
 //! stops anywhere (a crash, a lost connection, a redelivery) resumes at the first step not
 //! recorded as succeeded, and re-running a step whose record was lost changes nothing.
+//!
+//! The steps ([`Step`]), how an attempt ended ([`StepStatus`]) and the tenant statuses
+//! ([`TenantStatus`]) are enums whose `as_str` is the name stored in the platform database and
+//! published in events (contract §2.4): the platform store and the events take the names from
+//! here.
 
 use std::collections::BTreeMap;
 use std::fmt;
