@@ -8,14 +8,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use domain::Isolation;
 use domain::message::Event as _;
-use domain::provisioning::{Progress, Step, TenantStatus};
+use domain::provisioning::{Progress, Step, StepOutcome, TenantStatus};
 use engine::EngineOptions;
 use lapin::BasicProperties;
-use provisioner::port::{Emitted, Port, Request, StepError};
+use provisioner::{Emitted, ProvisioningEffects, Request, StepError};
 use provisioner::{ProvisionHandler, Provisioner};
 use shared::bus::consumer;
 use shared::bus::{Exchange, WorkQueue};
-use shared::platform::tenants::StepOutcome;
 use shared::tenant_storage::TenantStorage;
 use sqlx::Connection as _;
 use tenantctl::dead_letters::DeadLetterQueue;
@@ -163,7 +162,7 @@ struct DiesAfter {
     killed: CancellationToken,
 }
 
-impl Port for DiesAfter {
+impl ProvisioningEffects for DiesAfter {
     async fn progress(&self, request: &Request) -> Result<Progress, StepError> {
         self.inner.progress(request).await
     }

@@ -9,7 +9,8 @@
 //! - [`tenant`]: the validated [`TenantSlug`] and the names derived from it;
 //! - [`isolation`]: [`Isolation`], schema or database per tenant;
 //! - [`version`]: [`Version`], a migration's `YYYYMMDDHHMMSS` timestamp;
-//! - [`provisioning`]: the six steps, the tenant statuses and the state machine;
+//! - [`provisioning`]: the six steps, their statuses and outcomes, the tenant statuses and the
+//!   state machine (the names stored and published come from these enums);
 //! - [`message`]: the CloudEvents envelope, one type per message, decoding and the audit copy.
 
 pub mod isolation;

@@ -5,6 +5,11 @@
 //! The six steps run in order; each is idempotent and recorded after its effect, so a run that
 //! stops anywhere (a crash, a lost connection, a redelivery) resumes at the first step not
 //! recorded as succeeded, and re-running a step whose record was lost changes nothing.
+//!
+//! The steps ([`Step`]), how an attempt ended ([`StepStatus`]) and the tenant statuses
+//! ([`TenantStatus`]) are enums whose `as_str` is the name stored in the platform database and
+//! published in events (contract §2.4): the platform store and the events take the names from
+//! here.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -67,32 +72,131 @@ impl FromStr for Step {
     }
 }
 
-/// The recorded state of one step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepState {
+/// How an attempt of a step ended: the `status` of a `tenant.provisioning_step` event, and of
+/// the step's `provisioning_steps` row, which records the last attempt (`succeeded` or
+/// `failed`; an attempt that will be retried is recorded as `failed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepStatus {
     Succeeded,
-    /// Failed last time it ran (transiently or not); it runs again on the next attempt.
+    /// Failed for good: the tenant is given up (or, in a record, failed last time it ran).
     Failed,
+    /// Failed transiently; the step runs again on a later delivery. Events only.
+    Retrying,
 }
 
-/// The status of a tenant row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl StepStatus {
+    pub const ALL: [StepStatus; 3] = [
+        StepStatus::Succeeded,
+        StepStatus::Failed,
+        StepStatus::Retrying,
+    ];
+
+    /// The name in events and in `provisioning_steps.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Retrying => "retrying",
+        }
+    }
+}
+
+impl fmt::Display for StepStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl FromStr for StepStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        StepStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| format!("unknown provisioning step status {s:?}"))
+    }
+}
+
+/// How a step ended, as the provisioner records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    Succeeded,
+    Failed { reason: String },
+}
+
+impl StepOutcome {
+    /// The recorded status: `succeeded` or `failed`.
+    pub fn status(&self) -> StepStatus {
+        match self {
+            StepOutcome::Succeeded => StepStatus::Succeeded,
+            StepOutcome::Failed { .. } => StepStatus::Failed,
+        }
+    }
+
+    /// Why it failed.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            StepOutcome::Succeeded => None,
+            StepOutcome::Failed { reason } => Some(reason),
+        }
+    }
+}
+
+/// The status of a tenant row (`tenants.status`, contract §2.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TenantStatus {
+    /// Registered; the steps are running (or will be retried).
     Provisioning,
     Active,
+    /// Given up at a step; a replay of its registration resumes it.
     Failed,
-    /// Suspended or deleted: provisioning never touches it.
-    Other,
+    /// Set by the platform: provisioning never touches it; deploys still migrate it.
+    Suspended,
+    /// Set by the platform: nothing touches it.
+    Deleted,
 }
 
 impl TenantStatus {
-    pub fn parse(status: &str) -> Self {
-        match status {
-            "provisioning" => TenantStatus::Provisioning,
-            "active" => TenantStatus::Active,
-            "failed" => TenantStatus::Failed,
-            _ => TenantStatus::Other,
+    pub const ALL: [TenantStatus; 5] = [
+        TenantStatus::Provisioning,
+        TenantStatus::Active,
+        TenantStatus::Failed,
+        TenantStatus::Suspended,
+        TenantStatus::Deleted,
+    ];
+
+    /// The value in `tenants.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantStatus::Provisioning => "provisioning",
+            TenantStatus::Active => "active",
+            TenantStatus::Failed => "failed",
+            TenantStatus::Suspended => "suspended",
+            TenantStatus::Deleted => "deleted",
         }
+    }
+
+    /// Whether provisioning leaves the tenant alone (the platform suspended or deleted it).
+    pub fn is_untouchable(self) -> bool {
+        matches!(self, TenantStatus::Suspended | TenantStatus::Deleted)
+    }
+}
+
+impl fmt::Display for TenantStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl FromStr for TenantStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TenantStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| format!("unknown tenant status {s:?}"))
     }
 }
 
@@ -101,12 +205,13 @@ impl TenantStatus {
 pub struct Progress {
     /// `None` until the register step created the tenant row.
     pub status: Option<TenantStatus>,
-    pub steps: BTreeMap<Step, StepState>,
+    /// The status of each step's last recorded attempt; a step absent has not run.
+    pub steps: BTreeMap<Step, StepStatus>,
 }
 
 impl Progress {
     pub fn succeeded(&self, step: Step) -> bool {
-        self.steps.get(&step) == Some(&StepState::Succeeded)
+        self.steps.get(&step) == Some(&StepStatus::Succeeded)
     }
 }
 
@@ -124,7 +229,7 @@ pub enum Decision {
 /// The next thing to do for a tenant. A `failed` tenant resumes at its first unfinished step
 /// (a replay or `tenantctl tenant retry` is a decision to try again).
 pub fn next(progress: &Progress) -> Decision {
-    if progress.status == Some(TenantStatus::Other) {
+    if progress.status.is_some_and(TenantStatus::is_untouchable) {
         return Decision::Untouchable;
     }
     match Step::ALL
@@ -175,7 +280,7 @@ mod tests {
         };
         for step in Step::ALL {
             if last.is_some_and(|l| step <= l) {
-                progress.steps.insert(step, StepState::Succeeded);
+                progress.steps.insert(step, StepStatus::Succeeded);
             }
         }
         progress
@@ -195,7 +300,7 @@ mod tests {
     #[test]
     fn a_failed_step_runs_again_and_a_failed_tenant_resumes_there() {
         let mut progress = done_up_to(Some(Step::CreateStorage));
-        progress.steps.insert(Step::Migrate, StepState::Failed);
+        progress.steps.insert(Step::Migrate, StepStatus::Failed);
         assert_eq!(next(&progress), Decision::Run(Step::Migrate));
         progress.status = Some(TenantStatus::Failed);
         assert_eq!(next(&progress), Decision::Run(Step::Migrate));
@@ -211,9 +316,11 @@ mod tests {
 
     #[test]
     fn suspended_or_deleted_tenants_are_left_alone() {
-        let mut progress = done_up_to(Some(Step::Register));
-        progress.status = Some(TenantStatus::Other);
-        assert_eq!(next(&progress), Decision::Untouchable);
+        for status in [TenantStatus::Suspended, TenantStatus::Deleted] {
+            let mut progress = done_up_to(Some(Step::Register));
+            progress.status = Some(status);
+            assert_eq!(next(&progress), Decision::Untouchable, "{status}");
+        }
     }
 
     #[test]
@@ -233,5 +340,51 @@ mod tests {
             assert_eq!(step.as_str().parse::<Step>(), Ok(step));
         }
         assert!("unknown".parse::<Step>().is_err());
+    }
+
+    /// The names are the contract's (§2.4 and `tenant.provisioning_step`): spelled out here, so
+    /// that a renamed variant cannot change what is stored or published.
+    #[test]
+    fn the_names_are_the_contract_values_and_round_trip() {
+        assert_eq!(
+            Step::ALL.map(Step::as_str),
+            [
+                "register",
+                "create_storage",
+                "migrate",
+                "seed",
+                "admin_user",
+                "activate"
+            ]
+        );
+        assert_eq!(
+            StepStatus::ALL.map(StepStatus::as_str),
+            ["succeeded", "failed", "retrying"]
+        );
+        assert_eq!(
+            TenantStatus::ALL.map(TenantStatus::as_str),
+            ["provisioning", "active", "failed", "suspended", "deleted"]
+        );
+        for status in StepStatus::ALL {
+            assert_eq!(status.as_str().parse::<StepStatus>(), Ok(status));
+            assert_eq!(status.to_string(), status.as_str());
+        }
+        for status in TenantStatus::ALL {
+            assert_eq!(status.as_str().parse::<TenantStatus>(), Ok(status));
+            assert_eq!(status.to_string(), status.as_str());
+        }
+        assert!("pending".parse::<StepStatus>().is_err());
+        assert!("other".parse::<TenantStatus>().is_err());
+    }
+
+    #[test]
+    fn an_outcome_records_its_status_and_error() {
+        assert_eq!(StepOutcome::Succeeded.status(), StepStatus::Succeeded);
+        assert_eq!(StepOutcome::Succeeded.error(), None);
+        let failed = StepOutcome::Failed {
+            reason: "broken migration".into(),
+        };
+        assert_eq!(failed.status(), StepStatus::Failed);
+        assert_eq!(failed.error(), Some("broken migration"));
     }
 }

@@ -17,6 +17,7 @@
 //!   record; a result that could not be written gives the message back.
 
 use domain::Version;
+use domain::provisioning::TenantStatus;
 use engine::{EngineError, MigrationSet};
 use shared::bus::Outcome;
 use shared::platform::deploys::{MigrationTenant, ResultStatus};
@@ -226,9 +227,9 @@ pub(crate) enum Admission {
 /// provisioning is waited for (its activation enqueues it into the latest deploy); a failed or
 /// deleted one has nothing to migrate, which is final.
 pub(crate) fn admit(tenant: &MigrationTenant, target: Version) -> Result<Admission, Decision> {
-    match tenant.status.as_str() {
-        "active" | "suspended" => {}
-        "provisioning" => {
+    match tenant.status {
+        TenantStatus::Active | TenantStatus::Suspended => {}
+        TenantStatus::Provisioning => {
             return Err(Decision::before_running(
                 None,
                 Outcome::Retry {
@@ -236,7 +237,7 @@ pub(crate) fn admit(tenant: &MigrationTenant, target: Version) -> Result<Admissi
                 },
             ));
         }
-        other => {
+        other @ (TenantStatus::Failed | TenantStatus::Deleted) => {
             return Err(Decision::before_running(
                 Some(ResultStatus::Failed),
                 Outcome::DeadLetter {
@@ -445,7 +446,7 @@ mod tests {
     fn tenant(status: &str, schema_version: u8, needs_reprocessing: bool) -> MigrationTenant {
         MigrationTenant {
             slug: TenantSlug::parse("acme_towers").unwrap(),
-            status: status.into(),
+            status: status.parse().unwrap(),
             isolation: Isolation::Schema,
             schema_version: v(schema_version),
             migration_error: needs_reprocessing.then(|| "an earlier failure".to_owned()),

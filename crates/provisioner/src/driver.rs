@@ -1,28 +1,36 @@
-//! The driver: runs the provisioning state machine ([`domain::provisioning`]) through a
-//! [`Port`], step after step, recording each outcome before the next step starts, and turns
-//! the end of a run into the message's [`Outcome`].
+//! The driver: runs the provisioning state machine ([`domain::provisioning`]) through the
+//! [`ProvisioningEffects`], step after step, recording each outcome before the next step starts,
+//! and turns the end of a run into the message's [`Outcome`].
 
 use std::time::Instant;
 
 use chrono::Utc;
 use domain::provisioning::{
-    Decision, OnFailure, Progress, Step, StepState, TenantStatus, next, on_failure,
+    Decision, OnFailure, Progress, Step, StepOutcome, StepStatus, TenantStatus, next, on_failure,
 };
 use shared::bus::Outcome;
-use shared::platform::tenants::StepOutcome;
 
-use crate::port::{Emitted, Port, Request, StepError};
+use crate::effects::{Emitted, ProvisioningEffects};
+use crate::error::StepError;
+use crate::request::Request;
 
 /// Provisions `request` as far as it goes now. `last_delivery`: this is the message's last
 /// chance (the retry budget is spent after it).
-pub async fn provision<P: Port>(port: &P, request: &Request, last_delivery: bool) -> Outcome {
-    let mut progress = match port.progress(request).await {
+pub async fn provision<E: ProvisioningEffects>(
+    effects: &E,
+    request: &Request,
+    last_delivery: bool,
+) -> Outcome {
+    let mut progress = match effects.progress(request).await {
         Ok(progress) => progress,
         Err(error) => return retry_or_dead_letter(error, last_delivery),
     };
     if progress.status == Some(TenantStatus::Failed) {
         // A replayed or retried registration of a tenant that was given up: resume it.
-        if let Err(error) = port.set_status(request, TenantStatus::Provisioning).await {
+        if let Err(error) = effects
+            .set_status(request, TenantStatus::Provisioning)
+            .await
+        {
             return retry_or_dead_letter(error, last_delivery);
         }
         progress.status = Some(TenantStatus::Provisioning);
@@ -37,7 +45,7 @@ pub async fn provision<P: Port>(port: &P, request: &Request, last_delivery: bool
             // Every step is recorded: (re)announce the result. The event has a fixed id, so a
             // redelivery does not make a second one.
             Decision::Done => {
-                return match port.emit(request, Emitted::Provisioned).await {
+                return match effects.emit(request, Emitted::Provisioned).await {
                     Ok(()) => Outcome::Ack,
                     Err(error) => retry_or_dead_letter(error, last_delivery),
                 };
@@ -46,11 +54,11 @@ pub async fn provision<P: Port>(port: &P, request: &Request, last_delivery: bool
         };
         let started_at = Utc::now();
         let clock = Instant::now();
-        let result = port.run(step, request).await;
+        let result = effects.run(step, request).await;
         let duration_ms = i64::try_from(clock.elapsed().as_millis()).unwrap_or(i64::MAX);
         if let Err(error) = result {
             return fail_step(
-                port,
+                effects,
                 request,
                 &progress,
                 step,
@@ -61,7 +69,7 @@ pub async fn provision<P: Port>(port: &P, request: &Request, last_delivery: bool
             )
             .await;
         }
-        let attempt = match port
+        let attempt = match effects
             .record(
                 request,
                 step,
@@ -76,16 +84,16 @@ pub async fn provision<P: Port>(port: &P, request: &Request, last_delivery: bool
         };
         let finished = Emitted::Step {
             step,
-            status: "succeeded",
+            status: StepStatus::Succeeded,
             attempt,
             duration_ms: u64::try_from(duration_ms).unwrap_or(0),
             error: None,
         };
-        if let Err(error) = port.emit(request, finished).await {
+        if let Err(error) = effects.emit(request, finished).await {
             return retry_or_dead_letter(error, last_delivery);
         }
         tracing::info!(step = step.as_str(), duration_ms, "provisioning step done");
-        progress.steps.insert(step, StepState::Succeeded);
+        progress.steps.insert(step, StepStatus::Succeeded);
         if step == Step::Register {
             progress.status = Some(TenantStatus::Provisioning);
         }
@@ -94,8 +102,8 @@ pub async fn provision<P: Port>(port: &P, request: &Request, last_delivery: bool
 
 /// A step failed: record it, then retry later or give up (tenant `failed`, event, DLQ).
 #[expect(clippy::too_many_arguments, reason = "the failed step's whole context")]
-async fn fail_step<P: Port>(
-    port: &P,
+async fn fail_step<E: ProvisioningEffects>(
+    effects: &E,
     request: &Request,
     progress: &Progress,
     step: Step,
@@ -109,7 +117,7 @@ async fn fail_step<P: Port>(
     // dead-letter queue and the event hold the reason.
     let has_row = progress.status.is_some() || step != Step::Register;
     let attempt = if has_row {
-        port.record(request, step, &StepOutcome::Failed { reason: reason.clone() }, started_at, duration_ms)
+        effects.record(request, step, &StepOutcome::Failed { reason: reason.clone() }, started_at, duration_ms)
             .await
             .unwrap_or_else(|record| {
                 tracing::warn!(step = step.as_str(), error = %record, "could not record the failed step");
@@ -128,20 +136,20 @@ async fn fail_step<P: Port>(
     match on_failure(error.kind, last_delivery) {
         OnFailure::RetryLater => {
             tracing::warn!(step = step.as_str(), %reason, "provisioning step failed; it will be retried");
-            let _ = port.emit(request, status("retrying")).await;
+            let _ = effects.emit(request, status(StepStatus::Retrying)).await;
             Outcome::Retry { reason }
         }
         OnFailure::GiveUp => {
             if has_row {
                 tracing::error!(step = step.as_str(), %reason, "provisioning failed; the tenant is marked failed");
-                if let Err(mark) = port.set_status(request, TenantStatus::Failed).await {
+                if let Err(mark) = effects.set_status(request, TenantStatus::Failed).await {
                     tracing::warn!(error = %mark, "could not mark the tenant failed; the step record and the dead-letter queue hold the reason");
                 }
             } else {
                 tracing::error!(step = step.as_str(), %reason, "registration refused; no tenant row was created: the reason is in the dead-letter queue and the tenant.provisioning_failed event");
             }
-            let _ = port.emit(request, status("failed")).await;
-            let _ = port
+            let _ = effects.emit(request, status(StepStatus::Failed)).await;
+            let _ = effects
                 .emit(
                     request,
                     Emitted::Failed {
@@ -183,10 +191,9 @@ mod tests {
 
     use chrono::{DateTime, Utc};
     use domain::Isolation;
-    use domain::provisioning::{Progress, Step, StepState, TenantStatus};
+    use domain::provisioning::{Progress, Step, StepOutcome, StepStatus, TenantStatus};
     use domain::tenant::TenantSlug;
     use futures_util::FutureExt;
-    use shared::platform::tenants::StepOutcome;
     use uuid::Uuid;
 
     use super::*;
@@ -208,25 +215,26 @@ mod tests {
     #[derive(Default)]
     struct World {
         status: Option<TenantStatus>,
-        steps: BTreeMap<Step, StepState>,
+        steps: BTreeMap<Step, StepStatus>,
         attempts: BTreeMap<Step, u32>,
         /// Distinct results of each step's effect (a set: steps are idempotent).
         effects: BTreeMap<Step, BTreeSet<String>>,
-        /// Event ids published (the real port derives them from the event's content).
+        /// Event ids published (the real effects derive them from the event's content).
         events: Vec<String>,
         fault: Option<(Step, Fault)>,
         crash_at_record: bool,
         crash_at_emit: bool,
     }
 
+    /// The effects on an in-memory world, with the fault it is told to inject.
     #[derive(Default)]
-    struct Fake(Mutex<World>);
+    struct InMemoryEffects(Mutex<World>);
 
     fn crash() -> ! {
         panic!("the process died");
     }
 
-    impl Port for Fake {
+    impl ProvisioningEffects for InMemoryEffects {
         async fn progress(&self, _: &Request) -> Result<Progress, StepError> {
             let world = self.0.lock().unwrap();
             Ok(Progress {
@@ -285,11 +293,7 @@ mod tests {
                 drop(world);
                 crash();
             }
-            let state = match outcome {
-                StepOutcome::Succeeded => StepState::Succeeded,
-                StepOutcome::Failed { .. } => StepState::Failed,
-            };
-            world.steps.insert(step, state);
+            world.steps.insert(step, outcome.status());
             let attempts = world.attempts.entry(step).or_default();
             *attempts += 1;
             Ok(*attempts)
@@ -306,7 +310,7 @@ mod tests {
                 drop(world);
                 crash();
             }
-            // The real port derives the id from the event's content: the same event twice is
+            // The real effects derive the id from the event's content: the same event twice is
             // one event.
             let id = match &event {
                 Emitted::Step {
@@ -341,13 +345,13 @@ mod tests {
 
     /// One message's life: up to `DELIVERIES` deliveries (a crash counts as one: the broker
     /// redelivers), several attempts each, until it is acknowledged or dead-lettered.
-    async fn deliver(port: &Fake, request: &Request) -> Outcome {
+    async fn deliver(effects: &InMemoryEffects, request: &Request) -> Outcome {
         let mut outcome = Outcome::Retry {
             reason: "not run".into(),
         };
         for delivery in 1..=DELIVERIES {
             for _attempt in 0..3 {
-                outcome = AssertUnwindSafe(provision(port, request, delivery == DELIVERIES))
+                outcome = AssertUnwindSafe(provision(effects, request, delivery == DELIVERIES))
                     .catch_unwind()
                     .await
                     .unwrap_or_else(|_| Outcome::Retry {
@@ -361,13 +365,13 @@ mod tests {
         outcome
     }
 
-    fn assert_converged(port: &Fake, context: &str) {
-        let world = port.0.lock().unwrap();
+    fn assert_converged(effects: &InMemoryEffects, context: &str) {
+        let world = effects.0.lock().unwrap();
         assert_eq!(world.status, Some(TenantStatus::Active), "{context}");
         for step in Step::ALL {
             assert_eq!(
                 world.steps.get(&step),
-                Some(&StepState::Succeeded),
+                Some(&StepStatus::Succeeded),
                 "{context}: {step}"
             );
             assert_eq!(
@@ -394,10 +398,10 @@ mod tests {
                 Fault::CrashAfterRecord,
             ] {
                 let context = format!("{fault:?} at {step}");
-                let port = Fake::default();
-                port.0.lock().unwrap().fault = Some((step, fault));
+                let effects = InMemoryEffects::default();
+                effects.0.lock().unwrap().fault = Some((step, fault));
                 let request = request();
-                let outcome = deliver(&port, &request).await;
+                let outcome = deliver(&effects, &request).await;
                 match fault {
                     Fault::TransientOnce | Fault::CrashBeforeRecord | Fault::CrashAfterRecord => {
                         assert_eq!(outcome, Outcome::Ack, "{context}");
@@ -411,7 +415,7 @@ mod tests {
                             "{context}: the reason names the step: {reason}"
                         );
                         {
-                            let world = port.0.lock().unwrap();
+                            let world = effects.0.lock().unwrap();
                             let expected = if step == Step::Register && fault == Fault::Permanent {
                                 None // refused before any row existed: nothing was created
                             } else {
@@ -421,14 +425,14 @@ mod tests {
                                 assert_eq!(world.status, expected, "{context}");
                                 assert_eq!(
                                     world.steps.get(&step),
-                                    Some(&StepState::Failed),
+                                    Some(&StepStatus::Failed),
                                     "{context}: the failure is recorded"
                                 );
                                 assert!(
                                     Step::ALL
                                         .iter()
                                         .filter(|s| **s < step)
-                                        .all(|s| world.steps.get(s) == Some(&StepState::Succeeded)),
+                                        .all(|s| world.steps.get(s) == Some(&StepStatus::Succeeded)),
                                     "{context}"
                                 );
                             }
@@ -445,15 +449,15 @@ mod tests {
                             );
                         }
                         // The operator fixes the cause and replays the message.
-                        port.0.lock().unwrap().fault = None;
+                        effects.0.lock().unwrap().fault = None;
                         assert_eq!(
-                            deliver(&port, &request).await,
+                            deliver(&effects, &request).await,
                             Outcome::Ack,
                             "{context}: after the replay"
                         );
                     }
                 }
-                assert_converged(&port, &context);
+                assert_converged(&effects, &context);
             }
         }
     }
@@ -481,11 +485,11 @@ mod tests {
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
 
-        let port = Fake::default();
-        port.0.lock().unwrap().fault = Some((Step::Register, Fault::Permanent));
-        let outcome = provision(&port, &request(), false).await;
+        let effects = InMemoryEffects::default();
+        effects.0.lock().unwrap().fault = Some((Step::Register, Fault::Permanent));
+        let outcome = provision(&effects, &request(), false).await;
         assert!(matches!(outcome, Outcome::DeadLetter { .. }), "{outcome:?}");
-        assert_eq!(port.0.lock().unwrap().status, None, "no row");
+        assert_eq!(effects.0.lock().unwrap().status, None, "no row");
         let logged = String::from_utf8_lossy(&lines.0.lock().unwrap()).into_owned();
         assert!(logged.contains("no tenant row was created"), "{logged}");
         assert!(!logged.contains("marked failed"), "{logged}");
@@ -493,15 +497,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_redelivery_of_an_active_tenant_changes_nothing() {
-        let port = Fake::default();
+        let effects = InMemoryEffects::default();
         let request = request();
-        assert_eq!(deliver(&port, &request).await, Outcome::Ack);
-        let events = port.0.lock().unwrap().events.len();
-        assert_eq!(deliver(&port, &request).await, Outcome::Ack);
-        assert_converged(&port, "twice");
-        assert_eq!(port.0.lock().unwrap().events.len(), events, "no new event");
+        assert_eq!(deliver(&effects, &request).await, Outcome::Ack);
+        let events = effects.0.lock().unwrap().events.len();
+        assert_eq!(deliver(&effects, &request).await, Outcome::Ack);
+        assert_converged(&effects, "twice");
         assert_eq!(
-            port.0
+            effects.0.lock().unwrap().events.len(),
+            events,
+            "no new event"
+        );
+        assert_eq!(
+            effects
+                .0
                 .lock()
                 .unwrap()
                 .attempts
@@ -515,9 +524,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_suspended_tenant_is_not_touched() {
-        let port = Fake::default();
-        port.0.lock().unwrap().status = Some(TenantStatus::Other);
-        assert_eq!(provision(&port, &request(), false).await, Outcome::Ack);
-        assert!(port.0.lock().unwrap().effects.is_empty());
+        let effects = InMemoryEffects::default();
+        effects.0.lock().unwrap().status = Some(TenantStatus::Suspended);
+        assert_eq!(provision(&effects, &request(), false).await, Outcome::Ack);
+        assert!(effects.0.lock().unwrap().effects.is_empty());
     }
 }

@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 
 pub mod driver;
-pub mod port;
+mod effects;
+mod error;
 mod provisioner;
+mod request;
 mod steps;
 
 use std::sync::Arc;
@@ -21,8 +23,10 @@ use sqlx::postgres::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-pub use port::{Port, Request};
+pub use effects::{Emitted, ProvisioningEffects};
+pub use error::StepError;
 pub use provisioner::Provisioner;
+pub use request::Request;
 
 /// Tenants provisioned at once by one process (and the prefetch).
 pub const CONCURRENCY: u16 = 8;
@@ -69,18 +73,18 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
 }
 
 /// Handles `tenant.registered`: one delivery at a time per tenant (a lock), every remaining
-/// step. `PlatformDb::lock_pool` gives the pool for the locks. Generic over the [`Port`] so that tests can interpose on the real one.
-pub struct ProvisionHandler<P> {
-    port: P,
+/// step. Generic over the [`ProvisioningEffects`] so that tests can interpose on the real ones.
+pub struct ProvisionHandler<E> {
+    effects: E,
     /// Connections for the per-tenant locks ([`PlatformDb::lock_pool`]).
     locks: PgPool,
     default_isolation: Isolation,
 }
 
-impl<P: Port> ProvisionHandler<P> {
-    pub fn new(port: P, locks: PgPool, default_isolation: Isolation) -> Self {
+impl<E: ProvisioningEffects> ProvisionHandler<E> {
+    pub fn new(effects: E, locks: PgPool, default_isolation: Isolation) -> Self {
         ProvisionHandler {
-            port,
+            effects,
             locks,
             default_isolation,
         }
@@ -90,7 +94,7 @@ impl<P: Port> ProvisionHandler<P> {
 /// How long a delivery waits for another provisioner working on the same tenant.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 
-impl<P: Port + 'static> Handler for ProvisionHandler<P> {
+impl<E: ProvisioningEffects + 'static> Handler for ProvisionHandler<E> {
     type Event = TenantRegistered;
 
     async fn handle(&self, message: &Delivered<CloudEvent<TenantRegistered>>) -> Outcome {
@@ -110,7 +114,8 @@ impl<P: Port + 'static> Handler for ProvisionHandler<P> {
                     };
                 }
             };
-            let outcome = driver::provision(&self.port, &request, message.is_last_delivery()).await;
+            let outcome =
+                driver::provision(&self.effects, &request, message.is_last_delivery()).await;
             lock.release().await;
             outcome
         }

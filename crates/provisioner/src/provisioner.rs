@@ -1,40 +1,34 @@
-//! The real [`Port`]: the platform database, the tenant server and the bus.
+//! The real [`ProvisioningEffects`]: the platform database, the tenant server and the bus, with
+//! the provisioning metrics.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use domain::Version;
-use domain::message::{
-    CloudEvent, Event, MigrateTenant, Provisioned, ProvisioningFailed, ProvisioningStep,
-};
-use domain::provisioning::{Progress, Step, TenantStatus};
+use domain::message::{Provisioned, ProvisioningFailed, ProvisioningStep};
+use domain::provisioning::{Progress, Step, StepOutcome, TenantStatus};
 use engine::Catalog;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram};
-use sha2::{Digest, Sha256};
 use shared::bus::Publisher;
-use shared::platform::tenants::StepOutcome;
-use shared::platform::{PlatformDb, ReleaseRecorder};
+use shared::platform::PlatformDb;
 use shared::tenant_storage::TenantStorage;
 use uuid::Uuid;
 
-use crate::port::{Emitted, Port, Request, StepError};
-use crate::steps;
+use crate::effects::{Emitted, ProvisioningEffects};
+use crate::error::StepError;
+use crate::request::Request;
+use crate::steps::{self, StepContext};
 
 /// Provisions tenants.
 pub struct Provisioner {
-    pub(crate) platform: PlatformDb,
-    pub(crate) storage: TenantStorage,
-    pub(crate) catalog: Arc<Catalog>,
-    publisher: Publisher,
+    context: StepContext,
     metrics: Metrics,
-    /// What this process applies joins the released record.
-    pub(crate) released: ReleaseRecorder,
     /// Attempts of a step whose outcome could not be recorded (the platform database was
     /// gone): added to the step's count by its next record, so `provisioning_steps.attempts`
     /// counts every attempt this process made.
-    unrecorded: std::sync::Mutex<HashMap<(Uuid, Step), i32>>,
+    unrecorded: Mutex<HashMap<(Uuid, Step), i32>>,
 }
 
 struct Metrics {
@@ -44,6 +38,32 @@ struct Metrics {
     failed: Counter<u64>,
 }
 
+impl Metrics {
+    fn new() -> Self {
+        let meter = shared::telemetry::meter();
+        Metrics {
+            step_duration: meter
+                .f64_histogram("tenancy.provisioning.step_duration")
+                .with_unit("s")
+                .with_description("duration of a successful provisioning step, by step")
+                .build(),
+            total_duration: meter
+                .f64_histogram("tenancy.provisioning.duration")
+                .with_unit("s")
+                .with_description("from registration to active, across retries")
+                .build(),
+            provisioned: meter
+                .u64_counter("tenancy.provisioning.provisioned")
+                .with_description("tenants that became active")
+                .build(),
+            failed: meter
+                .u64_counter("tenancy.provisioning.failed")
+                .with_description("tenants given up (failed); with provisioned, the failure rate")
+                .build(),
+        }
+    }
+}
+
 impl Provisioner {
     pub fn new(
         platform: PlatformDb,
@@ -51,94 +71,29 @@ impl Provisioner {
         catalog: Arc<Catalog>,
         publisher: Publisher,
     ) -> Self {
-        let meter = shared::telemetry::meter();
-        let released = ReleaseRecorder::new(platform.clone(), "provisioner");
         Provisioner {
-            platform,
-            storage,
-            catalog,
-            publisher,
-            released,
-            unrecorded: std::sync::Mutex::default(),
-            metrics: Metrics {
-                step_duration: meter
-                    .f64_histogram("tenancy.provisioning.step_duration")
-                    .with_unit("s")
-                    .with_description("duration of a successful provisioning step, by step")
-                    .build(),
-                total_duration: meter
-                    .f64_histogram("tenancy.provisioning.duration")
-                    .with_unit("s")
-                    .with_description("from registration to active, across retries")
-                    .build(),
-                provisioned: meter
-                    .u64_counter("tenancy.provisioning.provisioned")
-                    .with_description("tenants that became active")
-                    .build(),
-                failed: meter
-                    .u64_counter("tenancy.provisioning.failed")
-                    .with_description(
-                        "tenants given up (failed); with provisioned, the failure rate",
-                    )
-                    .build(),
-            },
+            context: StepContext::new(platform, storage, catalog, publisher),
+            metrics: Metrics::new(),
+            unrecorded: Mutex::default(),
         }
     }
 
-    /// Publishes the tenant's `migrate.tenant` for `deploy` (see the activate step).
-    pub(crate) async fn enqueue_migration(
-        &self,
-        tenant: Uuid,
-        deploy: Uuid,
-        target: Version,
-    ) -> Result<(), StepError> {
-        let command = MigrateTenant {
-            tenant_id: tenant,
-            deploy_id: deploy,
-            target_version: Some(target),
-        };
-        self.publisher
-            .publish(&self.event(&format!("{tenant}/migrate/{deploy}"), command))
-            .await?;
-        Ok(())
-    }
-
-    fn take_unrecorded(&self, key: (Uuid, Step)) -> i32 {
-        self.unrecorded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key)
-            .unwrap_or(0)
-    }
-
-    /// An event with an id derived from what it says, so that a run that emits it again after
-    /// a crash emits the same event (stored once by the auditor).
-    fn event<T: Event>(&self, key: &str, data: T) -> CloudEvent<T> {
-        let mut event = self.publisher.event(data);
-        let digest = Sha256::digest(
-            [
-                format!("tenancy/provisioning/{key}/").as_bytes(),
-                &event.content_digest(),
-            ]
-            .concat(),
-        );
-        let mut bytes = [0_u8; 16];
-        bytes.copy_from_slice(&digest[..16]);
-        event.id = Uuid::new_v8(bytes);
-        event
+    fn unrecorded(&self) -> MutexGuard<'_, HashMap<(Uuid, Step), i32>> {
+        self.unrecorded.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-impl Port for Provisioner {
+impl ProvisioningEffects for Provisioner {
     async fn progress(&self, request: &Request) -> Result<Progress, StepError> {
         Ok(self
+            .context
             .platform
             .provisioning_progress(request.tenant_id)
             .await?)
     }
 
     async fn run(&self, step: Step, request: &Request) -> Result<(), StepError> {
-        steps::run(self, step, request).await
+        steps::run(&self.context, step, request).await
     }
 
     async fn record(
@@ -150,8 +105,9 @@ impl Port for Provisioner {
         duration_ms: i64,
     ) -> Result<u32, StepError> {
         let key = (request.tenant_id, step);
-        let earlier = self.take_unrecorded(key);
+        let earlier = self.unrecorded().remove(&key).unwrap_or(0);
         let recorded = self
+            .context
             .platform
             .record_step(
                 request.tenant_id,
@@ -165,12 +121,7 @@ impl Port for Provisioner {
         let attempts = match recorded {
             Ok(attempts) => attempts,
             Err(error) => {
-                *self
-                    .unrecorded
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entry(key)
-                    .or_default() += 1 + earlier;
+                *self.unrecorded().entry(key).or_default() += 1 + earlier;
                 return Err(error.into());
             }
         };
@@ -184,11 +135,8 @@ impl Port for Provisioner {
     }
 
     async fn set_status(&self, request: &Request, status: TenantStatus) -> Result<(), StepError> {
-        let status = match status {
-            TenantStatus::Failed => "failed",
-            _ => "provisioning",
-        };
         Ok(self
+            .context
             .platform
             .set_tenant_status(request.tenant_id, status)
             .await?)
@@ -206,7 +154,7 @@ impl Port for Provisioner {
             } => {
                 let data = ProvisioningStep::new(
                     tenant,
-                    step.as_str(),
+                    step,
                     status,
                     attempt.max(1),
                     duration_ms,
@@ -214,16 +162,21 @@ impl Port for Provisioner {
                 );
                 // The id covers the content too: an attempt that could not be recorded (number
                 // 0) and its successors never share one.
-                self.publisher
-                    .publish(&self.event(&format!("{tenant}/{step}/{status}/{attempt}"), data))
+                self.context
+                    .publish(&format!("{tenant}/{step}/{status}/{attempt}"), data)
                     .await?;
             }
             Emitted::Provisioned => {
                 let standing = self
+                    .context
                     .storage
-                    .status(&request.slug, request.isolation, &self.catalog.tenant)
+                    .status(
+                        &request.slug,
+                        request.isolation,
+                        &self.context.catalog.tenant,
+                    )
                     .await?;
-                let duration_ms = self.platform.tenant_age_ms(tenant).await?;
+                let duration_ms = self.context.platform.tenant_age_ms(tenant).await?;
                 let data = Provisioned {
                     tenant_id: tenant,
                     slug: request.slug.clone(),
@@ -231,8 +184,8 @@ impl Port for Provisioner {
                     schema_version: standing.applied_version.unwrap_or(Version::ZERO),
                     duration_ms: u64::try_from(duration_ms).unwrap_or(0),
                 };
-                self.publisher
-                    .publish(&self.event(&format!("{tenant}/provisioned"), data))
+                self.context
+                    .publish(&format!("{tenant}/provisioned"), data)
                     .await?;
                 self.metrics.provisioned.add(1, &[]);
                 self.metrics
@@ -244,14 +197,10 @@ impl Port for Provisioner {
                 reason,
                 attempt,
             } => {
-                let data = ProvisioningFailed::new(
-                    tenant,
-                    Some(request.slug.clone()),
-                    step.as_str(),
-                    &reason,
-                );
-                self.publisher
-                    .publish(&self.event(&format!("{tenant}/failed/{step}/{attempt}"), data))
+                let data =
+                    ProvisioningFailed::new(tenant, Some(request.slug.clone()), step, &reason);
+                self.context
+                    .publish(&format!("{tenant}/failed/{step}/{attempt}"), data)
                     .await?;
                 self.metrics
                     .failed

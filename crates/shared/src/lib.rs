@@ -1,7 +1,7 @@
 #![doc = include_str!("../README.md")]
 //!
 //! # Error policy
-//! - Each module has its own `thiserror` enum (`migrate::EngineError`, `migrate::PlanError`,
+//! - Each module has its own `thiserror` enum (`platform::StoreError`, `bus::BusError`,
 //!   `config::ConfigError`, …), `#[non_exhaustive]` when public and growing, with causes chained
 //!   through `#[source]`.
 //! - Errors that a retry may cure say so: `is_transient()`. Callers retry transient errors with

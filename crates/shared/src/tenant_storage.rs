@@ -1,36 +1,49 @@
 //! Where tenants live: the schemas or databases `tenant_<slug>` on the tenant server
 //! (`TENANT_DATABASE_URL`), each with a role of its own, migrated by the engine.
 //!
-//! A tenant's role (`tenant_<slug>`, `NOLOGIN`: the application assumes it) can use its own
-//! schema's tables and nothing else: not `public`, not the platform tables, not another tenant.
-//! - schema isolation: `USAGE` on its schema and default privileges on what migrations create
-//!   there; `public` is closed to `PUBLIC`;
-//! - database isolation: `CONNECT` on its database only (`PUBLIC` loses it there and on the
-//!   server's own database, the platform database by default), and the same inside.
+//! Everything about one tenant's storage (the schema or database, its history table, its role
+//! and the grants that keep the role to its own storage) belongs to the engine backend of its
+//! isolation mode: [`PgSchemaBackend`] or [`PgDatabaseBackend`]. This module holds one engine
+//! of each and picks the tenant's once, in `with_engine!`; every operation delegates.
 //!
 //! PostgreSQL only: the engine alone runs on SQLite.
 
-use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
+use sqlx::ConnectOptions;
 
 use crate::config::{Config, DatabaseUrl};
 use domain::Isolation;
 use domain::Version;
 use domain::tenant::TenantSlug;
-use engine::backend::{BackendError, MigrationBackend};
+use engine::backend::BackendError;
 use engine::plan::Standing;
-use engine::sql::quote_ident;
 use engine::{
     AdminValues, Engine, EngineError, EngineOptions, MigrationSet, PgDatabaseBackend,
     PgSchemaBackend, ProgressSink, RunReport, ServerSlots, Target,
 };
+
+/// `with_engine!(storage, isolation, |engine| body)`: runs `body` with `engine` bound to
+/// `storage`'s engine for `isolation`. The one place that dispatches on the isolation mode:
+/// the two engines are of different types, so `body` is compiled once for each.
+macro_rules! with_engine {
+    ($storage:expr, $isolation:expr, |$engine:ident| $body:expr) => {
+        match $isolation {
+            Isolation::Schema => {
+                let $engine = &$storage.schema;
+                $body
+            }
+            Isolation::Database => {
+                let $engine = &$storage.database;
+                $body
+            }
+        }
+    };
+}
 
 /// The tenant server, for both isolation modes.
 #[derive(Debug, Clone)]
 pub struct TenantStorage {
     schema: Engine<PgSchemaBackend>,
     database: Engine<PgDatabaseBackend>,
-    server: PgConnectOptions,
 }
 
 impl TenantStorage {
@@ -58,8 +71,7 @@ impl TenantStorage {
                 PgSchemaBackend::connect(server.clone(), max_connections).await?,
                 options,
             ),
-            database: Engine::new(PgDatabaseBackend::connect(server.clone()).await?, options),
-            server,
+            database: Engine::new(PgDatabaseBackend::connect(server).await?, options),
         })
     }
 
@@ -85,8 +97,9 @@ impl TenantStorage {
         })
     }
 
-    /// Creates the tenant's schema or database (with its history table) and its role, with the
-    /// grants described above. Idempotent.
+    /// Creates the tenant's schema or database (with its history table) and its role, which can
+    /// reach its own schema or database and nothing else (see the backends'
+    /// `create_storage_with_role`). Idempotent.
     ///
     /// # Errors
     /// A database error.
@@ -95,54 +108,9 @@ impl TenantStorage {
         tenant: &TenantSlug,
         isolation: Isolation,
     ) -> Result<(), BackendError> {
-        let name = quote_ident(&tenant.storage_name());
-        let create_role = format!(
-            "DO $tenancy$ BEGIN CREATE ROLE {name} NOLOGIN; \
-             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $tenancy$"
-        );
-        match isolation {
-            Isolation::Schema => {
-                self.schema.backend().create_storage(tenant).await?;
-                let pool = self.schema.backend().pool();
-                let grants = format!(
-                    "{create_role};
-                     {CLOSE_SERVER_DATABASE};
-                     REVOKE ALL ON SCHEMA public FROM PUBLIC;
-                     GRANT USAGE ON SCHEMA {name} TO {name};
-                     ALTER DEFAULT PRIVILEGES IN SCHEMA {name} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {name};
-                     ALTER DEFAULT PRIVILEGES IN SCHEMA {name} GRANT USAGE, SELECT ON SEQUENCES TO {name};
-                     DO $tenancy$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), {role}); END $tenancy$"
-                    ,
-                    role = sql_literal(&tenant.storage_name()),
-                );
-                let mut conn = pool.acquire().await?;
-                run_grants(&mut conn, &grants).await?;
-            }
-            Isolation::Database => {
-                self.database.backend().create_storage(tenant).await?;
-                let mut admin = self.server.connect().await?;
-                let outside = format!(
-                    "{create_role};
-                     {CLOSE_SERVER_DATABASE};
-                     REVOKE ALL ON DATABASE {name} FROM PUBLIC;
-                     GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {name}"
-                );
-                let done = run_grants(&mut admin, &outside).await;
-                let _ = admin.close().await;
-                done?;
-                let mut inside = self.connect_tenant_database(tenant).await?;
-                let grants = format!(
-                    "REVOKE ALL ON SCHEMA public FROM PUBLIC;
-                     GRANT USAGE ON SCHEMA public TO {name};
-                     ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {name};
-                     ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {name}"
-                );
-                let done = run_grants(&mut inside, &grants).await;
-                let _ = inside.close().await;
-                done?;
-            }
-        }
-        Ok(())
+        with_engine!(self, isolation, |engine| {
+            engine.backend().create_storage_with_role(tenant).await
+        })
     }
 
     /// Applies `set` to the tenant, up to `to` (or everything).
@@ -158,10 +126,9 @@ impl TenantStorage {
         sink: &impl ProgressSink,
     ) -> Result<RunReport, EngineError> {
         let target = Target::Tenant(tenant.clone());
-        match isolation {
-            Isolation::Schema => self.schema.apply(&target, set, to, sink).await,
-            Isolation::Database => self.database.apply(&target, set, to, sink).await,
-        }
+        with_engine!(self, isolation, |engine| {
+            engine.apply(&target, set, to, sink).await
+        })
     }
 
     /// Reverts the tenant to `to` with the down scripts.
@@ -178,18 +145,9 @@ impl TenantStorage {
         sink: &impl ProgressSink,
     ) -> Result<RunReport, EngineError> {
         let target = Target::Tenant(tenant.clone());
-        match isolation {
-            Isolation::Schema => {
-                self.schema
-                    .revert(&target, set, to, allow_data_loss, sink)
-                    .await
-            }
-            Isolation::Database => {
-                self.database
-                    .revert(&target, set, to, allow_data_loss, sink)
-                    .await
-            }
-        }
+        with_engine!(self, isolation, |engine| {
+            engine.revert(&target, set, to, allow_data_loss, sink).await
+        })
     }
 
     /// The down scripts a revert to `to` would run.
@@ -204,10 +162,9 @@ impl TenantStorage {
         to: Version,
     ) -> Result<Vec<engine::RevertPreview>, EngineError> {
         let target = Target::Tenant(tenant.clone());
-        match isolation {
-            Isolation::Schema => self.schema.preview_revert(&target, set, to).await,
-            Isolation::Database => self.database.preview_revert(&target, set, to).await,
-        }
+        with_engine!(self, isolation, |engine| {
+            engine.preview_revert(&target, set, to).await
+        })
     }
 
     /// Where the tenant stands against `set`.
@@ -221,10 +178,7 @@ impl TenantStorage {
         set: &MigrationSet,
     ) -> Result<Standing, EngineError> {
         let target = Target::Tenant(tenant.clone());
-        match isolation {
-            Isolation::Schema => self.schema.status(&target, set).await,
-            Isolation::Database => self.database.status(&target, set).await,
-        }
+        with_engine!(self, isolation, |engine| engine.status(&target, set).await)
     }
 
     /// Invites the tenant's administrator by running the admin-user script of `seeds` (the
@@ -244,10 +198,9 @@ impl TenantStorage {
         values: &AdminValues<'_>,
     ) -> Result<u64, EngineError> {
         let target = Target::Tenant(tenant.clone());
-        match isolation {
-            Isolation::Schema => self.schema.run_admin_user(&target, seeds, values).await,
-            Isolation::Database => self.database.run_admin_user(&target, seeds, values).await,
-        }
+        with_engine!(self, isolation, |engine| {
+            engine.run_admin_user(&target, seeds, values).await
+        })
     }
 
     /// Drops the tenant's storage and role (tests and teardown).
@@ -259,71 +212,8 @@ impl TenantStorage {
         tenant: &TenantSlug,
         isolation: Isolation,
     ) -> Result<(), BackendError> {
-        match isolation {
-            Isolation::Schema => self.schema.backend().drop_storage(tenant).await?,
-            Isolation::Database => self.database.backend().drop_storage(tenant).await?,
-        }
-        let name = quote_ident(&tenant.storage_name());
-        let mut admin = self.server.connect().await?;
-        let sql = format!(
-            "DO $tenancy$ BEGIN
-               IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {role}) THEN
-                 EXECUTE format('REVOKE ALL ON DATABASE %I FROM %I', current_database(), {role});
-                 DROP OWNED BY {name};
-                 DROP ROLE {name};
-               END IF;
-             END $tenancy$",
-            role = sql_literal(&tenant.storage_name())
-        );
-        let done = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut admin).await;
-        let _ = admin.close().await;
-        done?;
-        Ok(())
-    }
-
-    async fn connect_tenant_database(
-        &self,
-        tenant: &TenantSlug,
-    ) -> Result<PgConnection, BackendError> {
-        Ok(self
-            .server
-            .clone()
-            .database(&tenant.storage_name())
-            .connect()
-            .await?)
-    }
-}
-
-/// The database the tenant server's URL names (the platform database, by default) is closed to
-/// `PUBLIC`: a tenant role reaches only what it is granted. Schema-mode roles are granted
-/// `CONNECT` on it explicitly; the services connect as its owner. Other roles that relied on
-/// `PUBLIC` need an explicit grant.
-const CLOSE_SERVER_DATABASE: &str = "DO $tenancy$ BEGIN EXECUTE format('REVOKE CONNECT, TEMPORARY ON DATABASE %I FROM PUBLIC', current_database()); END $tenancy$";
-
-fn sql_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
-/// Runs role and grant statements. Grants and `ALTER DEFAULT PRIVILEGES` touch shared catalog
-/// rows: two tenants provisioned at once can collide on them ("tuple concurrently updated"),
-/// and such a collision is retried.
-async fn run_grants(conn: &mut PgConnection, sql: &str) -> Result<(), BackendError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match sqlx::raw_sql(AssertSqlSafe(sql))
-            .execute(&mut *conn)
-            .await
-            .map(drop)
-        {
-            Ok(()) => return Ok(()),
-            Err(sqlx::Error::Database(db))
-                if attempt < 5
-                    && matches!(db.code().as_deref(), Some("XX000" | "40001" | "40P01")) =>
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
-            }
-            Err(error) => return Err(error.into()),
-        }
+        with_engine!(self, isolation, |engine| {
+            engine.backend().drop_storage_with_role(tenant).await
+        })
     }
 }

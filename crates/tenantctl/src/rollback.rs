@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use domain::Version;
 use domain::message::RollbackTenant;
+use domain::provisioning::TenantStatus;
 use domain::tenant::TenantSlug;
 use engine::{MigrationSet, RevertPreview};
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
@@ -78,7 +79,7 @@ pub async fn select_tenants(
     }
     Ok(all
         .into_iter()
-        .filter(|t| matches!(t.status.as_str(), "active" | "suspended"))
+        .filter(|t| matches!(t.status, TenantStatus::Active | TenantStatus::Suspended))
         .collect())
 }
 
@@ -296,7 +297,7 @@ mod tests {
         TenantRecord {
             id: Uuid::new_v4(),
             slug: TenantSlug::parse(slug).unwrap_or_else(|e| panic!("{e}")),
-            status: "active".to_owned(),
+            status: domain::provisioning::TenantStatus::Active,
             isolation: domain::Isolation::Schema,
             schema_version: version(at),
             migration_error: migration_error.map(str::to_owned),

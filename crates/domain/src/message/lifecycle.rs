@@ -16,30 +16,21 @@ use super::wire::{Fields, deserialize_via_from_data, ser};
 use super::{Event, ValidationError, rules};
 use crate::Isolation;
 use crate::Version;
+use crate::provisioning::{Step, StepStatus};
 use crate::tenant::TenantSlug;
-
-/// The provisioning steps, in order (contract §2.4, `provisioning_steps`).
-pub const PROVISIONING_STEPS: [&str; 6] = [
-    "register",
-    "create_storage",
-    "migrate",
-    "seed",
-    "admin_user",
-    "activate",
-];
-
-/// What happened to one attempt of a provisioning step.
-pub const STEP_STATUSES: [&str; 3] = ["succeeded", "failed", "retrying"];
 
 /// One attempt of one provisioning step ended. Type `tenant.provisioning_step`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProvisioningStep {
     /// The tenant being provisioned.
     pub tenant_id: Uuid,
-    /// One of [`PROVISIONING_STEPS`].
-    pub step: String,
-    /// One of [`STEP_STATUSES`]: `retrying` means a transient failure that will be retried.
-    pub status: String,
+    /// The step, by its name ([`Step::as_str`]).
+    #[serde(serialize_with = "ser::step")]
+    pub step: Step,
+    /// How the attempt ended, by its name ([`StepStatus::as_str`]): `retrying` means a
+    /// transient failure that will be retried.
+    #[serde(serialize_with = "ser::step_status")]
+    pub status: StepStatus,
     /// 1 for the first attempt.
     pub attempt: u32,
     /// How long the attempt took.
@@ -52,16 +43,16 @@ impl ProvisioningStep {
     /// An attempt's outcome, with `error` passed through [`clip_reason`].
     pub fn new(
         tenant_id: Uuid,
-        step: &str,
-        status: &str,
+        step: Step,
+        status: StepStatus,
         attempt: u32,
         duration_ms: u64,
         error: Option<&str>,
     ) -> Self {
         ProvisioningStep {
             tenant_id,
-            step: step.to_owned(),
-            status: status.to_owned(),
+            step,
+            status,
             attempt,
             duration_ms,
             error: error.map(clip_reason),
@@ -74,8 +65,6 @@ impl Event for ProvisioningStep {
 
     fn validate(&self) -> Result<(), ValidationError> {
         rules::id("data.tenant_id", self.tenant_id)?;
-        rules::one_of("data.step", &self.step, &PROVISIONING_STEPS)?;
-        rules::one_of("data.status", &self.status, &STEP_STATUSES)?;
         attempt("data.attempt", self.attempt)?;
         if let Some(error) = &self.error {
             rules::reason("data.error", error)?;
@@ -89,13 +78,26 @@ impl Event for ProvisioningStep {
 
     fn from_data(data: &Value) -> Result<Self, ValidationError> {
         let fields = Fields::of(data, "data")?;
+        let tenant_id = fields.req("tenant_id")?;
+        let step: String = fields.req("step")?;
+        let status: String = fields.req("status")?;
+        let attempt = fields.req("attempt")?;
+        let duration_ms = fields.req("duration_ms")?;
+        let error = fields.opt("error")?;
+        // The names are checked where `validate` checked them when they were strings: after
+        // the id, before the rest.
+        rules::id("data.tenant_id", tenant_id)?;
         let event = ProvisioningStep {
-            tenant_id: fields.req("tenant_id")?,
-            step: fields.req("step")?,
-            status: fields.req("status")?,
-            attempt: fields.req("attempt")?,
-            duration_ms: fields.req("duration_ms")?,
-            error: fields.opt("error")?,
+            tenant_id,
+            step: step_named("data.step", &step)?,
+            status: named(
+                "data.status",
+                &status,
+                &StepStatus::ALL.map(StepStatus::as_str),
+            )?,
+            attempt,
+            duration_ms,
+            error,
         };
         event.validate()?;
         Ok(event)
@@ -153,19 +155,20 @@ pub struct ProvisioningFailed {
     /// Its slug, when it got far enough to have a valid one.
     #[serde(serialize_with = "ser::opt_slug")]
     pub slug: Option<TenantSlug>,
-    /// The step that failed, one of [`PROVISIONING_STEPS`].
-    pub step: String,
+    /// The step that failed, by its name ([`Step::as_str`]).
+    #[serde(serialize_with = "ser::step")]
+    pub step: Step,
     /// Why (see [`clip_reason`]).
     pub reason: String,
 }
 
 impl ProvisioningFailed {
     /// A failure, with `reason` passed through [`clip_reason`].
-    pub fn new(tenant_id: Uuid, slug: Option<TenantSlug>, step: &str, reason: &str) -> Self {
+    pub fn new(tenant_id: Uuid, slug: Option<TenantSlug>, step: Step, reason: &str) -> Self {
         ProvisioningFailed {
             tenant_id,
             slug,
-            step: step.to_owned(),
+            step,
             reason: clip_reason(reason),
         }
     }
@@ -176,7 +179,6 @@ impl Event for ProvisioningFailed {
 
     fn validate(&self) -> Result<(), ValidationError> {
         rules::id("data.tenant_id", self.tenant_id)?;
-        rules::one_of("data.step", &self.step, &PROVISIONING_STEPS)?;
         rules::reason("data.reason", &self.reason)
     }
 
@@ -186,11 +188,16 @@ impl Event for ProvisioningFailed {
 
     fn from_data(data: &Value) -> Result<Self, ValidationError> {
         let fields = Fields::of(data, "data")?;
+        let tenant_id = fields.req("tenant_id")?;
+        let slug = fields.opt("slug")?;
+        let step: String = fields.req("step")?;
+        let reason = fields.req("reason")?;
+        rules::id("data.tenant_id", tenant_id)?;
         let event = ProvisioningFailed {
-            tenant_id: fields.req("tenant_id")?,
-            slug: fields.opt("slug")?,
-            step: fields.req("step")?,
-            reason: fields.req("reason")?,
+            tenant_id,
+            slug,
+            step: step_named("data.step", &step)?,
+            reason,
         };
         event.validate()?;
         Ok(event)
@@ -479,6 +486,23 @@ deserialize_via_from_data!(
     DlqReplayed,
 );
 
+/// A provisioning step's name, one of [`Step::ALL`]'s.
+fn step_named(field: &str, name: &str) -> Result<Step, ValidationError> {
+    named(field, name, &Step::ALL.map(Step::as_str))
+}
+
+/// A name from a closed set: `names` (the enum's own, so the error lists them as
+/// [`rules::one_of`] does), parsed by the enum.
+fn named<T: std::str::FromStr<Err = String>>(
+    field: &str,
+    name: &str,
+    names: &[&str],
+) -> Result<T, ValidationError> {
+    rules::one_of(field, name, names)?;
+    name.parse()
+        .map_err(|rule| ValidationError::new(field, rule))
+}
+
 fn optional_id(field: &str, id: Option<Uuid>) -> Result<(), ValidationError> {
     id.map_or(Ok(()), |id| rules::id(field, id))
 }
@@ -522,17 +546,24 @@ mod tests {
         let failed = MigrationFailed::new(tenant, None, None, &long, true, 1);
         assert_eq!(failed.reason.chars().count(), MAX_REASON_CHARS);
         assert_eq!(failed.validate(), Ok(()));
-        let step = ProvisioningStep::new(tenant, "seed", "retrying", 2, 15, Some("a\u{0}b"));
+        let step = ProvisioningStep::new(
+            tenant,
+            Step::Seed,
+            StepStatus::Retrying,
+            2,
+            15,
+            Some("a\u{0}b"),
+        );
         assert_eq!(step.error.as_deref(), Some("a\u{FFFD}b"));
         assert_eq!(step.validate(), Ok(()));
-        let gave_up = ProvisioningFailed::new(tenant, None, "create_storage", "");
+        let gave_up = ProvisioningFailed::new(tenant, None, Step::CreateStorage, "");
         assert_eq!(gave_up.validate(), Ok(()));
     }
 
     #[test]
     fn steps_and_statuses_are_closed_sets() {
         let step = |step: &str, status: &str| json!({ "tenant_id": TENANT, "step": step, "status": status, "attempt": 1, "duration_ms": 3 });
-        for name in PROVISIONING_STEPS {
+        for name in Step::ALL.map(Step::as_str) {
             assert!(ProvisioningStep::from_data(&step(name, "succeeded")).is_ok());
         }
         assert_eq!(
@@ -546,6 +577,30 @@ mod tests {
         let mut zero = step("seed", "failed");
         zero["attempt"] = json!(0);
         assert_eq!(error_field::<ProvisioningStep>(zero), "data.attempt");
+    }
+
+    /// The wire form of the typed step and status is their names: what the provisioner
+    /// published before they were typed.
+    #[test]
+    fn steps_and_statuses_travel_as_their_names() {
+        let tenant = Uuid::parse_str(TENANT).unwrap();
+        for step in Step::ALL {
+            for status in StepStatus::ALL {
+                let event = ProvisioningStep::new(tenant, step, status, 1, 3, None);
+                let data = serde_json::to_value(&event).unwrap();
+                assert_eq!(
+                    (&data["step"], &data["status"]),
+                    (&json!(step.as_str()), &json!(status.as_str()))
+                );
+                assert_eq!(ProvisioningStep::from_data(&data), Ok(event));
+            }
+            let failed = ProvisioningFailed::new(tenant, None, step, "broken");
+            let data = serde_json::to_value(&failed).unwrap();
+            assert_eq!(data["step"], json!(step.as_str()));
+            assert_eq!(ProvisioningFailed::from_data(&data), Ok(failed));
+        }
+        let unknown = json!({ "tenant_id": TENANT, "step": "deploy", "reason": "x" });
+        assert_eq!(error_field::<ProvisioningFailed>(unknown), "data.step");
     }
 
     #[test]

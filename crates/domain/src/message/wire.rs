@@ -6,7 +6,8 @@
 //! "ana@…"`), which may be personal data.
 //!
 //! Writing: [`ser`] holds the `serialize_with` functions for the shared types that carry no
-//! serde implementation of their own (`TenantSlug`, `Version`, `Isolation`).
+//! serde implementation of their own (`TenantSlug`, `Version`, `Isolation`, the provisioning
+//! `Step` and `StepStatus`).
 //!
 //! Pure.
 
@@ -208,13 +209,23 @@ macro_rules! deserialize_via_from_data {
 }
 pub(crate) use deserialize_via_from_data;
 
-/// `serialize_with` functions: slugs and isolation modes as strings, versions as numbers.
+/// `serialize_with` functions: slugs, isolation modes and provisioning steps and statuses as
+/// strings, versions as numbers.
 pub(crate) mod ser {
     use serde::Serializer;
 
     use crate::Isolation;
     use crate::Version;
+    use crate::provisioning::{Step, StepStatus};
     use crate::tenant::TenantSlug;
+
+    pub(crate) fn step<S: Serializer>(step: &Step, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(step.as_str())
+    }
+
+    pub(crate) fn step_status<S: Serializer>(status: &StepStatus, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(status.as_str())
+    }
 
     pub(crate) fn slug<S: Serializer>(slug: &TenantSlug, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(slug.as_str())

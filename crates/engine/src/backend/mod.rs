@@ -19,6 +19,7 @@ use domain::tenant::TenantSlug;
 
 mod pg;
 pub mod pg_database;
+mod pg_role;
 pub mod pg_schema;
 pub mod slots;
 pub mod sqlite;
@@ -292,8 +293,9 @@ pub trait MigrationBackend: Send + Sync {
         target: &Target,
     ) -> impl Future<Output = Result<Self::Session, BackendError>> + Send;
 
-    /// Creates the tenant's schema, database or file if it does not exist. Idempotent and safe
-    /// to call concurrently.
+    /// Creates the tenant's schema, database or file if it does not exist, with its history
+    /// table. Idempotent and safe to call concurrently. (A provisioned tenant's PostgreSQL role
+    /// comes with the PostgreSQL backends' `create_storage_with_role`.)
     fn create_storage(
         &self,
         tenant: &TenantSlug,

@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
 use super::pg::{PgConn, PgSession, history_table_ddl};
+use super::pg_role::{self, CLOSE_SERVER_DATABASE};
 use super::{BackendError, MigrationBackend};
 use crate::Dialect;
 use crate::history::HISTORY_TABLE;
@@ -38,6 +39,54 @@ impl PgDatabaseBackend {
             .connect_with(server.clone())
             .await?;
         Ok(PgDatabaseBackend { server, admin })
+    }
+
+    /// A provisioned tenant: its database with the history table
+    /// ([`MigrationBackend::create_storage`]) and its role, which can use the database's tables
+    /// and nothing else: `CONNECT` on its database only (`PUBLIC` loses it there and on the
+    /// server's own database, the platform database by default), and inside, `USAGE` on `public`
+    /// (closed to `PUBLIC`) and default privileges on what migrations create there. Idempotent.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn create_storage_with_role(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
+        self.create_storage(tenant).await?;
+        let name = pg_role::role_name(tenant);
+        let outside = format!(
+            "{create_role};
+             {CLOSE_SERVER_DATABASE};
+             REVOKE ALL ON DATABASE {name} FROM PUBLIC;
+             GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {name}",
+            create_role = pg_role::create_role(tenant),
+        );
+        let mut admin = PgConnection::connect_with(&self.server).await?;
+        let done = pg_role::run_grants(&mut admin, &outside).await;
+        let _ = admin.close().await;
+        done?;
+        let inside = format!(
+            "REVOKE ALL ON SCHEMA public FROM PUBLIC;
+             GRANT USAGE ON SCHEMA public TO {name};
+             ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {name};
+             ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {name}"
+        );
+        let mut conn =
+            PgConnection::connect_with(&self.server.clone().database(&tenant.storage_name()))
+                .await?;
+        let done = pg_role::run_grants(&mut conn, &inside).await;
+        let _ = conn.close().await;
+        done
+    }
+
+    /// Drops the tenant's database and its role (tests and teardown).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn drop_storage_with_role(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
+        self.drop_storage(tenant).await?;
+        let mut admin = PgConnection::connect_with(&self.server).await?;
+        let done = pg_role::drop_role(&mut admin, tenant).await;
+        let _ = admin.close().await;
+        done
     }
 }
 

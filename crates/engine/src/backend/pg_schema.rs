@@ -10,6 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions};
 
 use super::pg::{PgConn, PgSession, history_table_ddl};
+use super::pg_role::{self, CLOSE_SERVER_DATABASE};
 use super::slots::ServerSlots;
 use super::{BackendError, MigrationBackend};
 use crate::Dialect;
@@ -67,6 +68,42 @@ impl PgSchemaBackend {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// A provisioned tenant: its schema with the history table
+    /// ([`MigrationBackend::create_storage`]) and its role, which can use the schema's tables
+    /// and nothing else: `USAGE` on the schema and default privileges on what migrations create
+    /// there, `CONNECT` on this database (closed to `PUBLIC`), and `public` closed to `PUBLIC`.
+    /// Idempotent.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn create_storage_with_role(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
+        self.create_storage(tenant).await?;
+        let name = pg_role::role_name(tenant);
+        let grants = format!(
+            "{create_role};
+             {CLOSE_SERVER_DATABASE};
+             REVOKE ALL ON SCHEMA public FROM PUBLIC;
+             GRANT USAGE ON SCHEMA {name} TO {name};
+             ALTER DEFAULT PRIVILEGES IN SCHEMA {name} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {name};
+             ALTER DEFAULT PRIVILEGES IN SCHEMA {name} GRANT USAGE, SELECT ON SEQUENCES TO {name};
+             DO $tenancy$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), {role}); END $tenancy$",
+            create_role = pg_role::create_role(tenant),
+            role = pg_role::role_literal(tenant),
+        );
+        let mut conn = self.pool.acquire().await?;
+        pg_role::run_grants(&mut conn, &grants).await
+    }
+
+    /// Drops the tenant's schema and its role (tests and teardown).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn drop_storage_with_role(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
+        self.drop_storage(tenant).await?;
+        let mut conn = self.pool.acquire().await?;
+        pg_role::drop_role(&mut conn, tenant).await
     }
 }
 

@@ -6,10 +6,11 @@
 
 use engine::AdminValues;
 
-use crate::port::{Request, StepError};
-use crate::provisioner::Provisioner;
+use super::StepContext;
+use crate::error::StepError;
+use crate::request::Request;
 
-pub(super) async fn run(provisioner: &Provisioner, request: &Request) -> Result<(), StepError> {
+pub(super) async fn run(context: &StepContext, request: &Request) -> Result<(), StepError> {
     let values = AdminValues {
         tenant_id: request.tenant_id,
         tenant_slug: request.slug.as_str(),
@@ -17,12 +18,12 @@ pub(super) async fn run(provisioner: &Provisioner, request: &Request) -> Result<
         admin_email: &request.admin_email,
         admin_name: &request.admin_name,
     };
-    provisioner
+    context
         .storage
         .insert_admin(
             &request.slug,
             request.isolation,
-            &provisioner.catalog.tenant_seeds,
+            &context.catalog.tenant_seeds,
             &values,
         )
         .await?;

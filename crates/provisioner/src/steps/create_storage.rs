@@ -1,11 +1,12 @@
 //! Step 2: the schema or database `tenant_<slug>` with its history table, and the tenant's
 //! role, which can reach its own schema or database and nothing else.
 
-use crate::port::{Request, StepError};
-use crate::provisioner::Provisioner;
+use super::StepContext;
+use crate::error::StepError;
+use crate::request::Request;
 
-pub(super) async fn run(provisioner: &Provisioner, request: &Request) -> Result<(), StepError> {
-    provisioner
+pub(super) async fn run(context: &StepContext, request: &Request) -> Result<(), StepError> {
+    context
         .storage
         .create(&request.slug, request.isolation)
         .await?;

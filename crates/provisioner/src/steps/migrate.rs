@@ -1,25 +1,26 @@
 //! Step 3: every tenant migration, through the engine (its lock, checksums and history). What
 //! it applied joins the released record (`shared::platform::ReleaseRecorder`).
 
-use crate::port::{Request, StepError};
-use crate::provisioner::Provisioner;
+use super::StepContext;
+use crate::error::StepError;
+use crate::request::Request;
 
-pub(super) async fn run(provisioner: &Provisioner, request: &Request) -> Result<(), StepError> {
-    let report = provisioner
+pub(super) async fn run(context: &StepContext, request: &Request) -> Result<(), StepError> {
+    let report = context
         .storage
         .apply(
             &request.slug,
             request.isolation,
-            &provisioner.catalog.tenant,
+            &context.catalog.tenant,
             None,
             &(),
         )
         .await?;
     tracing::debug!(applied = report.steps.len(), "tenant migrations applied");
     if let Some(reached) = report.after {
-        provisioner
+        context
             .released
-            .applied(&provisioner.catalog.tenant, reached)
+            .applied(&context.catalog.tenant, reached)
             .await;
     }
     Ok(())

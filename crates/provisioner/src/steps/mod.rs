@@ -1,5 +1,6 @@
-//! The six steps, one file each. Every step is idempotent: run twice, it changes nothing the
-//! second time (the driver re-runs a step whose record was lost).
+//! The six steps, one file each, and the [`StepContext`] they work with. Every step is
+//! idempotent: run twice, it changes nothing the second time (the driver re-runs a step whose
+//! record was lost).
 
 mod activate;
 mod admin_user;
@@ -8,22 +9,84 @@ mod migrate;
 mod register;
 mod seed;
 
+use std::sync::Arc;
+
+use domain::message::{CloudEvent, Event};
 use domain::provisioning::Step;
+use engine::Catalog;
+use sha2::{Digest, Sha256};
+use shared::bus::Publisher;
+use shared::platform::{PlatformDb, ReleaseRecorder};
+use shared::tenant_storage::TenantStorage;
+use uuid::Uuid;
 
-use crate::port::{Request, StepError};
-use crate::provisioner::Provisioner;
+use crate::error::StepError;
+use crate::request::Request;
 
+/// What the steps work with: the platform database, the tenant server, the migration sets, the
+/// bus, and the record of released migrations. The provisioner publishes its lifecycle events
+/// through it too ([`StepContext::publish`]).
+pub(crate) struct StepContext {
+    pub(crate) platform: PlatformDb,
+    pub(crate) storage: TenantStorage,
+    pub(crate) catalog: Arc<Catalog>,
+    publisher: Publisher,
+    /// What this process applies joins the released record.
+    pub(crate) released: ReleaseRecorder,
+}
+
+impl StepContext {
+    pub(crate) fn new(
+        platform: PlatformDb,
+        storage: TenantStorage,
+        catalog: Arc<Catalog>,
+        publisher: Publisher,
+    ) -> Self {
+        let released = ReleaseRecorder::new(platform.clone(), "provisioner");
+        StepContext {
+            platform,
+            storage,
+            catalog,
+            publisher,
+            released,
+        }
+    }
+
+    /// Publishes `data` as an event whose id is derived from `key` and what it says, so that a
+    /// run that publishes it again after a crash publishes the same event (stored once by the
+    /// auditor).
+    ///
+    /// # Errors
+    /// The broker refused or did not confirm it.
+    pub(crate) async fn publish<T: Event>(&self, key: &str, data: T) -> Result<(), StepError> {
+        let mut event: CloudEvent<T> = self.publisher.event(data);
+        let digest = Sha256::digest(
+            [
+                format!("tenancy/provisioning/{key}/").as_bytes(),
+                &event.content_digest(),
+            ]
+            .concat(),
+        );
+        let mut bytes = [0_u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        event.id = Uuid::new_v8(bytes);
+        self.publisher.publish(&event).await?;
+        Ok(())
+    }
+}
+
+/// Performs `step` for `request`.
 pub(crate) async fn run(
-    provisioner: &Provisioner,
+    context: &StepContext,
     step: Step,
     request: &Request,
 ) -> Result<(), StepError> {
     match step {
-        Step::Register => register::run(provisioner, request).await,
-        Step::CreateStorage => create_storage::run(provisioner, request).await,
-        Step::Migrate => migrate::run(provisioner, request).await,
-        Step::Seed => seed::run(provisioner, request).await,
-        Step::AdminUser => admin_user::run(provisioner, request).await,
-        Step::Activate => activate::run(provisioner, request).await,
+        Step::Register => register::run(context, request).await,
+        Step::CreateStorage => create_storage::run(context, request).await,
+        Step::Migrate => migrate::run(context, request).await,
+        Step::Seed => seed::run(context, request).await,
+        Step::AdminUser => admin_user::run(context, request).await,
+        Step::Activate => activate::run(context, request).await,
     }
 }

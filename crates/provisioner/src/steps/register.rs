@@ -2,14 +2,14 @@
 //! same tenant (a redelivery); another tenant id asking for a taken slug is refused, and nothing
 //! is created.
 
-use domain::provisioning::TenantStatus;
 use shared::platform::tenants::Registration;
 
-use crate::port::{Request, StepError};
-use crate::provisioner::Provisioner;
+use super::StepContext;
+use crate::error::StepError;
+use crate::request::Request;
 
-pub(super) async fn run(provisioner: &Provisioner, request: &Request) -> Result<(), StepError> {
-    let registration = provisioner
+pub(super) async fn run(context: &StepContext, request: &Request) -> Result<(), StepError> {
+    let registration = context
         .platform
         .register_tenant(
             request.tenant_id,
@@ -26,13 +26,12 @@ pub(super) async fn run(provisioner: &Provisioner, request: &Request) -> Result<
                 request.tenant_id, request.isolation
             )))
         }
-        Registration::Registered {
-            status: TenantStatus::Other,
-            ..
-        } => Err(StepError::permanent(format!(
-            "tenant {} is suspended or deleted: it is not provisioned again",
-            request.tenant_id
-        ))),
+        Registration::Registered { status, .. } if status.is_untouchable() => {
+            Err(StepError::permanent(format!(
+                "tenant {} is suspended or deleted: it is not provisioned again",
+                request.tenant_id
+            )))
+        }
         Registration::Registered { .. } => Ok(()),
         Registration::SlugTaken { owner } => Err(StepError::permanent(format!(
             "the slug {} belongs to another tenant ({owner}); nothing was created",

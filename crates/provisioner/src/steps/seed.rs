@@ -1,23 +1,24 @@
 //! Step 4: the structural seed (default settings), itself a versioned set.
 
-use crate::port::{Request, StepError};
-use crate::provisioner::Provisioner;
+use super::StepContext;
+use crate::error::StepError;
+use crate::request::Request;
 
-pub(super) async fn run(provisioner: &Provisioner, request: &Request) -> Result<(), StepError> {
-    let report = provisioner
+pub(super) async fn run(context: &StepContext, request: &Request) -> Result<(), StepError> {
+    let report = context
         .storage
         .apply(
             &request.slug,
             request.isolation,
-            &provisioner.catalog.tenant_seeds,
+            &context.catalog.tenant_seeds,
             None,
             &(),
         )
         .await?;
     if let Some(reached) = report.after {
-        provisioner
+        context
             .released
-            .applied(&provisioner.catalog.tenant_seeds, reached)
+            .applied(&context.catalog.tenant_seeds, reached)
             .await;
     }
     Ok(())

@@ -16,9 +16,11 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::tenants::tenant_status;
 use super::{PlatformDb, StoreError, not_migrated};
 use domain::Isolation;
 use domain::Version;
+use domain::provisioning::TenantStatus;
 use domain::tenant::TenantSlug;
 
 /// The key of the fleet lock (see the module documentation); the engine's migration locks use
@@ -90,7 +92,7 @@ pub struct MigrationResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationTenant {
     pub slug: TenantSlug,
-    pub status: String,
+    pub status: TenantStatus,
     pub isolation: Isolation,
     pub schema_version: Version,
     pub migration_error: Option<String>,
@@ -151,13 +153,15 @@ impl PlatformDb {
         let rows = sqlx::query(
             "WITH listed AS (
                  INSERT INTO deploy_tenants (deploy_id, tenant_id, from_version)
-                 SELECT $1, id, schema_version FROM tenants WHERE status IN ('active', 'suspended')
+                 SELECT $1, id, schema_version FROM tenants WHERE status IN ($2, $3)
                  RETURNING tenant_id
              )
              SELECT t.id, t.slug, t.schema_version FROM listed JOIN tenants t ON t.id = listed.tenant_id
              ORDER BY t.slug",
         )
         .bind(deploy.id)
+        .bind(TenantStatus::Active.as_str())
+        .bind(TenantStatus::Suspended.as_str())
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -322,7 +326,7 @@ impl PlatformDb {
                 let tenant = MigrationTenant {
                     slug: TenantSlug::parse(&row.try_get::<String, _>("slug")?)
                         .map_err(|e| StoreError::InvalidRow(e.to_string()))?,
-                    status: row.try_get("status")?,
+                    status: tenant_status(row.try_get("status")?)?,
                     isolation: row
                         .try_get::<String, _>("isolation")?
                         .parse()

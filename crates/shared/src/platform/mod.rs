@@ -6,6 +6,9 @@ pub mod deploys;
 mod releases;
 pub mod tenants;
 
+#[cfg(test)]
+mod tests;
+
 pub use audit::{AuditConflict, AuditFilter, AuditInsert, AuditRecord, AuditRow, conflict_id};
 pub use releases::ReleaseRecorder;
 
@@ -16,6 +19,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use crate::config::DatabaseUrl;
 use domain::Isolation;
 use domain::Version;
+use domain::provisioning::TenantStatus;
 use domain::tenant::TenantSlug;
 use engine::sql::quote_ident;
 
@@ -64,12 +68,26 @@ pub enum PlatformDb {
     Sqlite(SqlitePool),
 }
 
+/// `with_pool!(platform, |pool| body)`: runs `body` with `pool` bound to the platform's pool,
+/// whichever its database. For a query whose SQL and binds are the same in both dialects
+/// (sqlx's `$1` placeholders work on SQLite too): it is written and bound once, and compiled
+/// once per driver. A query whose SQL or column types differ keeps a `match` of its own.
+macro_rules! with_pool {
+    ($platform:expr, |$pool:ident| $body:expr) => {
+        match $platform {
+            $crate::platform::PlatformDb::Postgres($pool) => $body,
+            $crate::platform::PlatformDb::Sqlite($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
 /// One row of `tenants`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantRecord {
     pub id: uuid::Uuid,
     pub slug: TenantSlug,
-    pub status: String,
+    pub status: TenantStatus,
     pub isolation: Isolation,
     /// Newest applied tenant migration, as recorded by the services (0 = none).
     pub schema_version: Version,
@@ -136,60 +154,34 @@ impl PlatformDb {
         &self,
         slug: Option<&TenantSlug>,
     ) -> Result<Vec<TenantRecord>, StoreError> {
-        let filter = slug.map(|s| s.as_str().to_owned());
-        const COLUMNS: &str =
-            "SELECT id, slug, status, isolation, schema_version, migration_error FROM tenants";
-        match self {
-            PlatformDb::Postgres(pool) => {
-                let sql = format!("{COLUMNS} WHERE ($1::text IS NULL OR slug = $1) ORDER BY slug");
-                let rows = sqlx::query(AssertSqlSafe(sql))
-                    .bind(filter)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(not_migrated("tenants"))?;
-                rows.iter()
-                    .map(|row| {
-                        tenant_record(
-                            row.try_get("id")?,
-                            row.try_get("slug")?,
-                            row.try_get("status")?,
-                            row.try_get("isolation")?,
-                            row.try_get("schema_version")?,
-                            row.try_get("migration_error")?,
-                        )
-                    })
-                    .collect()
-            }
-            PlatformDb::Sqlite(pool) => {
-                let sql = format!("{COLUMNS} WHERE (?1 IS NULL OR slug = ?1) ORDER BY slug");
-                let rows = sqlx::query(AssertSqlSafe(sql))
-                    .bind(filter)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(not_migrated("tenants"))?;
-                rows.iter()
-                    .map(|row| {
-                        let id: String = row.try_get("id")?;
-                        let id = uuid::Uuid::parse_str(&id).map_err(|e| {
-                            StoreError::InvalidRow(format!("tenant id {id:?}: {e}"))
-                        })?;
-                        tenant_record(
-                            id,
-                            row.try_get("slug")?,
-                            row.try_get("status")?,
-                            row.try_get("isolation")?,
-                            row.try_get("schema_version")?,
-                            row.try_get("migration_error")?,
-                        )
-                    })
-                    .collect()
-            }
-        }
+        // The id as text: a `uuid` on PostgreSQL, already text on SQLite.
+        const SQL: &str = "SELECT CAST(id AS text) AS id, slug, status, isolation, schema_version, migration_error
+                           FROM tenants WHERE ($1 IS NULL OR slug = $1) ORDER BY slug";
+        let filter = slug.map(TenantSlug::as_str);
+        with_pool!(self, |pool| {
+            let rows = sqlx::query(SQL)
+                .bind(filter)
+                .fetch_all(pool)
+                .await
+                .map_err(not_migrated("tenants"))?;
+            rows.iter()
+                .map(|row| {
+                    tenant_record(
+                        row.try_get("id")?,
+                        row.try_get("slug")?,
+                        row.try_get("status")?,
+                        row.try_get("isolation")?,
+                        row.try_get("schema_version")?,
+                        row.try_get("migration_error")?,
+                    )
+                })
+                .collect()
+        })
     }
 }
 
 fn tenant_record(
-    id: uuid::Uuid,
+    id: String,
     slug: String,
     status: String,
     isolation: String,
@@ -197,9 +189,10 @@ fn tenant_record(
     migration_error: Option<String>,
 ) -> Result<TenantRecord, StoreError> {
     Ok(TenantRecord {
-        id,
+        id: uuid::Uuid::parse_str(&id)
+            .map_err(|e| StoreError::InvalidRow(format!("tenant id {id:?}: {e}")))?,
         slug: TenantSlug::parse(&slug).map_err(|e| StoreError::InvalidRow(e.to_string()))?,
-        status,
+        status: tenants::tenant_status(status)?,
         isolation: isolation.parse().map_err(StoreError::InvalidRow)?,
         schema_version: Version::new(schema_version)
             .map_err(|e| StoreError::InvalidRow(e.to_string()))?,

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{PlatformDb, StoreError, not_migrated};
+use super::{PlatformDb, StoreError, not_migrated, with_pool};
 use domain::Version;
 use engine::release::{self, Coverage, ReleaseConflict, Released};
 use engine::{MigrationSet, SetKind};
@@ -22,10 +22,8 @@ impl PlatformDb {
     pub async fn released_migrations(&self) -> Result<Vec<Released>, StoreError> {
         const SQL: &str = "SELECT migration_set, version, description, checksum FROM released_migrations ORDER BY migration_set, version";
         type Row = (String, i64, String, String);
-        let rows: Result<Vec<Row>, sqlx::Error> = match self {
-            PlatformDb::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await,
-            PlatformDb::Sqlite(pool) => sqlx::query_as(SQL).fetch_all(pool).await,
-        };
+        let rows: Result<Vec<Row>, sqlx::Error> =
+            with_pool!(self, |pool| sqlx::query_as(SQL).fetch_all(pool).await);
         let rows = match rows.map_err(not_migrated("released_migrations")) {
             Ok(rows) => rows,
             Err(StoreError::NotMigrated(_)) => return Ok(Vec::new()),
@@ -67,38 +65,21 @@ impl PlatformDb {
         let releasing = release::releasable(set, up_to);
         let insert = "INSERT INTO released_migrations (migration_set, version, description, checksum, released_by)
                       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (migration_set, version) DO NOTHING";
-        match self {
-            PlatformDb::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                for migration in &releasing {
-                    sqlx::query(insert)
-                        .bind(migration.set.dir_name())
-                        .bind(migration.version.get())
-                        .bind(&migration.description)
-                        .bind(&migration.checksum)
-                        .bind(released_by)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(not_migrated("released_migrations"))?;
-                }
-                tx.commit().await?;
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            for migration in &releasing {
+                sqlx::query(insert)
+                    .bind(migration.set.dir_name())
+                    .bind(migration.version.get())
+                    .bind(&migration.description)
+                    .bind(&migration.checksum)
+                    .bind(released_by)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(not_migrated("released_migrations"))?;
             }
-            PlatformDb::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                for migration in &releasing {
-                    sqlx::query(insert)
-                        .bind(migration.set.dir_name())
-                        .bind(migration.version.get())
-                        .bind(&migration.description)
-                        .bind(&migration.checksum)
-                        .bind(released_by)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(not_migrated("released_migrations"))?;
-                }
-                tx.commit().await?;
-            }
-        }
+            tx.commit().await?;
+        });
         let recorded = self.released_migrations().await?;
         Ok(release::conflicts(&recorded, set, coverage))
     }

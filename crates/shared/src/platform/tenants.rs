@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{PlatformDb, StoreError};
 use domain::Isolation;
 use domain::Version;
-use domain::provisioning::{Progress, Step, StepState, TenantStatus};
+use domain::provisioning::{Progress, Step, StepOutcome, StepStatus, TenantStatus};
 use domain::tenant::TenantSlug;
 
 /// What registering a tenant found.
@@ -28,17 +28,12 @@ pub enum Registration {
     IdTaken { slug: String },
 }
 
-/// How a step ended, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StepOutcome {
-    Succeeded,
-    Failed { reason: String },
-}
-
 /// A row of `provisioning_steps`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepRow {
     pub step: Step,
+    /// As stored: [`StepStatus`]'s names, or `pending` / `running`, which the table allows
+    /// and no code writes.
     pub status: String,
     pub attempts: i32,
     pub last_error: Option<String>,
@@ -53,7 +48,7 @@ pub struct TenantDetail {
     pub id: Uuid,
     pub slug: String,
     pub name: String,
-    pub status: String,
+    pub status: TenantStatus,
     pub isolation: String,
     pub plan: Option<String>,
     pub schema_version: i64,
@@ -86,7 +81,7 @@ impl PlatformDb {
     ) -> Result<Registration, StoreError> {
         let pool = self.postgres()?;
         sqlx::query(
-            "INSERT INTO tenants (id, slug, name, status, isolation, plan) VALUES ($1, $2, $3, 'provisioning', $4, $5)
+            "INSERT INTO tenants (id, slug, name, status, isolation, plan) VALUES ($1, $2, $3, $6, $4, $5)
              ON CONFLICT DO NOTHING",
         )
         .bind(id)
@@ -94,6 +89,7 @@ impl PlatformDb {
         .bind(name)
         .bind(isolation.as_str())
         .bind(plan)
+        .bind(TenantStatus::Provisioning.as_str())
         .execute(pool)
         .await
         .map_err(super::not_migrated("tenants"))?;
@@ -109,7 +105,7 @@ impl PlatformDb {
             if row_id == id && row_slug == slug.as_str() {
                 let isolation: String = row.try_get("isolation")?;
                 return Ok(Registration::Registered {
-                    status: TenantStatus::parse(&row.try_get::<String, _>("status")?),
+                    status: tenant_status(row.try_get("status")?)?,
                     isolation: isolation.parse().map_err(StoreError::InvalidRow)?,
                 });
             }
@@ -143,7 +139,7 @@ impl PlatformDb {
             .await
             .map_err(super::not_migrated("tenants"))?;
         let mut progress = Progress {
-            status: status.as_deref().map(TenantStatus::parse),
+            status: status.map(tenant_status).transpose()?,
             ..Progress::default()
         };
         let rows = sqlx::query("SELECT step, status FROM provisioning_steps WHERE tenant_id = $1")
@@ -155,11 +151,13 @@ impl PlatformDb {
                 .try_get::<String, _>("step")?
                 .parse()
                 .map_err(StoreError::InvalidRow)?;
-            let state = match row.try_get::<String, _>("status")?.as_str() {
-                "succeeded" => StepState::Succeeded,
-                _ => StepState::Failed,
-            };
-            progress.steps.insert(step, state);
+            // A status no code writes (`pending`, `running`: the table allows them) is a step
+            // not done, as a failed one is.
+            let status = row
+                .try_get::<String, _>("status")?
+                .parse()
+                .unwrap_or(StepStatus::Failed);
+            progress.steps.insert(step, status);
         }
         Ok(progress)
     }
@@ -180,10 +178,6 @@ impl PlatformDb {
         attempts: i32,
     ) -> Result<i32, StoreError> {
         let pool = self.postgres()?;
-        let (status, error) = match outcome {
-            StepOutcome::Succeeded => ("succeeded", None),
-            StepOutcome::Failed { reason } => ("failed", Some(reason.as_str())),
-        };
         let mut transaction = pool.begin().await?;
         sqlx::query("SET LOCAL synchronous_commit TO off")
             .execute(&mut *transaction)
@@ -199,8 +193,8 @@ impl PlatformDb {
         )
         .bind(id)
         .bind(step.as_str())
-        .bind(status)
-        .bind(error)
+        .bind(outcome.status().as_str())
+        .bind(outcome.error())
         .bind(started_at)
         .bind(duration_ms)
         .bind(attempts.max(1))
@@ -210,16 +204,25 @@ impl PlatformDb {
         Ok(attempts)
     }
 
-    /// Sets a provisioning tenant's status (`failed`, or back to `provisioning` to resume).
+    /// Sets a provisioning tenant's status (`failed`, or back to `provisioning` to resume); a
+    /// tenant in any other status is left as it is.
     ///
     /// # Errors
     /// A database error.
-    pub async fn set_tenant_status(&self, id: Uuid, status: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE tenants SET status = $2, updated_at = now() WHERE id = $1 AND status IN ('provisioning', 'failed')")
-            .bind(id)
-            .bind(status)
-            .execute(self.postgres()?)
-            .await?;
+    pub async fn set_tenant_status(
+        &self,
+        id: Uuid,
+        status: TenantStatus,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE tenants SET status = $2, updated_at = now() WHERE id = $1 AND status IN ($3, $4)",
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .bind(TenantStatus::Provisioning.as_str())
+        .bind(TenantStatus::Failed.as_str())
+        .execute(self.postgres()?)
+        .await?;
         Ok(())
     }
 
@@ -241,12 +244,13 @@ impl PlatformDb {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "UPDATE tenants SET status = 'active', schema_version = greatest(schema_version, $2),
+            "UPDATE tenants SET status = $3, schema_version = greatest(schema_version, $2),
                     activated_at = coalesce(activated_at, now()), updated_at = now()
              WHERE id = $1",
         )
         .bind(id)
         .bind(schema_version.get())
+        .bind(TenantStatus::Active.as_str())
         .execute(&mut *tx)
         .await?;
         let latest: Option<(Uuid, i64)> = sqlx::query_as(
@@ -348,7 +352,7 @@ impl PlatformDb {
             id,
             slug: row.try_get("slug")?,
             name: row.try_get("name")?,
-            status: row.try_get("status")?,
+            status: tenant_status(row.try_get("status")?)?,
             isolation: row.try_get("isolation")?,
             plan: row.try_get("plan")?,
             schema_version: row.try_get("schema_version")?,
@@ -357,6 +361,11 @@ impl PlatformDb {
             steps,
         }))
     }
+}
+
+/// A `tenants.status` value.
+pub(super) fn tenant_status(status: String) -> Result<TenantStatus, StoreError> {
+    status.parse().map_err(StoreError::InvalidRow)
 }
 
 /// A per-tenant advisory lock on the platform database (a session lock on a connection of its

@@ -166,7 +166,9 @@ async fn show(config: &Config, slug: &TenantSlug, json: bool) -> anyhow::Result<
     let Some(tenant) = platform.tenant_detail(slug).await? else {
         anyhow::bail!("there is no tenant {slug}");
     };
-    let standing = if tenant.status == "active" || tenant.schema_version > 0 {
+    let standing = if tenant.status == domain::provisioning::TenantStatus::Active
+        || tenant.schema_version > 0
+    {
         let isolation: Isolation = tenant
             .isolation
             .parse()
@@ -212,7 +214,7 @@ async fn show(config: &Config, slug: &TenantSlug, json: bool) -> anyhow::Result<
         });
         out::json(&serde_json::json!({
             "type": "tenant", "tenant_id": tenant.id, "slug": tenant.slug, "name": tenant.name,
-            "status": tenant.status, "isolation": tenant.isolation, "plan": tenant.plan,
+            "status": tenant.status.as_str(), "isolation": tenant.isolation, "plan": tenant.plan,
             "schema_version": tenant.schema_version, "registered_at": tenant.created_at,
             "activated_at": tenant.activated_at,
             "activation_ms": tenant.activated_at.map(|at| (at - tenant.created_at).num_milliseconds()),
@@ -223,9 +225,9 @@ async fn show(config: &Config, slug: &TenantSlug, json: bool) -> anyhow::Result<
 
     outln!("tenant {} ({})", tenant.slug, tenant.id);
     let mut facts = Table::new(&["", ""]).indent(2);
-    let status_tone = match tenant.status.as_str() {
-        "active" => Tone::Good,
-        "failed" => Tone::Bad,
+    let status_tone = match tenant.status {
+        domain::provisioning::TenantStatus::Active => Tone::Good,
+        domain::provisioning::TenantStatus::Failed => Tone::Bad,
         _ => Tone::Warn,
     };
     facts.row(Tone::Plain, ["name", tenant.name.as_str()]);
@@ -270,9 +272,9 @@ async fn show(config: &Config, slug: &TenantSlug, json: bool) -> anyhow::Result<
     for (step, row) in &steps {
         match row {
             Some(row) => table.row(
-                match row.status.as_str() {
-                    "succeeded" => Tone::Good,
-                    "failed" => Tone::Bad,
+                match row.status.parse() {
+                    Ok(domain::provisioning::StepStatus::Succeeded) => Tone::Good,
+                    Ok(domain::provisioning::StepStatus::Failed) => Tone::Bad,
                     _ => Tone::Warn,
                 },
                 [

@@ -2,6 +2,7 @@
 //! whether the released record would refuse the deploy. Nothing is applied or published.
 
 use domain::Version;
+use domain::provisioning::TenantStatus;
 use engine::plan::Standing;
 use engine::release::ReleaseConflict;
 use engine::{Catalog, Engine, EngineError, EngineOptions, PgSchemaBackend, Target};
@@ -60,7 +61,7 @@ pub async fn dry_run(
         .tenants(None)
         .await?
         .into_iter()
-        .filter(|t| matches!(t.status.as_str(), "active" | "suspended"))
+        .filter(|t| matches!(t.status, TenantStatus::Active | TenantStatus::Suspended))
         .collect();
     let tenants = stream::iter(tenants)
         .map(|tenant| {

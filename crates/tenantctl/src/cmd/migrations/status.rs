@@ -289,7 +289,7 @@ fn print_table(rows: &[(TenantRecord, TenantStanding)]) {
             [
                 tenant.slug.to_string(),
                 tenant.isolation.to_string(),
-                tenant.status.clone(),
+                tenant.status.to_string(),
                 version,
                 pending,
                 seeds,
@@ -356,7 +356,7 @@ fn tenant_json(tenant: &TenantRecord, standing: &TenantStanding) -> serde_json::
     };
     serde_json::json!({
         "type": "tenant", "tenant_id": tenant.id, "slug": tenant.slug.as_str(),
-        "isolation": tenant.isolation.to_string(), "status": tenant.status,
+        "isolation": tenant.isolation.to_string(), "status": tenant.status.as_str(),
         "schema_version": tenant.schema_version.get(),
         "migration_error": tenant.migration_error,
         "needs_attention": needs_attention(tenant, standing),

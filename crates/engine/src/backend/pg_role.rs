@@ -1,0 +1,141 @@
+//! A tenant's PostgreSQL role: `tenant_<slug>`, `NOLOGIN` (the application assumes it), which
+//! can use its own schema's tables and nothing else: not `public`, not the platform tables, not
+//! another tenant. The grants that confine it belong to its isolation mode and live with each
+//! backend ([`PgSchemaBackend::create_storage_with_role`](super::PgSchemaBackend::create_storage_with_role),
+//! [`PgDatabaseBackend::create_storage_with_role`](super::PgDatabaseBackend::create_storage_with_role));
+//! what both modes share is here: creating and dropping the role, closing the server's own
+//! database, and running grants.
+
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::PgConnection;
+
+use super::BackendError;
+use crate::sql::quote_ident;
+use domain::tenant::TenantSlug;
+
+/// The tenant's role, quoted as an identifier.
+pub(super) fn role_name(tenant: &TenantSlug) -> String {
+    quote_ident(&tenant.storage_name())
+}
+
+/// Creates the tenant's role unless it exists (a concurrent creation is a duplicate, ignored).
+pub(super) fn create_role(tenant: &TenantSlug) -> String {
+    format!(
+        "DO $tenancy$ BEGIN CREATE ROLE {name} NOLOGIN; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $tenancy$",
+        name = role_name(tenant)
+    )
+}
+
+/// The database the tenant server's URL names (the platform database, by default) is closed to
+/// `PUBLIC`: a tenant role reaches only what it is granted. Schema-mode roles are granted
+/// `CONNECT` on it explicitly; the services connect as its owner. Other roles that relied on
+/// `PUBLIC` need an explicit grant.
+pub(super) const CLOSE_SERVER_DATABASE: &str = "DO $tenancy$ BEGIN EXECUTE format('REVOKE CONNECT, TEMPORARY ON DATABASE %I FROM PUBLIC', current_database()); END $tenancy$";
+
+/// The tenant's role name as an SQL string literal (for `format('%I', …)` and catalog lookups).
+pub(super) fn role_literal(tenant: &TenantSlug) -> String {
+    format!("'{}'", tenant.storage_name().replace('\'', "''"))
+}
+
+/// Drops the tenant's role, if it exists, with what it owns and was granted in the database
+/// `conn` is on (the server's own; the tenant's schema or database is dropped before).
+pub(super) async fn drop_role(
+    conn: &mut PgConnection,
+    tenant: &TenantSlug,
+) -> Result<(), BackendError> {
+    let sql = format!(
+        "DO $tenancy$ BEGIN
+           IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {role}) THEN
+             EXECUTE format('REVOKE ALL ON DATABASE %I FROM %I', current_database(), {role});
+             DROP OWNED BY {name};
+             DROP ROLE {name};
+           END IF;
+         END $tenancy$",
+        role = role_literal(tenant),
+        name = role_name(tenant),
+    );
+    sqlx::raw_sql(AssertSqlSafe(sql)).execute(conn).await?;
+    Ok(())
+}
+
+/// Runs role and grant statements. Grants and `ALTER DEFAULT PRIVILEGES` touch shared catalog
+/// rows: two tenants provisioned at once can collide on them ("tuple concurrently updated"),
+/// and such a collision is retried.
+pub(super) async fn run_grants(conn: &mut PgConnection, sql: &str) -> Result<(), BackendError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut *conn)
+            .await
+            .map(drop)
+        {
+            Ok(()) => return Ok(()),
+            Err(sqlx::Error::Database(db))
+                if attempt < 5
+                    && matches!(db.code().as_deref(), Some("XX000" | "40001" | "40P01")) =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! What each grant allows is proven end to end (`tests/it/provisioning.rs`, a tenant role
+    //! reaches its own schema or database and nothing else); here, the lifecycle of the
+    //! storage with its role in both modes.
+    #![expect(clippy::unwrap_used, reason = "tests")]
+
+    use testkit::pg::TestDatabase;
+
+    use super::super::{MigrationBackend, PgDatabaseBackend, PgSchemaBackend};
+    use super::*;
+
+    async fn role_exists(database: &TestDatabase, tenant: &TenantSlug) -> bool {
+        let mut conn = database.connect().await;
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(tenant.storage_name())
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_mode_creates_its_storage_with_the_role_twice_and_drops_both() {
+        let database = TestDatabase::create().await;
+
+        let schema = PgSchemaBackend::connect(database.options(), 2)
+            .await
+            .unwrap();
+        let tenant = testkit::unique_slug();
+        schema.create_storage_with_role(&tenant).await.unwrap();
+        schema.create_storage_with_role(&tenant).await.unwrap();
+        assert!(schema.storage_exists(&tenant).await.unwrap());
+        assert!(role_exists(&database, &tenant).await, "schema mode");
+        schema.drop_storage_with_role(&tenant).await.unwrap();
+        assert!(!schema.storage_exists(&tenant).await.unwrap());
+        assert!(!role_exists(&database, &tenant).await, "schema mode");
+
+        let per_database = PgDatabaseBackend::connect(database.options())
+            .await
+            .unwrap();
+        let tenant = testkit::unique_slug();
+        per_database
+            .create_storage_with_role(&tenant)
+            .await
+            .unwrap();
+        per_database
+            .create_storage_with_role(&tenant)
+            .await
+            .unwrap();
+        assert!(per_database.storage_exists(&tenant).await.unwrap());
+        assert!(role_exists(&database, &tenant).await, "database mode");
+        per_database.drop_storage_with_role(&tenant).await.unwrap();
+        assert!(!per_database.storage_exists(&tenant).await.unwrap());
+        assert!(!role_exists(&database, &tenant).await, "database mode");
+    }
+}
