@@ -146,6 +146,44 @@ impl PlatformDb {
         }
     }
 
+    /// The slugs of the tenants among `ids` that have a row (the others are left out).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn slugs_of(
+        &self,
+        ids: &[uuid::Uuid],
+    ) -> Result<std::collections::HashMap<uuid::Uuid, String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let rows: Vec<(uuid::Uuid, String)> = match self {
+            PlatformDb::Postgres(pool) => {
+                sqlx::query_as("SELECT id, slug FROM tenants WHERE id = ANY($1)")
+                    .bind(ids)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(not_migrated("tenants"))?
+            }
+            // SQLite has no arrays: the ids travel as one JSON list.
+            PlatformDb::Sqlite(pool) => {
+                let ids: Vec<String> = ids.iter().map(uuid::Uuid::to_string).collect();
+                let list = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_owned());
+                let rows: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT id, slug FROM tenants WHERE id IN (SELECT value FROM json_each(?1))",
+                )
+                .bind(list)
+                .fetch_all(pool)
+                .await
+                .map_err(not_migrated("tenants"))?;
+                rows.into_iter()
+                    .filter_map(|(id, slug)| uuid::Uuid::parse_str(&id).ok().map(|id| (id, slug)))
+                    .collect()
+            }
+        };
+        Ok(rows.into_iter().collect())
+    }
+
     /// Every tenant, or the one with `slug`, ordered by slug.
     ///
     /// # Errors

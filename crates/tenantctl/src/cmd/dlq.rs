@@ -272,27 +272,7 @@ async fn slugs_of(
                 config.database_url.redacted()
             )
         })??;
-    let rows: Vec<(Uuid, String)> = match &platform {
-        PlatformDb::Postgres(pool) => {
-            sqlx::query_as("SELECT id, slug FROM tenants WHERE id = ANY($1)")
-                .bind(&ids)
-                .fetch_all(pool)
-                .await?
-        }
-        PlatformDb::Sqlite(pool) => {
-            let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT id, slug FROM tenants WHERE id IN (SELECT value FROM json_each(?1))",
-            )
-            .bind(serde_json::to_string(&ids)?)
-            .fetch_all(pool)
-            .await?;
-            rows.into_iter()
-                .filter_map(|(id, slug)| Uuid::parse_str(&id).ok().map(|id| (id, slug)))
-                .collect()
-        }
-    };
-    Ok(rows.into_iter().collect())
+    Ok(platform.slugs_of(&ids).await?)
 }
 
 fn json_of(info: &DeadLetterInfo, slug: Option<&str>) -> serde_json::Value {
