@@ -18,6 +18,7 @@ pub mod broker;
 pub mod cluster;
 pub mod pg;
 pub mod publisher;
+pub mod service_cli;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -72,6 +72,8 @@ pub enum PlatformDb {
 /// whichever its database. For a query whose SQL and binds are the same in both dialects
 /// (sqlx's `$1` placeholders work on SQLite too): it is written and bound once, and compiled
 /// once per driver. A query whose SQL or column types differ keeps a `match` of its own.
+/// Exported for the platform tables other crates own (`tenantctl`'s replay log).
+#[macro_export]
 macro_rules! with_pool {
     ($platform:expr, |$pool:ident| $body:expr) => {
         match $platform {
@@ -80,7 +82,7 @@ macro_rules! with_pool {
         }
     };
 }
-pub(crate) use with_pool;
+pub use crate::with_pool;
 
 /// One row of `tenants`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::future::Future;
 
 use shared::bus::WorkQueue;
 use shared::bus::dead_letter::DeadLetterInfo;
-use shared::platform::PlatformDb;
+use shared::platform::{PlatformDb, with_pool};
 
 /// A durable record of replayed dead letters, by [`DeadLetterInfo::replay_key`].
 pub trait ReplayLog: Sync {
@@ -21,24 +21,12 @@ pub trait ReplayLog: Sync {
 
 impl ReplayLog for PlatformDb {
     async fn already_replayed(&self, key: &str) -> Result<bool, String> {
-        let found = match self {
-            PlatformDb::Postgres(pool) => {
-                sqlx::query_scalar::<_, i64>(
-                    "SELECT count(*) FROM dlq_replays WHERE replay_key = $1",
-                )
+        let found: Result<i64, sqlx::Error> = with_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT count(*) FROM dlq_replays WHERE replay_key = $1")
                 .bind(key)
                 .fetch_one(pool)
                 .await
-            }
-            PlatformDb::Sqlite(pool) => {
-                sqlx::query_scalar::<_, i64>(
-                    "SELECT count(*) FROM dlq_replays WHERE replay_key = ?1",
-                )
-                .bind(key)
-                .fetch_one(pool)
-                .await
-            }
-        };
+        });
         found.map(|n| n > 0).map_err(|e| e.to_string())
     }
 
@@ -50,8 +38,8 @@ impl ReplayLog for PlatformDb {
     ) -> Result<(), String> {
         let sql = "INSERT INTO dlq_replays (replay_key, queue, message_id, event_type, tenant_id) VALUES ($1, $2, $3, $4, $5)
                    ON CONFLICT (replay_key) DO NOTHING";
-        let done = match self {
-            PlatformDb::Postgres(pool) => sqlx::query(sql)
+        let done = with_pool!(self, |pool| {
+            sqlx::query(sql)
                 .bind(key)
                 .bind(queue.base_name())
                 .bind(info.message_id.as_deref())
@@ -59,17 +47,8 @@ impl ReplayLog for PlatformDb {
                 .bind(info.tenant_id.as_deref())
                 .execute(pool)
                 .await
-                .map(drop),
-            PlatformDb::Sqlite(pool) => sqlx::query(sql)
-                .bind(key)
-                .bind(queue.base_name())
-                .bind(info.message_id.as_deref())
-                .bind(info.event_type.as_deref())
-                .bind(info.tenant_id.as_deref())
-                .execute(pool)
-                .await
-                .map(drop),
-        };
+                .map(drop)
+        });
         done.map_err(|e| e.to_string())
     }
 }
