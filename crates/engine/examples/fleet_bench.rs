@@ -1,7 +1,7 @@
 //! Fleet benchmark: N tenant schemas in one PostgreSQL database.
 //!
 //! ```text
-//! cargo run --release -p shared --example fleet_bench -- [--tenants 1000] [--parallelism 8] [--rounds 4]
+//! cargo run --release -p engine --example fleet_bench -- [--tenants 1000] [--parallelism 8] [--rounds 4]
 //! ```
 //!
 //! Phases, each run by the engine on one half of the schemas and by a plain-SQL baseline (the
