@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use domain::message::AnyEvent;
+use chrono::Utc;
+use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram};
 use shared::bus::WorkQueue;
 use shared::bus::consumer::{self, BatchHandler, ConsumerOptions, Delivered};
@@ -36,35 +38,47 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
 /// Stores batches of events.
 pub struct Auditor {
     platform: PlatformDb,
-    stored: Counter<u64>,
-    duplicates: Counter<u64>,
-    conflicts: Counter<u64>,
+    events: Counter<u64>,
+    lag: Histogram<f64>,
     batch_duration: Histogram<f64>,
 }
+
+/// Boundaries for recorded minus occurred: milliseconds when the auditor keeps up, up to an
+/// hour when it was down or a backlog is draining.
+const LAG_SECONDS: [f64; 16] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    3600.0,
+];
+
+/// Boundaries for storing one batch (up to 500 events in one statement).
+const BATCH_SECONDS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 impl Auditor {
     pub fn new(platform: PlatformDb) -> Self {
         let meter = shared::telemetry::meter();
         Auditor {
             platform,
-            stored: meter
-                .u64_counter("tenancy.auditor.events_stored")
-                .with_description("events stored in audit_events")
-                .build(),
-            duplicates: meter
-                .u64_counter("tenancy.auditor.events_duplicate")
-                .with_description("redelivered events whose id was already stored")
-                .build(),
-            conflicts: meter
-                .u64_counter("tenancy.auditor.events_conflicting")
+            events: meter
+                .u64_counter("tenancy.audit.events")
+                .with_unit("{event}")
                 .with_description(
-                    "events whose id was already stored with other content (a producer reusing ids), stored as conflict rows",
+                    "events recorded, by outcome: stored; duplicate (a redelivery, already stored); \
+                     conflict (an id reused for other content, stored as a conflict row)",
                 )
                 .build(),
+            lag: meter
+                .f64_histogram("tenancy.audit.lag")
+                .with_unit("s")
+                .with_description("recorded minus occurred, per event of each stored batch")
+                .with_boundaries(LAG_SECONDS.to_vec())
+                .build(),
             batch_duration: meter
-                .f64_histogram("tenancy.auditor.batch_duration")
+                .f64_histogram("tenancy.audit.batch.duration")
                 .with_unit("s")
                 .with_description("time to store one batch")
+                .with_boundaries(BATCH_SECONDS.to_vec())
                 .build(),
         }
     }
@@ -99,9 +113,18 @@ impl BatchHandler for Auditor {
             .map_err(|e| e.to_string())?;
         self.batch_duration
             .record(started.elapsed().as_secs_f64(), &[]);
-        self.stored.add(inserted.stored, &[]);
-        self.duplicates.add(inserted.duplicates, &[]);
-        self.conflicts.add(inserted.conflicts.len() as u64, &[]);
+        let recorded = Utc::now();
+        for delivered in events {
+            let lag = (recorded - delivered.event.time).to_std().unwrap_or_default();
+            self.lag.record(lag.as_secs_f64(), &[]);
+        }
+        for (outcome, count) in [
+            ("stored", inserted.stored),
+            ("duplicate", inserted.duplicates),
+            ("conflict", inserted.conflicts.len() as u64),
+        ] {
+            self.events.add(count, &[KeyValue::new("outcome", outcome)]);
+        }
         for conflict in &inserted.conflicts {
             // Ids, type and (redacted) source only: the data may hold what the producer should
             // not have sent.

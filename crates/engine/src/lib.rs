@@ -50,7 +50,7 @@ mod embedded {
 
 pub use admin::{AdminUserScript, AdminValues};
 pub use backend::{
-    MigrationBackend, PgDatabaseBackend, PgSchemaBackend, ServerSlots, SlotConn, SqliteBackend,
+    MigrationBackend, PgDatabaseBackend, PgSchemaBackend, ServerSlots, SlotConn, SlotUsage, SlotUsageProbe, SqliteBackend,
     Timeouts,
 };
 pub use dialect::Dialect;

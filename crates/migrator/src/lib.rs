@@ -16,6 +16,7 @@
 
 mod batcher;
 mod decision;
+mod fleet;
 mod metrics;
 mod migrate;
 mod recorder;
@@ -27,6 +28,7 @@ mod tests;
 
 use std::sync::Arc;
 
+use domain::version::Version;
 use engine::{Catalog, EngineOptions, ServerSlots};
 use recorder::Recorder;
 use shared::bus::consumer::{self, ConsumerOptions};
@@ -78,10 +80,10 @@ impl<P: EventPublisher> Migrator<P> {
             storage: parts.storage,
             catalog: parts.catalog,
             publisher: parts.publisher,
+            metrics: metrics::Metrics::new(parts.slots.usage_probe()),
             slots: parts.slots,
             recorder,
             tenants,
-            metrics: metrics::Metrics::new(),
             released: ReleaseRecorder::new(parts.platform, "migrator"),
             shutdown: parts.shutdown,
         };
@@ -141,7 +143,15 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
         options("migrator-rollback", settings.concurrency.min(4)),
         shutdown.clone(),
     );
+    let fleet = tokio::spawn(fleet::report(
+        ctx.platform.clone(),
+        ctx.bus.clone(),
+        ctx.catalog.tenant.latest().unwrap_or(Version::ZERO),
+        shared::telemetry::metric_interval(),
+        shutdown.clone(),
+    ));
     let (migrations, rollbacks) = tokio::join!(migrations, rollbacks);
+    let _ = fleet.await;
     drop(migrator);
     for worker in workers {
         let _ = worker.await;

@@ -1,43 +1,70 @@
-//! The migrator's instruments (OpenTelemetry; exported when `OTEL_*` is set).
+//! The migrator's instruments (docs/OBSERVABILITY.md): on `/metrics`, and over OTLP when an
+//! endpoint is set.
 
-use engine::RunReport;
+use engine::{RunReport, SlotUsageProbe};
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram};
-use uuid::Uuid;
+use opentelemetry::metrics::{Counter, Histogram, ObservableCounter, ObservableGauge};
+
+/// Boundaries for one migration script on one tenant: most take milliseconds, a backfill
+/// minutes; the statement timeout caps them.
+const MIGRATION_SECONDS: [f64; 18] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0, 600.0,
+];
+
+/// Boundaries for the migrations pending when a command arrives: usually 0 or 1.
+const PENDING: [f64; 9] = [0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0];
 
 pub struct Metrics {
     duration: Histogram<f64>,
     pending: Histogram<u64>,
-    failures: Counter<u64>,
     commands: Counter<u64>,
+    _slots_in_use: ObservableGauge<u64>,
+    _slot_waits: ObservableCounter<u64>,
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub fn new(slots: SlotUsageProbe) -> Self {
         let meter = shared::telemetry::meter();
+        let in_use = slots.clone();
         Metrics {
             duration: meter
                 .f64_histogram("tenancy.migration.duration")
                 .with_unit("s")
-                .with_description(
-                    "duration of one tenant migration script, by version and direction",
-                )
+                .with_description("duration of one migration script on one tenant, by version and direction")
+                .with_boundaries(MIGRATION_SECONDS.to_vec())
                 .build(),
             pending: meter
                 .u64_histogram("tenancy.migration.pending")
+                .with_unit("{migration}")
                 .with_description("migrations pending per tenant when its command arrived")
-                .build(),
-            failures: meter
-                .u64_counter("tenancy.migration.failures")
-                .with_description(
-                    "failed tenant migrations, by deploy and whether they will be retried",
-                )
+                .with_boundaries(PENDING.to_vec())
                 .build(),
             commands: meter
                 .u64_counter("tenancy.migration.commands")
-                .with_description(
-                    "commands handled, by kind and outcome (noop, applied, reverted, failed)",
-                )
+                .with_unit("{command}")
+                .with_description("commands handled, by command and outcome")
+                .build(),
+            _slots_in_use: meter
+                .u64_observable_gauge("tenancy.migrator.server_slots.in_use")
+                .with_unit("{slot}")
+                .with_description("tenant-server slots this process holds: busy migrating, or idle and kept for the next command")
+                .with_callback(move |observer| {
+                    if let Some(usage) = in_use.read() {
+                        observer.observe(usage.busy as u64, &[KeyValue::new("state", "busy")]);
+                        observer.observe(usage.idle as u64, &[KeyValue::new("state", "idle")]);
+                    }
+                })
+                .build(),
+            _slot_waits: meter
+                .u64_observable_counter("tenancy.migrator.server_slot.waits")
+                .with_unit("{wait}")
+                .with_description("times this process found every slot of the tenant server taken and waited")
+                .with_callback(move |observer| {
+                    if let Some(usage) = slots.read() {
+                        observer.observe(usage.waits, &[]);
+                    }
+                })
                 .build(),
         }
     }
@@ -58,25 +85,14 @@ impl Metrics {
         }
     }
 
-    pub fn command(&self, kind: &'static str, outcome: &'static str) {
+    /// One command ended: `outcome` is `noop`, `applied`, `reverted`, `retried` (given back or
+    /// to be tried again) or `failed` (for good: dead-lettered).
+    pub fn command(&self, command: &'static str, outcome: &'static str) {
         self.commands.add(
             1,
             &[
-                KeyValue::new("kind", kind),
+                KeyValue::new("command", command),
                 KeyValue::new("outcome", outcome),
-            ],
-        );
-    }
-
-    pub fn failed(&self, deploy: Option<Uuid>, transient: bool) {
-        self.failures.add(
-            1,
-            &[
-                KeyValue::new(
-                    "deploy_id",
-                    deploy.map_or_else(|| "none".to_owned(), |d| d.to_string()),
-                ),
-                KeyValue::new("transient", transient),
             ],
         );
     }

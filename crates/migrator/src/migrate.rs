@@ -61,7 +61,7 @@ impl<P: EventPublisher> Migrator<P> {
         let target = command.target_version.unwrap_or(latest);
         if let Err(decision) = check_known(Command::Migrate, &self.catalog.tenant, target) {
             tracing::warn!(%target, %latest, "giving back a command for an unknown target version");
-            self.metrics.command("migrate", "unknown_target");
+            self.metrics.command("migrate", "retried");
             return self.end_before_running(&job, decision).await;
         }
         let tenant = match self.read_tenant(job.tenant_id).await {

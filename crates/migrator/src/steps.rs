@@ -230,8 +230,8 @@ impl<P: EventPublisher> Migrator<P> {
                     tracing::warn!(%reason, transient, final_attempt = !retried, "tenant rollback failed");
                 }
             }
-            self.metrics.failed(job.deploy_id, retried);
-            self.metrics.command(job.command.as_str(), "failed");
+            let outcome = if retried { "retried" } else { "failed" };
+            self.metrics.command(job.command.as_str(), outcome);
         }
         let version = match error {
             EngineError::Script { version, .. } => Some(*version),

@@ -34,31 +34,40 @@ pub struct Provisioner {
 struct Metrics {
     step_duration: Histogram<f64>,
     total_duration: Histogram<f64>,
-    provisioned: Counter<u64>,
-    failed: Counter<u64>,
+    tenants: Counter<u64>,
 }
+
+/// Boundaries for one provisioning step: milliseconds for most, seconds for a database
+/// created from a template or a long migration set.
+const STEP_SECONDS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Boundaries for registration to `active`, retries included.
+const TOTAL_SECONDS: [f64; 15] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0,
+];
 
 impl Metrics {
     fn new() -> Self {
         let meter = shared::telemetry::meter();
         Metrics {
             step_duration: meter
-                .f64_histogram("tenancy.provisioning.step_duration")
+                .f64_histogram("tenancy.provisioning.step.duration")
                 .with_unit("s")
-                .with_description("duration of a successful provisioning step, by step")
+                .with_description("duration of one attempt at a provisioning step, by step and outcome")
+                .with_boundaries(STEP_SECONDS.to_vec())
                 .build(),
             total_duration: meter
                 .f64_histogram("tenancy.provisioning.duration")
                 .with_unit("s")
                 .with_description("from registration to active, across retries")
+                .with_boundaries(TOTAL_SECONDS.to_vec())
                 .build(),
-            provisioned: meter
-                .u64_counter("tenancy.provisioning.provisioned")
-                .with_description("tenants that became active")
-                .build(),
-            failed: meter
-                .u64_counter("tenancy.provisioning.failed")
-                .with_description("tenants given up (failed); with provisioned, the failure rate")
+            tenants: meter
+                .u64_counter("tenancy.provisioning.tenants")
+                .with_unit("{tenant}")
+                .with_description("tenants whose provisioning ended, by outcome (active, failed)")
                 .build(),
         }
     }
@@ -125,12 +134,18 @@ impl ProvisioningEffects for Provisioner {
                 return Err(error.into());
             }
         };
-        if *outcome == StepOutcome::Succeeded {
-            self.metrics.step_duration.record(
-                duration_ms as f64 / 1000.0,
-                &[KeyValue::new("step", step.as_str())],
-            );
-        }
+        let result = if *outcome == StepOutcome::Succeeded {
+            "ok"
+        } else {
+            "error"
+        };
+        self.metrics.step_duration.record(
+            duration_ms as f64 / 1000.0,
+            &[
+                KeyValue::new("step", step.as_str()),
+                KeyValue::new("outcome", result),
+            ],
+        );
         Ok(u32::try_from(attempts).unwrap_or(0))
     }
 
@@ -187,7 +202,9 @@ impl ProvisioningEffects for Provisioner {
                 self.context
                     .publish(&format!("{tenant}/provisioned"), data)
                     .await?;
-                self.metrics.provisioned.add(1, &[]);
+                self.metrics
+                    .tenants
+                    .add(1, &[KeyValue::new("outcome", "active")]);
                 self.metrics
                     .total_duration
                     .record(duration_ms as f64 / 1000.0, &[]);
@@ -203,8 +220,8 @@ impl ProvisioningEffects for Provisioner {
                     .publish(&format!("{tenant}/failed/{step}/{attempt}"), data)
                     .await?;
                 self.metrics
-                    .failed
-                    .add(1, &[KeyValue::new("step", step.as_str())]);
+                    .tenants
+                    .add(1, &[KeyValue::new("outcome", "failed")]);
             }
         }
         Ok(())

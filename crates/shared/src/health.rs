@@ -1,6 +1,7 @@
-//! Liveness and readiness over HTTP: `GET /healthz` (the process answers) and `GET /readyz`
-//! (every component ready: consumers registered, databases reachable). A deliberately small
-//! HTTP/1.1 responder: two routes do not justify a web framework in every service's build.
+//! Liveness, readiness and metrics over HTTP: `GET /healthz` (the process answers), `GET /readyz`
+//! (every component ready: consumers registered, databases reachable) and `GET /metrics` (the
+//! process's metrics in the Prometheus text format). A deliberately small HTTP/1.1 responder:
+//! three routes do not justify a web framework in every service's build.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -57,7 +58,7 @@ pub async fn spawn(
             format!("binding the health endpoint on {address} (HEALTH_ADDR): {e}"),
         )
     })?;
-    tracing::info!(address = %listener.local_addr().unwrap_or(address), "health endpoints on /healthz and /readyz");
+    tracing::info!(address = %listener.local_addr().unwrap_or(address), "health and metrics endpoints on /healthz, /readyz and /metrics");
     Ok(tokio::spawn(serve(listener, health, shutdown)))
 }
 
@@ -90,7 +91,9 @@ async fn respond(mut stream: TcpStream, health: &Health) -> std::io::Result<()> 
         }
     }
     let request = String::from_utf8_lossy(&buffer[..read]);
-    let path = request.split_whitespace().nth(1).unwrap_or("");
+    let target = request.split_whitespace().nth(1).unwrap_or("");
+    let path = target.split('?').next().unwrap_or(target);
+    let mut content_type = "application/json";
     let (status, body) = match path {
         "/healthz" | "/livez" => ("200 OK", "{\"status\":\"alive\"}".to_owned()),
         "/readyz" => {
@@ -110,13 +113,17 @@ async fn respond(mut stream: TcpStream, health: &Health) -> std::io::Result<()> 
                 format!("{{\"ready\":{ready},\"components\":{{{components}}}}}"),
             )
         }
+        "/metrics" => {
+            content_type = crate::telemetry::prometheus::CONTENT_TYPE;
+            ("200 OK", crate::telemetry::prometheus::render())
+        }
         _ => (
             "404 Not Found",
-            "{\"error\":\"not found: use /healthz or /readyz\"}".to_owned(),
+            "{\"error\":\"not found: use /healthz, /readyz or /metrics\"}".to_owned(),
         ),
     };
     let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(response.as_bytes()).await?;
@@ -160,6 +167,11 @@ mod tests {
         assert!(
             ready.starts_with("HTTP/1.1 200") && ready.contains("\"ready\":true"),
             "{ready}"
+        );
+        let metrics = get(address, "/metrics?debug=1").await;
+        assert!(
+            metrics.starts_with("HTTP/1.1 200") && metrics.contains("Content-Type: text/plain; version=0.0.4"),
+            "{metrics}"
         );
         assert!(get(address, "/nope").await.starts_with("HTTP/1.1 404"));
 

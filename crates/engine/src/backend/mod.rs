@@ -26,7 +26,7 @@ pub mod sqlite;
 
 pub use pg_database::PgDatabaseBackend;
 pub use pg_schema::PgSchemaBackend;
-pub use slots::{ServerSlots, SlotConn};
+pub use slots::{ServerSlots, SlotConn, SlotUsage, SlotUsageProbe};
 pub use sqlite::SqliteBackend;
 
 /// `lock_timeout` and `statement_timeout` for one script.

@@ -17,6 +17,7 @@
 //! the tenant database's connection.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,37 @@ struct Inner {
     /// Only one connection per process polls for a free slot; the others queue behind it.
     waiting: tokio::sync::Mutex<()>,
     shutdown: CancellationToken,
+    /// Connections lent out right now.
+    busy: AtomicUsize,
+    /// Acquisitions that found every slot taken and had to wait.
+    waits: AtomicU64,
+}
+
+/// How this process uses a server's slots, for its metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlotUsage {
+    /// Slots held by a connection that is migrating.
+    pub busy: usize,
+    /// Slots held by an idle connection, kept for the next command.
+    pub idle: usize,
+    /// Acquisitions so far that found every slot taken and waited for one.
+    pub waits: u64,
+}
+
+/// Reads a [`ServerSlots`]' usage without keeping it alive.
+#[derive(Debug, Clone)]
+pub struct SlotUsageProbe(Weak<Inner>);
+
+impl SlotUsageProbe {
+    /// The usage now; `None` once the slots are dropped.
+    pub fn read(&self) -> Option<SlotUsage> {
+        let inner = self.0.upgrade()?;
+        Some(SlotUsage {
+            busy: inner.busy.load(Ordering::Relaxed),
+            idle: inner.lock_idle().len(),
+            waits: inner.waits.load(Ordering::Relaxed),
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -89,6 +121,8 @@ impl ServerSlots {
             idle: Mutex::new(Vec::new()),
             waiting: tokio::sync::Mutex::new(()),
             shutdown,
+            busy: AtomicUsize::new(0),
+            waits: AtomicU64::new(0),
         });
         tokio::spawn(close_idle_connections(Arc::downgrade(&inner)));
         ServerSlots { inner }
@@ -123,6 +157,7 @@ impl ServerSlots {
         let mut conn = inner.options.connect().await?;
         let start = i32::try_from(spread % u128::from(inner.slots)).unwrap_or(0);
         let mut delays = RetryDelays::new(Duration::from_millis(5), Duration::from_millis(250));
+        let mut waited = false;
         loop {
             // Every slot in one round trip: the scan stops at the first lock it gets.
             let taken: Option<i32> = sqlx::query_scalar(
@@ -136,6 +171,10 @@ impl ServerSlots {
             .await?;
             if let Some(slot) = taken {
                 return Ok(Some(self.lend(conn, slot, local)));
+            }
+            if !waited {
+                waited = true;
+                inner.waits.fetch_add(1, Ordering::Relaxed);
             }
             tokio::select! {
                 () = tokio::time::sleep(delays.next_delay()) => {}
@@ -159,7 +198,13 @@ impl ServerSlots {
         }
     }
 
+    /// A handle that reads how these slots are used (for metrics), without keeping them alive.
+    pub fn usage_probe(&self) -> SlotUsageProbe {
+        SlotUsageProbe(Arc::downgrade(&self.inner))
+    }
+
     fn lend(&self, conn: PgConnection, slot: i32, local: OwnedSemaphorePermit) -> SlotConn {
+        self.inner.busy.fetch_add(1, Ordering::Relaxed);
         SlotConn {
             conn: Some(conn),
             slot,
@@ -239,7 +284,11 @@ impl Drop for SlotConn {
         let Some(conn) = self.conn.take() else {
             return;
         };
-        match self.home.upgrade() {
+        let home = self.home.upgrade();
+        if let Some(home) = &home {
+            home.busy.fetch_sub(1, Ordering::Relaxed);
+        }
+        match home {
             Some(home) if self.reusable && !home.shutdown.is_cancelled() => {
                 home.lock_idle().push(Idle {
                     conn,

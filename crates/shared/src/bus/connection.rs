@@ -148,6 +148,7 @@ impl Link {
             })?;
         let generation = self.generations.fetch_add(1, Ordering::AcqRel) + 1;
         if generation > 1 {
+            super::metrics::reconnected();
             tracing::info!(generation, "reconnected to RabbitMQ");
         }
         Ok(Live {

@@ -31,16 +31,17 @@ use lapin::types::{AMQPValue, FieldTable};
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 use super::BusError;
 use super::dead_letter;
+use super::metrics::{self, Handled};
 use super::handle::Bus;
 use super::propagation;
 use super::publisher::{Publisher, header_i64};
 use super::topology::{TraceJoin, WorkQueue};
 use crate::backoff::Backoff;
-use crate::telemetry;
+use crate::telemetry::{self, DeliveredFrom};
 use domain::message::{
     AnyEvent, CloudEvent, Event, Received, decode_any_received, decode_received,
     is_cloudevents_property,
@@ -383,7 +384,13 @@ async fn process<H: Handler>(
     options: &ConsumerOptions,
     shutdown: &CancellationToken,
 ) {
-    let span = telemetry::process_span(queue.base_name(), message_id, H::Event::TYPE);
+    let queue_name = publisher.topology().queue(queue);
+    let from = DeliveredFrom {
+        exchange: delivery.exchange.as_str(),
+        routing_key: delivery.routing_key.as_str(),
+        queue: &queue_name,
+    };
+    let span = telemetry::process_span(from, message_id, H::Event::TYPE);
     join_trace(
         &span,
         queue,
@@ -394,6 +401,7 @@ async fn process<H: Handler>(
             Ok(event) => event,
             Err(error) => {
                 tracing::warn!(queue = queue.base_name(), reason = %error.reason(), "message refused; moving it to the dead-letter queue");
+                telemetry::record_error(&Span::current(), "invalid_message");
                 dead_letter_and_ack(publisher, queue, &delivery, &error.reason(), delivery_count(&delivery)).await;
                 return;
             }
@@ -416,14 +424,17 @@ async fn process<H: Handler>(
             match outcome {
                 Outcome::Ack => {
                     ack(&delivery).await;
+                    metrics::handled(queue, Handled::Ack, 1);
                     return;
                 }
                 Outcome::DeadLetter { reason } => {
                     tracing::warn!(queue = queue.base_name(), %reason, "message failed permanently; moving it to the dead-letter queue");
+                    telemetry::record_error(&Span::current(), "dead_letter");
                     dead_letter_and_ack(publisher, queue, &delivery, &reason, delivered.delivery).await;
                     return;
                 }
                 Outcome::Retry { reason } if attempt < options.attempts_per_delivery && !shutdown.is_cancelled() => {
+                    metrics::handled(queue, Handled::Retry, 1);
                     let delay = delays.next_delay();
                     tracing::info!(queue = queue.base_name(), %reason, attempt, retry_in_ms = delay.as_millis() as u64, "transient failure; retrying");
                     tokio::select! {
@@ -434,12 +445,15 @@ async fn process<H: Handler>(
                 Outcome::Retry { reason } if delivered.is_last_delivery() => {
                     let reason = format!("gave up after {} deliveries: {reason}", delivered.delivery);
                     tracing::warn!(queue = queue.base_name(), %reason, "moving the message to the dead-letter queue");
+                    telemetry::record_error(&Span::current(), "dead_letter");
                     dead_letter_and_ack(publisher, queue, &delivery, &reason, delivered.delivery).await;
                     return;
                 }
                 Outcome::Retry { reason } => {
                     tracing::info!(queue = queue.base_name(), %reason, delivery = delivered.delivery, "giving the message back for a later delivery");
+                    telemetry::record_error(&Span::current(), "retry");
                     reject(&delivery).await;
+                    metrics::handled(queue, Handled::Retry, 1);
                     return;
                 }
             }
@@ -472,6 +486,7 @@ pub async fn consume_batches<H: BatchHandler>(
         return Ok(());
     };
     let publisher = bus.publisher();
+    let queue_name = bus.topology().queue(queue);
 
     let result = 'consume: loop {
         // Wait for the first delivery of a batch, then gather until full or the linger ends.
@@ -547,11 +562,15 @@ pub async fn consume_batches<H: BatchHandler>(
                     )
                     .await
                     {
-                        Ok(()) => ack(delivery).await,
+                        Ok(()) => {
+                            ack(delivery).await;
+                            metrics::handled(queue, Handled::DeadLetter, 1);
+                        }
                         // Keep it: given back, it is tried again on a later delivery.
                         Err(publish) => {
                             tracing::warn!(error = %publish, "could not move the message to the dead-letter queue; giving it back");
                             reject(delivery).await;
+                            metrics::handled(queue, Handled::Retry, 1);
                         }
                     }
                 }
@@ -564,8 +583,13 @@ pub async fn consume_batches<H: BatchHandler>(
             .iter()
             .zip(&valid)
             .map(|(delivery, delivered)| {
+                let from = DeliveredFrom {
+                    exchange: delivery.exchange.as_str(),
+                    routing_key: delivery.routing_key.as_str(),
+                    queue: &queue_name,
+                };
                 let span = telemetry::process_span(
-                    queue.base_name(),
+                    from,
                     &delivered.event.id.to_string(),
                     &delivered.event.type_,
                 );
@@ -601,10 +625,12 @@ pub async fn consume_batches<H: BatchHandler>(
                             tracing::debug!(%error, "ack after a reconnection failed; the broker redelivers and the handler deduplicates");
                         }
                     }
+                    metrics::handled(queue, Handled::Ack, pending.len());
                     break;
                 }
                 Err(reason) => {
                     failures += 1;
+                    metrics::handled(queue, Handled::Retry, pending.len());
                     if shutdown.is_cancelled() {
                         drop(message_spans);
                         for delivery in &pending {
@@ -661,10 +687,14 @@ async fn dead_letter_and_ack(
     deliveries: u32,
 ) {
     match dead_letter::move_to_dead_letters(publisher, queue, delivery, reason, deliveries).await {
-        Ok(()) => ack(delivery).await,
+        Ok(()) => {
+            ack(delivery).await;
+            metrics::handled(queue, Handled::DeadLetter, 1);
+        }
         Err(error) => {
             tracing::warn!(%error, "could not move the message to the dead-letter queue; giving it back");
             reject(delivery).await;
+            metrics::handled(queue, Handled::Retry, 1);
         }
     }
 }

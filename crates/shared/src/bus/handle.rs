@@ -7,13 +7,24 @@
 use std::sync::Arc;
 
 use lapin::Channel;
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 
 use super::BusError;
 use super::connection::Link;
 use super::publisher::Publisher;
-use super::topology::Topology;
+use super::topology::{Topology, WorkQueue};
 use crate::config::SecretUrl;
+
+/// One queue's depth, as [`Bus::queue_depths`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// The base name (without the namespace); dead-letter queues end in `.dlq`.
+    pub queue: String,
+    pub messages: u32,
+    pub consumers: u32,
+}
 
 /// The handle services share: reconnecting on demand, with the topology declared and a
 /// publisher. Cheap to share by reference (or `Arc`).
@@ -51,6 +62,7 @@ impl Bus {
     ) -> Result<Self, BusError> {
         let link = Arc::new(Link::new(url, name, topology, shutdown));
         link.current().await?;
+        super::metrics::watch(&link);
         Ok(Bus {
             publisher: Publisher::new(link.clone(), source),
             link,
@@ -86,6 +98,46 @@ impl Bus {
                 }
             }
         }
+    }
+
+    /// How many messages wait in each work queue and dead-letter queue, and how many consumers
+    /// each has: one passive declare per queue, on a channel of its own.
+    ///
+    /// # Errors
+    /// The broker is unreachable, or a queue is missing (the topology was deleted).
+    pub async fn queue_depths(&self) -> Result<Vec<QueueDepth>, BusError> {
+        let channel = self.channel().await?;
+        let topology = self.topology();
+        let mut depths = Vec::with_capacity(WorkQueue::ALL.len() * 2);
+        for queue in WorkQueue::ALL {
+            let dead_letters = format!("{}.dlq", queue.base_name());
+            for (name, shown) in [
+                (topology.queue(queue), queue.base_name().to_owned()),
+                (topology.dead_letter_queue(queue), dead_letters),
+            ] {
+                let declared = channel
+                    .queue_declare(
+                        name.as_str().into(),
+                        QueueDeclareOptions {
+                            passive: true,
+                            ..QueueDeclareOptions::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(|source| BusError::Broker {
+                        context: format!("reading the depth of {name}"),
+                        source,
+                    })?;
+                depths.push(QueueDepth {
+                    queue: shown,
+                    messages: declared.message_count(),
+                    consumers: declared.consumer_count(),
+                });
+            }
+        }
+        let _ = channel.close(200, "queue depths read".into()).await;
+        Ok(depths)
     }
 
     /// Whether the connection is up right now (readiness); does not reconnect.

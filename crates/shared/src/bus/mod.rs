@@ -21,17 +21,19 @@
 //! - [`dead_letter`]: the dead-letter headers, and a session on a dead-letter queue for the
 //!   operator's tools (which live in `tenantctl`).
 //! - [`propagation`]: W3C trace context in AMQP headers.
+//! - `metrics`: messages handled per queue and outcome, connection state and reconnects.
 
 pub mod connection;
 pub mod consumer;
 pub mod dead_letter;
 mod handle;
+mod metrics;
 pub mod propagation;
 pub mod publisher;
 pub mod topology;
 
 pub use consumer::{BatchHandler, ConsumerOptions, Delivered, Handler, Outcome};
-pub use handle::Bus;
+pub use handle::{Bus, QueueDepth};
 pub use publisher::{EventPublisher, Publisher};
 pub use topology::{Exchange, Topology, TraceJoin, WorkQueue};
 
@@ -101,6 +103,21 @@ impl BusError {
     /// Whether trying again later may succeed: a broker that is down or restarting, a full
     /// queue, a connection being recovered. An unroutable message or a topology conflict is a
     /// configuration problem, not a transient one.
+    /// A short, bounded name of the failure: the `error.type` of the messaging span.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            BusError::InvalidUrl { .. } => "invalid_url",
+            BusError::Unreachable { .. } => "unreachable",
+            BusError::Refused { .. } => "refused",
+            BusError::Broker { .. } => "broker_error",
+            BusError::Nacked { .. } => "nacked",
+            BusError::Unroutable { .. } => "unroutable",
+            BusError::PublishTimeout { .. } => "publish_timeout",
+            BusError::InvalidEvent { .. } => "invalid_event",
+            BusError::Cancelled => "cancelled",
+        }
+    }
+
     pub fn is_transient(&self) -> bool {
         match self {
             BusError::Unreachable { .. }

@@ -153,6 +153,14 @@ mod tests {
     use tracing_subscriber::layer::SubscriberExt as _;
 
     use super::*;
+
+    fn test_from(queue: &str) -> crate::telemetry::DeliveredFrom<'_> {
+        crate::telemetry::DeliveredFrom {
+            exchange: "tenancy.events",
+            routing_key: "k",
+            queue,
+        }
+    }
     use crate::telemetry::{process_span, publish_span};
 
     /// Runs `f` under a test-local subscriber with the OpenTelemetry layer over an exporter-less
@@ -193,7 +201,7 @@ mod tests {
             });
             let publish_span_id = span_id_of(&publish);
 
-            let process = process_span("tenancy.provision", "m-1", "t");
+            let process = process_span(test_from("tenancy.provision"), "m-1", "t");
             set_parent_from(&process, &table);
             let consumed_trace = trace_id_of(&process);
 
@@ -222,7 +230,7 @@ mod tests {
         with_tracing(|| {
             let outer = tracing::info_span!("consumer loop");
             let outer_trace = trace_id_of(&outer);
-            let process = outer.in_scope(|| process_span("q", "m-2", "t"));
+            let process = outer.in_scope(|| process_span(test_from("q"), "m-2", "t"));
             set_parent_from(&process, &headers(&[("x-other", long("1"))]));
             let trace = trace_id_of(&process);
 
@@ -242,7 +250,7 @@ mod tests {
                 "",
             ] {
                 let table = headers(&[(TRACEPARENT, long(garbage)), (TRACESTATE, long("x=y"))]);
-                let process = process_span("q", "m-3", "t");
+                let process = process_span(test_from("q"), "m-3", "t");
                 set_parent_from(&process, &table);
                 let trace = trace_id_of(&process);
                 assert!(trace.is_some(), "{garbage:?}: still traced");
@@ -266,7 +274,7 @@ mod tests {
                     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
                 )),
             )]);
-            let process = process_span("q", "m-4", "t");
+            let process = process_span(test_from("q"), "m-4", "t");
             set_parent_from(&process, &table);
             assert_eq!(
                 trace_id_of(&process).as_deref(),

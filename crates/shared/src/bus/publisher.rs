@@ -119,7 +119,7 @@ impl Publisher {
         let exchange = self.topology().exchange(route_of(T::TYPE));
         let message_id = event.id.to_string();
         let span = telemetry::publish_span(&exchange, T::TYPE, &message_id, T::TYPE);
-        async {
+        let published = async {
             let mut headers = FieldTable::default();
             propagation::inject_current(&mut headers);
             let properties = BasicProperties::default()
@@ -132,8 +132,9 @@ impl Publisher {
             self.publish_raw(&exchange, T::TYPE, &encode(event), properties)
                 .await
         }
-        .instrument(span)
-        .await
+        .instrument(span.clone())
+        .await;
+        failed_on(&span, published)
     }
 
     /// Publishes an event given as bytes, already decoded (and so validated) as `event`: what
@@ -145,7 +146,7 @@ impl Publisher {
         let exchange = self.topology().exchange(route_of(&event.type_));
         let message_id = event.id.to_string();
         let span = telemetry::publish_span(&exchange, &event.type_, &message_id, &event.type_);
-        async {
+        let published = async {
             let mut headers = FieldTable::default();
             propagation::inject_current(&mut headers);
             let properties = BasicProperties::default()
@@ -157,8 +158,9 @@ impl Publisher {
             self.publish_raw(&exchange, &event.type_, bytes, properties)
                 .await
         }
-        .instrument(span)
-        .await
+        .instrument(span.clone())
+        .await;
+        failed_on(&span, published)
     }
 
     /// Publishes raw bytes with `properties` (made persistent), confirmed, mandatory.
@@ -227,6 +229,14 @@ impl Publisher {
             tracing::debug!(%error, exchange, routing_key, "publish interrupted; publishing again once reconnected");
         }
     }
+}
+
+/// Marks the publish span failed (status and `error.type`) when the publish failed.
+fn failed_on(span: &tracing::Span, published: Result<(), BusError>) -> Result<(), BusError> {
+    if let Err(error) = &published {
+        telemetry::record_error(span, error.error_type());
+    }
+    published
 }
 
 /// Reads a string header.

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod deploys;
+pub mod fleet;
 mod releases;
 pub mod tenants;
 

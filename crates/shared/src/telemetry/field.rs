@@ -34,5 +34,9 @@ pub const MESSAGING_DESTINATION_NAME: &str = "messaging.destination.name";
 pub const MESSAGING_RABBITMQ_ROUTING_KEY: &str = "messaging.rabbitmq.destination.routing_key";
 /// The AMQP `message-id` property of the message.
 pub const MESSAGING_MESSAGE_ID: &str = "messaging.message.id";
+/// The queue a consumer reads (RabbitMQ's subscription).
+pub const MESSAGING_SUBSCRIPTION_NAME: &str = "messaging.destination.subscription.name";
+/// Why a span failed, in a few bounded words.
+pub const ERROR_TYPE: &str = "error.type";
 /// The CloudEvent `type` of the message.
 pub const CLOUDEVENTS_EVENT_TYPE: &str = "cloudevents.event_type";

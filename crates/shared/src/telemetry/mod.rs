@@ -45,8 +45,9 @@ use std::sync::Once;
 use std::time::Duration;
 
 use opentelemetry::global;
-use opentelemetry_otlp::ExporterBuildError;
+use opentelemetry_otlp::{ExporterBuildError, MetricExporter};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::Layer as _;
@@ -59,12 +60,13 @@ mod export;
 pub mod field;
 mod layers;
 mod otlp_http;
+pub mod prometheus;
 mod spans;
 
 use export::{ExportTarget, metric_exporter, resource, span_exporter, tracer_provider_builder};
-use layers::{fmt_layer, log_filter, otel_layer};
+use layers::{TraceIdLayer, fmt_layer, log_filter, otel_layer};
 use otlp_http::OtlpHttpClient;
-pub use spans::{command_span, process_span, publish_span};
+pub use spans::{DeliveredFrom, command_span, process_span, publish_span, record_error};
 
 /// The filter when `RUST_LOG` is unset: our own code at `info`, chatty dependencies at `warn`.
 /// `opentelemetry` covers the SDK's own diagnostics (export failures are `warn`/`error`).
@@ -145,7 +147,7 @@ pub struct TelemetryGuard {
 #[derive(Debug)]
 struct Providers {
     tracer: SdkTracerProvider,
-    /// `None` without an exporter: the global meter provider then stays the no-op one.
+    /// `None` only in tests that build a guard by hand.
     meter: Option<SdkMeterProvider>,
 }
 
@@ -252,7 +254,7 @@ pub fn init_with_filter(
     let resource = resource(service_name);
 
     let mut tracer = tracer_provider_builder().with_resource(resource.clone());
-    let mut meter = None;
+    let mut otlp_reader = None;
     if let ExportTarget::Http { base } = &target {
         let client =
             OtlpHttpClient::new(EXPORT_REQUEST_TIMEOUT).map_err(TelemetryError::ExportRuntime)?;
@@ -261,22 +263,18 @@ pub fn init_with_filter(
         if std::env::var_os(opentelemetry_sdk::metrics::OTEL_METRIC_EXPORT_INTERVAL).is_none() {
             reader = reader.with_interval(METRIC_EXPORT_INTERVAL);
         }
-        meter = Some(
-            SdkMeterProvider::builder()
-                .with_reader(reader.build())
-                .with_resource(resource)
-                .build(),
-        );
+        otlp_reader = Some(reader.build());
     }
     let providers = Providers {
         tracer: tracer.build(),
-        meter,
+        meter: Some(meter_provider(resource, otlp_reader)),
     };
 
     let (filter, filter_problem) = log_filter(default_filter);
     let installed = tracing_subscriber::registry()
         .with(fmt_layer(format.resolve(), filter))
         .with(otel_layer(&providers.tracer))
+        .with(TraceIdLayer::default())
         .try_init();
     if installed.is_err() {
         providers.shutdown();
@@ -314,6 +312,19 @@ pub fn init_with_filter(
     })
 }
 
+/// The process's meter provider: always read by Prometheus (`/metrics`), and pushed over OTLP
+/// when an endpoint is set.
+fn meter_provider(resource: Resource, otlp: Option<PeriodicReader<MetricExporter>>) -> SdkMeterProvider {
+    let mut builder = SdkMeterProvider::builder().with_resource(resource);
+    if let Some(reader) = prometheus::reader() {
+        builder = builder.with_reader(reader);
+    }
+    if let Some(reader) = otlp {
+        builder = builder.with_reader(reader);
+    }
+    builder.build()
+}
+
 /// Logging and trace context for tests: `RUST_LOG` or [`TEST_LOG_FILTER`], captured by the test
 /// harness, W3C propagation on, nothing exported. Safe to call from every test, any number of
 /// times and from any thread; the first call wins and later calls do nothing.
@@ -338,6 +349,16 @@ pub fn init_for_tests() {
             global::set_tracer_provider(provider);
         }
     });
+}
+
+/// How often metrics are exported and fleet metrics refreshed: `OTEL_METRIC_EXPORT_INTERVAL`
+/// (milliseconds) when set and valid, else [`METRIC_EXPORT_INTERVAL`].
+pub fn metric_interval() -> Duration {
+    std::env::var(opentelemetry_sdk::metrics::OTEL_METRIC_EXPORT_INTERVAL)
+        .ok()
+        .and_then(|ms| ms.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map_or(METRIC_EXPORT_INTERVAL, Duration::from_millis)
 }
 
 /// The workspace's meter (scope [`SCOPE`]): create instruments from it after [`init`], e.g.

@@ -37,24 +37,44 @@ pub fn publish_span(exchange: &str, routing_key: &str, message_id: &str, event_t
     span
 }
 
-/// The consumer span around handling one delivery: span name `process {queue}`, kind consumer.
-/// Call [`bus::propagation::set_parent_from`](crate::bus::propagation::set_parent_from) before
+/// Where a delivery came from, as the broker reports it: the (namespaced) exchange it was
+/// published to, its routing key, and the (namespaced) queue it was consumed from.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveredFrom<'a> {
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+    pub queue: &'a str,
+}
+
+/// The consumer span around handling one delivery: span name `process {queue}`, kind consumer,
+/// with the destination the semantic conventions define for RabbitMQ (the exchange and the
+/// routing key) and the queue as the subscription. Call
+/// [`bus::propagation::set_parent_from`](crate::bus::propagation::set_parent_from) before
 /// entering it. `tenant.id` and `otel.status_code` are declared empty so the handler can
-/// `record` them once known.
-pub fn process_span(queue: &str, message_id: &str, event_type: &str) -> Span {
-    let name = span_name("process", queue);
+/// `record` them once known; [`record_error`] marks a failure.
+pub fn process_span(from: DeliveredFrom<'_>, message_id: &str, event_type: &str) -> Span {
+    let name = span_name("process", from.queue);
     let span = tracing::info_span!(
         "process",
         otel.name = name.as_str(),
         otel.kind = "consumer",
         otel.status_code = tracing::field::Empty,
-        { field::MESSAGING_DESTINATION_NAME } = queue,
+        { field::MESSAGING_DESTINATION_NAME } = from.exchange,
+        { field::MESSAGING_RABBITMQ_ROUTING_KEY } = from.routing_key,
         { field::MESSAGING_MESSAGE_ID } = message_id,
         { field::CLOUDEVENTS_EVENT_TYPE } = event_type,
         { field::TENANT_ID } = tracing::field::Empty,
     );
+    span.set_attribute(field::MESSAGING_SUBSCRIPTION_NAME, from.queue.to_owned());
     set_messaging_constants(&span, "process", "process");
     span
+}
+
+/// Marks a messaging span failed: status `error`, and `error.type` (a short, bounded name such
+/// as `dead_letter`, `retry`, `unroutable`) as the semantic conventions ask.
+pub fn record_error(span: &Span, error_type: &'static str) {
+    span.record("otel.status_code", "error");
+    span.set_attribute(field::ERROR_TYPE, error_type);
 }
 
 /// The attributes that are the same on every messaging span of a kind (no-op without the
@@ -115,9 +135,15 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             publish_span("tenancy.events", "migrate.tenant", "m-9", "migrate.tenant")
                 .in_scope(|| {});
-            let process = process_span("tenancy.migrate", "m-9", "migrate.tenant");
+            let from = DeliveredFrom {
+                exchange: "acme.tenancy.commands",
+                routing_key: "migrate.tenant",
+                queue: "acme.migrator.migrate-tenant",
+            };
+            let process = process_span(from, "m-9", "migrate.tenant");
             process.record(field::TENANT_ID, "t-42");
             process.in_scope(|| {});
+            record_error(&process, "dead_letter");
         });
         let finished = spans.0.lock().map(|s| s.clone()).unwrap_or_default();
         let [publish, process] = finished.as_slice() else {
@@ -141,19 +167,34 @@ mod tests {
             assert_eq!(attribute(publish, key).as_deref(), Some(value), "{key}");
         }
 
-        assert_eq!(process.name, "process tenancy.migrate");
+        assert_eq!(process.name, "process acme.migrator.migrate-tenant");
         assert_eq!(process.span_kind, SpanKind::Consumer);
         for (key, value) in [
             ("messaging.system", "rabbitmq"),
             ("messaging.operation.type", "process"),
             ("messaging.operation.name", "process"),
-            ("messaging.destination.name", "tenancy.migrate"),
+            ("messaging.destination.name", "acme.tenancy.commands"),
+            (
+                "messaging.rabbitmq.destination.routing_key",
+                "migrate.tenant",
+            ),
+            (
+                "messaging.destination.subscription.name",
+                "acme.migrator.migrate-tenant",
+            ),
             ("messaging.message.id", "m-9"),
             ("cloudevents.event_type", "migrate.tenant"),
             ("tenant.id", "t-42"),
+            ("error.type", "dead_letter"),
         ] {
             assert_eq!(attribute(process, key).as_deref(), Some(value), "{key}");
         }
+        assert!(
+            matches!(process.status, opentelemetry::trace::Status::Error { .. }),
+            "{:?}",
+            process.status
+        );
+        assert!(matches!(publish.status, opentelemetry::trace::Status::Unset));
     }
 
     #[test]
