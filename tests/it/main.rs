@@ -9,6 +9,7 @@ mod content_modes;
 mod deploy_records;
 mod dlq;
 mod faults;
+mod fleet_metrics;
 mod personal_data;
 mod provisioning;
 mod provisioning_faults;

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use domain::message::AnyEvent;
 use chrono::Utc;
+use domain::message::AnyEvent;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram};
 use shared::bus::WorkQueue;
@@ -46,8 +46,7 @@ pub struct Auditor {
 /// Boundaries for recorded minus occurred: milliseconds when the auditor keeps up, up to an
 /// hour when it was down or a backlog is draining.
 const LAG_SECONDS: [f64; 16] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
-    3600.0,
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
 ];
 
 /// Boundaries for storing one batch (up to 500 events in one statement).
@@ -115,7 +114,9 @@ impl BatchHandler for Auditor {
             .record(started.elapsed().as_secs_f64(), &[]);
         let recorded = Utc::now();
         for delivered in events {
-            let lag = (recorded - delivered.event.time).to_std().unwrap_or_default();
+            let lag = (recorded - delivered.event.time)
+                .to_std()
+                .unwrap_or_default();
             self.lag.record(lag.as_secs_f64(), &[]);
         }
         for (outcome, count) in [

@@ -65,54 +65,131 @@ fn gauge(
 fn instruments(shared: &Shared) -> Gauges {
     let meter = shared::telemetry::meter();
     let gauges = vec![
-        gauge(&meter, "tenancy.tenants", "{tenant}", "tenants by status and schema version", shared, |r, emit| {
-            for count in r.census.iter().flat_map(|c| &c.tenants) {
-                emit(count.tenants, &[
-                    KeyValue::new("status", count.status.clone()),
-                    KeyValue::new("schema_version", count.schema_version.to_string()),
-                ]);
-            }
-        }),
-        gauge(&meter, "tenancy.tenants.latest_version", "", "the newest version of the tenant migration set", shared, |r, emit| {
-            if r.census.is_some() {
-                emit(u64::try_from(r.latest).unwrap_or(0), &[]);
-            }
-        }),
-        gauge(&meter, "tenancy.tenants.behind", "{tenant}", "active tenants below the latest version", shared, |r, emit| {
-            if let Some(census) = &r.census {
-                emit(census.behind, &[]);
-            }
-        }),
-        gauge(&meter, "tenancy.tenants.needing_reprocessing", "{tenant}", "tenants whose last migration or rollback failed for good", shared, |r, emit| {
-            if let Some(census) = &r.census {
-                emit(census.needing_reprocessing, &[]);
-            }
-        }),
-        gauge(&meter, "tenancy.tenants.provisioning.oldest_age", "s", "since the row of the oldest tenant still provisioning last changed (0 when none)", shared, |r, emit| {
-            if let Some(census) = &r.census {
-                emit(census.provisioning_oldest_age.as_secs(), &[]);
-            }
-        }),
-        gauge(&meter, "tenancy.deploy.tenants", "{tenant}", "tenants of the newest deploy, by status", shared, |r, emit| {
-            for (status, count) in r.census.iter().filter_map(|c| c.deploy.as_ref()).flat_map(|d| &d.tenants) {
-                emit(*count, &[KeyValue::new("status", *status)]);
-            }
-        }),
-        gauge(&meter, "tenancy.deploy.target_version", "", "the newest deploy's target version", shared, |r, emit| {
-            if let Some(deploy) = r.census.as_ref().and_then(|c| c.deploy.as_ref()) {
-                emit(u64::try_from(deploy.target_version).unwrap_or(0), &[]);
-            }
-        }),
-        gauge(&meter, "tenancy.queue.messages", "{message}", "messages waiting in each work and dead-letter queue", shared, |r, emit| {
-            for depth in r.queues.iter().flatten() {
-                emit(u64::from(depth.messages), &[KeyValue::new("queue", depth.queue.clone())]);
-            }
-        }),
-        gauge(&meter, "tenancy.queue.consumers", "{consumer}", "consumers attached to each queue", shared, |r, emit| {
-            for depth in r.queues.iter().flatten() {
-                emit(u64::from(depth.consumers), &[KeyValue::new("queue", depth.queue.clone())]);
-            }
-        }),
+        gauge(
+            &meter,
+            "tenancy.tenants",
+            "{tenant}",
+            "tenants by status and schema version",
+            shared,
+            |r, emit| {
+                for count in r.census.iter().flat_map(|c| &c.tenants) {
+                    emit(
+                        count.tenants,
+                        &[
+                            KeyValue::new("status", count.status.clone()),
+                            KeyValue::new("schema_version", count.schema_version.to_string()),
+                        ],
+                    );
+                }
+            },
+        ),
+        gauge(
+            &meter,
+            "tenancy.tenants.latest_version",
+            "",
+            "the newest version of the tenant migration set",
+            shared,
+            |r, emit| {
+                if r.census.is_some() {
+                    emit(u64::try_from(r.latest).unwrap_or(0), &[]);
+                }
+            },
+        ),
+        gauge(
+            &meter,
+            "tenancy.tenants.behind",
+            "{tenant}",
+            "active tenants below the latest version",
+            shared,
+            |r, emit| {
+                if let Some(census) = &r.census {
+                    emit(census.behind, &[]);
+                }
+            },
+        ),
+        gauge(
+            &meter,
+            "tenancy.tenants.needing_reprocessing",
+            "{tenant}",
+            "tenants whose last migration or rollback failed for good",
+            shared,
+            |r, emit| {
+                if let Some(census) = &r.census {
+                    emit(census.needing_reprocessing, &[]);
+                }
+            },
+        ),
+        gauge(
+            &meter,
+            "tenancy.tenants.provisioning.oldest_age",
+            "s",
+            "since the row of the oldest tenant still provisioning last changed (0 when none)",
+            shared,
+            |r, emit| {
+                if let Some(census) = &r.census {
+                    emit(census.provisioning_oldest_age.as_secs(), &[]);
+                }
+            },
+        ),
+        gauge(
+            &meter,
+            "tenancy.deploy.tenants",
+            "{tenant}",
+            "tenants of the newest deploy, by status",
+            shared,
+            |r, emit| {
+                for (status, count) in r
+                    .census
+                    .iter()
+                    .filter_map(|c| c.deploy.as_ref())
+                    .flat_map(|d| &d.tenants)
+                {
+                    emit(*count, &[KeyValue::new("status", *status)]);
+                }
+            },
+        ),
+        gauge(
+            &meter,
+            "tenancy.deploy.target_version",
+            "",
+            "the newest deploy's target version",
+            shared,
+            |r, emit| {
+                if let Some(deploy) = r.census.as_ref().and_then(|c| c.deploy.as_ref()) {
+                    emit(u64::try_from(deploy.target_version).unwrap_or(0), &[]);
+                }
+            },
+        ),
+        gauge(
+            &meter,
+            "tenancy.queue.messages",
+            "{message}",
+            "messages waiting in each work and dead-letter queue",
+            shared,
+            |r, emit| {
+                for depth in r.queues.iter().flatten() {
+                    emit(
+                        u64::from(depth.messages),
+                        &[KeyValue::new("queue", depth.queue.clone())],
+                    );
+                }
+            },
+        ),
+        gauge(
+            &meter,
+            "tenancy.queue.consumers",
+            "{consumer}",
+            "consumers attached to each queue",
+            shared,
+            |r, emit| {
+                for depth in r.queues.iter().flatten() {
+                    emit(
+                        u64::from(depth.consumers),
+                        &[KeyValue::new("queue", depth.queue.clone())],
+                    );
+                }
+            },
+        ),
     ];
     let replayed = {
         let shared = shared.clone();
@@ -171,9 +248,13 @@ pub async fn report(
             None => None,
         };
         let queues = match &census {
-            Some(_) => bus.queue_depths().await.map_err(|error| {
-                tracing::debug!(%error, "queue depths not read");
-            }).ok(),
+            Some(_) => bus
+                .queue_depths()
+                .await
+                .map_err(|error| {
+                    tracing::debug!(%error, "queue depths not read");
+                })
+                .ok(),
             None => None,
         };
         {

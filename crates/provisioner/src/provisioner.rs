@@ -55,7 +55,9 @@ impl Metrics {
             step_duration: meter
                 .f64_histogram("tenancy.provisioning.step.duration")
                 .with_unit("s")
-                .with_description("duration of one attempt at a provisioning step, by step and outcome")
+                .with_description(
+                    "duration of one attempt at a provisioning step, by step and outcome",
+                )
                 .with_boundaries(STEP_SECONDS.to_vec())
                 .build(),
             total_duration: meter

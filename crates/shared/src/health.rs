@@ -170,7 +170,8 @@ mod tests {
         );
         let metrics = get(address, "/metrics?debug=1").await;
         assert!(
-            metrics.starts_with("HTTP/1.1 200") && metrics.contains("Content-Type: text/plain; version=0.0.4"),
+            metrics.starts_with("HTTP/1.1 200")
+                && metrics.contains("Content-Type: text/plain; version=0.0.4"),
             "{metrics}"
         );
         assert!(get(address, "/nope").await.starts_with("HTTP/1.1 404"));

@@ -35,8 +35,8 @@ use tracing::{Instrument, Span};
 
 use super::BusError;
 use super::dead_letter;
-use super::metrics::{self, Handled};
 use super::handle::Bus;
+use super::metrics::{self, Handled};
 use super::propagation;
 use super::publisher::{Publisher, header_i64};
 use super::topology::{TraceJoin, WorkQueue};

@@ -57,7 +57,9 @@ static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
         _connected: meter
             .i64_observable_gauge("tenancy.broker.connected")
             .with_unit("{connection}")
-            .with_description("this process's connections to RabbitMQ that are up (0: not connected)")
+            .with_description(
+                "this process's connections to RabbitMQ that are up (0: not connected)",
+            )
             .with_callback(|observer| observer.observe(connected_links(), &[]))
             .build(),
     }

@@ -46,8 +46,8 @@ use std::time::Duration;
 
 use opentelemetry::global;
 use opentelemetry_otlp::{ExporterBuildError, MetricExporter};
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::Layer as _;
@@ -314,7 +314,10 @@ pub fn init_with_filter(
 
 /// The process's meter provider: always read by Prometheus (`/metrics`), and pushed over OTLP
 /// when an endpoint is set.
-fn meter_provider(resource: Resource, otlp: Option<PeriodicReader<MetricExporter>>) -> SdkMeterProvider {
+fn meter_provider(
+    resource: Resource,
+    otlp: Option<PeriodicReader<MetricExporter>>,
+) -> SdkMeterProvider {
     let mut builder = SdkMeterProvider::builder().with_resource(resource);
     if let Some(reader) = prometheus::reader() {
         builder = builder.with_reader(reader);

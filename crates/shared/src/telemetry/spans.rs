@@ -194,7 +194,10 @@ mod tests {
             "{:?}",
             process.status
         );
-        assert!(matches!(publish.status, opentelemetry::trace::Status::Unset));
+        assert!(matches!(
+            publish.status,
+            opentelemetry::trace::Status::Unset
+        ));
     }
 
     #[test]
