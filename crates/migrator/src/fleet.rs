@@ -14,7 +14,7 @@ use std::time::Duration;
 use domain::version::Version;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Meter, ObservableCounter, ObservableGauge};
-use shared::bus::{Bus, QueueDepth};
+use shared::bus::{Bus, QueueDepth, WorkQueue};
 use shared::platform::PlatformDb;
 use shared::platform::fleet::FleetCensus;
 use tokio_util::sync::CancellationToken;
@@ -199,8 +199,17 @@ fn instruments(shared: &Shared) -> Gauges {
             .with_description("dead letters replayed by operators, per queue (from dlq_replays)")
             .with_callback(move |observer| {
                 read(&shared, |reading| {
-                    for (queue, count) in reading.census.iter().flat_map(|c| &c.replayed) {
-                        observer.observe(*count, &[KeyValue::new("queue", queue.clone())]);
+                    let Some(census) = &reading.census else {
+                        return;
+                    };
+                    // Every work queue, at 0 until its first replay: a rate has a series.
+                    for queue in WorkQueue::ALL.map(WorkQueue::base_name) {
+                        let count = census
+                            .replayed
+                            .iter()
+                            .find(|(replayed, _)| replayed == queue)
+                            .map_or(0, |(_, n)| *n);
+                        observer.observe(count, &[KeyValue::new("queue", queue)]);
                     }
                 });
             })

@@ -70,7 +70,7 @@ async fn up_then_publish_then_audit_then_sigterm() {
             .unwrap_or_else(|_| panic!("no health address logged: {log:?}"));
         let parsed: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         log.push(line);
-        if parsed["message"] == "health endpoints on /healthz and /readyz" {
+        if parsed["message"] == "health and metrics endpoints on /healthz, /readyz and /metrics" {
             break parsed["address"].as_str().unwrap_or_default().to_owned();
         }
     };
