@@ -1,0 +1,369 @@
+//! The shipped dashboards and alerts against a running system: `tenantctl up` (the three
+//! services in one process, serving `/metrics`) scraped by a real Prometheus, through a scenario
+//! with a tenant that fails to provision and a deploy with a tenant that fails. Then every
+//! dashboard query must return data, every SQL panel must run on the platform database as
+//! Grafana's read-only role, and the alerts about the failing tenants must fire.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use testkit::ScratchDir;
+use testkit::pg::TestDatabase;
+use uuid::Uuid;
+
+const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// The deploy's migration: a new table, and its down script.
+const NOTICE_BOARD: &str = "20270101000000_create_notice_board";
+
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The system under observation: its database, namespace, migration sets and `tenantctl up`.
+struct System {
+    /// `Some` until dropped: the tenants' roles go after it.
+    database: Option<TestDatabase>,
+    sets: ScratchDir,
+    namespace: String,
+    up: Child,
+    /// `host:port` of `/metrics`.
+    metrics: String,
+    suffix: String,
+}
+
+impl System {
+    async fn start() -> System {
+        let database = TestDatabase::create().await;
+        let sets = ScratchDir::new();
+        testkit::copy_dir(&repository().join("migrations"), sets.path())
+            .unwrap_or_else(|e| panic!("copying the migration sets: {e}"));
+        for sub in ["tenant", "tenant/sqlite"] {
+            let base = sets.path().join(sub);
+            std::fs::write(
+                base.join(format!("{NOTICE_BOARD}.up.sql")),
+                "CREATE TABLE notice_board (id bigint PRIMARY KEY, body text NOT NULL);\n",
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(
+                base.join(format!("{NOTICE_BOARD}.down.sql")),
+                "DROP TABLE notice_board;\n",
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let suffix = Uuid::new_v4().simple().to_string()[..6].to_owned();
+        let mut system = System {
+            database: Some(database),
+            sets,
+            namespace: format!("tt{}-{suffix}", std::process::id()),
+            up: Command::new("true")
+                .spawn()
+                .unwrap_or_else(|e| panic!("{e}")),
+            metrics: String::new(),
+            suffix,
+        };
+        let mut up = system
+            .command(&["up"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stderr = up.stderr.take().unwrap_or_else(|| panic!("piped"));
+        system.up = up;
+        let (lines, logged) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        system.metrics = loop {
+            let line = logged
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("tenantctl up logged no health address"));
+            let parsed: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if parsed["message"] == "health and metrics endpoints on /healthz, /readyz and /metrics"
+            {
+                break parsed["address"].as_str().unwrap_or_default().to_owned();
+            }
+        };
+        // Keep draining the log so the process never blocks on a full pipe.
+        std::thread::spawn(move || while logged.recv().is_ok() {});
+        let address = system.metrics.clone();
+        testkit::wait_until(Duration::from_secs(60), "tenantctl up is ready", || {
+            let address = address.clone();
+            async move { http_get(&address, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) }
+        })
+        .await;
+        system
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tenantctl"));
+        command.args(args);
+        for (key, value) in [
+            ("DATABASE_URL", self.database().url()),
+            ("AMQP_URL", BROKER.to_owned()),
+            ("TENANCY_NAMESPACE", self.namespace.clone()),
+            ("MIGRATIONS_DIR", self.sets.path().display().to_string()),
+            ("HEALTH_ADDR", "127.0.0.1:0".to_owned()),
+            ("LOG_FORMAT", "json".to_owned()),
+            ("RUST_LOG", "info".to_owned()),
+            ("TENANCY_OPERATOR", "sre-test".to_owned()),
+            // Metrics and the fleet census every second, so the scenario is seen at once.
+            ("OTEL_METRIC_EXPORT_INTERVAL", "1000".to_owned()),
+        ] {
+            command.env(key, value);
+        }
+        command.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+        command
+    }
+
+    async fn tenantctl(&self, args: &[&str]) -> Output {
+        let mut command = self.command(args);
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        output
+    }
+
+    fn database(&self) -> &TestDatabase {
+        self.database.as_ref().unwrap_or_else(|| panic!("dropped"))
+    }
+
+    /// A tenant slug the test sweeper recognises as this process's (`tt_<pid>_…`).
+    fn slug(&self, name: &str) -> String {
+        format!("tt_{}_{name}_{}", std::process::id(), self.suffix)
+    }
+
+    async fn sql(&self, statement: &str) {
+        let mut conn = self.database().connect().await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+
+    async fn status_of(&self, slug: &str) -> Option<String> {
+        let mut conn = self.database().connect().await;
+        sqlx::query_scalar("SELECT status FROM tenants WHERE slug = $1")
+            .bind(slug)
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn register(&self, slug: &str) {
+        let output = self
+            .tenantctl(&[
+                "tenant",
+                "register",
+                "--slug",
+                slug,
+                "--name",
+                "Observed",
+                "--admin-email",
+                "admin@observed.example",
+                "--admin-name",
+                "Observed Admin",
+            ])
+            .await;
+        assert!(
+            output.status.success(),
+            "register {slug}: {}",
+            text(&output)
+        );
+    }
+
+    async fn wait_for_status(&self, slug: &str, status: &str) {
+        let wanted = Some(status.to_owned());
+        testkit::wait_until(
+            Duration::from_secs(90),
+            &format!("{slug} is {status}"),
+            || {
+                let wanted = wanted.clone();
+                async move { self.status_of(slug).await == wanted }
+            },
+        )
+        .await;
+    }
+
+    /// Provisioning with one failure, then a rollback of every tenant and a deploy with one
+    /// failure: what the dashboards and alerts are about.
+    async fn run_the_scenario(&self) {
+        // A tenant whose schema already holds a `users` table: its migrations fail for good.
+        let bad = self.slug("bad");
+        self.sql(&format!(
+            "CREATE SCHEMA \"tenant_{bad}\"; CREATE TABLE \"tenant_{bad}\".users (id int)"
+        ))
+        .await;
+        let good: Vec<String> = ["a", "b", "c"].iter().map(|n| self.slug(n)).collect();
+        for slug in good.iter().chain([&bad]) {
+            self.register(slug).await;
+        }
+        for slug in &good {
+            self.wait_for_status(slug, "active").await;
+        }
+        self.wait_for_status(&bad, "failed").await;
+
+        let base = latest_of(&repository().join("migrations/tenant"));
+        let rollback = self
+            .tenantctl(&[
+                "rollback",
+                "--all",
+                "--to",
+                &base,
+                "--allow-data-loss",
+                "--wait",
+            ])
+            .await;
+        assert!(rollback.status.success(), "rollback: {}", text(&rollback));
+
+        // The deploy meets a tenant whose schema already has the table it creates.
+        let conflicted = &good[2];
+        self.sql(&format!(
+            "CREATE TABLE \"tenant_{conflicted}\".notice_board (id int)"
+        ))
+        .await;
+        let deploy = self
+            .tenantctl(&["deploy", "--wait", "--timeout", "120"])
+            .await;
+        assert!(
+            !deploy.status.success(),
+            "a deploy with a failed tenant exits non-zero: {}",
+            text(&deploy)
+        );
+        assert!(
+            text(&deploy).contains(conflicted.as_str()),
+            "{}",
+            text(&deploy)
+        );
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.up.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if matches!(self.up.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.up.kill();
+        let _ = self.up.wait();
+        drop(self.database.take());
+        let roles = ["a", "b", "c", "bad"]
+            .iter()
+            .map(|name| format!("tenant_{}", self.slug(name)))
+            .collect();
+        testkit::pg::drop_roles_now(roles);
+        testkit::broker::delete_topology_now(BROKER, &self.namespace);
+    }
+}
+
+/// The newest version of the migration files in `dir` (its 14-digit prefix).
+fn latest_of(dir: &Path) -> String {
+    let mut versions: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().to_string_lossy().into_owned();
+            let digits = name.get(..14)?;
+            digits
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| digits.to_owned())
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .unwrap_or_else(|| panic!("no migration in {}", dir.display()))
+}
+
+fn http_get(address: &str, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The scenario alone, its outcome read from `/metrics`: the services' view, before any
+/// Prometheus or dashboard is involved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_failed_tenants_the_deploy_and_the_queues() {
+    let system = System::start().await;
+    system.run_the_scenario().await;
+    let metrics = system.metrics.clone();
+    let sample = |name: &'static str, labels: &'static [&'static str]| {
+        let metrics = metrics.clone();
+        async move {
+            let text = http_get(&metrics, "/metrics").unwrap_or_default();
+            text.lines()
+                .filter(|line| line.starts_with(name) && line[name.len()..].starts_with('{'))
+                .find(|line| labels.iter().all(|label| line.contains(label)))
+                .and_then(|line| line.rsplit(' ').next())
+                .and_then(|value| value.parse::<f64>().ok())
+        }
+    };
+    for (name, labels, wanted) in [
+        ("tenancy_tenants_needing_reprocessing", &[][..], 1.0),
+        ("tenancy_deploy_tenants", &["status=\"failed\""][..], 1.0),
+        ("tenancy_deploy_tenants", &["status=\"succeeded\""][..], 2.0),
+        (
+            "tenancy_queue_messages",
+            &["queue=\"migrator.migrate-tenant.dlq\""][..],
+            1.0,
+        ),
+        (
+            "tenancy_queue_messages",
+            &["queue=\"provisioner.tenant-registered.dlq\""][..],
+            1.0,
+        ),
+        (
+            "tenancy_provisioning_tenants_total",
+            &["outcome=\"failed\""][..],
+            1.0,
+        ),
+        (
+            "tenancy_provisioning_tenants_total",
+            &["outcome=\"active\""][..],
+            3.0,
+        ),
+        ("tenancy_broker_connected", &[][..], 1.0),
+    ] {
+        testkit::wait_until(
+            Duration::from_secs(30),
+            &format!("{name}{labels:?} = {wanted}"),
+            || async move { sample(name, labels).await == Some(wanted) },
+        )
+        .await;
+    }
+    let failed_tenants: f64 = {
+        let text = http_get(&metrics, "/metrics").unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with("tenancy_tenants{") && l.contains("status=\"failed\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(failed_tenants, 1.0, "one tenant failed to provision");
+}
