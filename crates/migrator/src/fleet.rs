@@ -33,6 +33,9 @@ fn read<T>(shared: &Shared, f: impl FnOnce(&Reading) -> T) -> T {
     f(&shared.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
+/// Emits a gauge's values (and their attributes) from a reading.
+type Observe = fn(&Reading, &mut dyn FnMut(u64, &[KeyValue]));
+
 /// The instruments; they live as long as this value.
 struct Gauges {
     _gauges: Vec<ObservableGauge<u64>>,
@@ -45,7 +48,7 @@ fn gauge(
     unit: &'static str,
     description: &'static str,
     shared: &Shared,
-    observe: fn(&Reading, &mut dyn FnMut(u64, &[KeyValue])),
+    observe: Observe,
 ) -> ObservableGauge<u64> {
     let shared = shared.clone();
     meter

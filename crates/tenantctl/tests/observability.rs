@@ -125,11 +125,10 @@ impl System {
 
     async fn tenantctl(&self, args: &[&str]) -> Output {
         let mut command = self.command(args);
-        let output = tokio::task::spawn_blocking(move || command.output())
+        tokio::task::spawn_blocking(move || command.output())
             .await
             .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        output
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn database(&self) -> &TestDatabase {

@@ -38,6 +38,10 @@ pub const DEPLOY_TENANT_STATUSES: [&str; 6] = [
     "canceled",
 ];
 
+/// One row of the grouped read of `tenants`: status, schema version, tenants, tenants with a
+/// migration error, the oldest `updated_at`.
+type TenantGroup = (String, i64, i64, i64, Option<DateTime<Utc>>);
+
 /// What the fleet looks like now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetCensus {
@@ -57,7 +61,7 @@ pub struct FleetCensus {
 impl FleetCensus {
     /// Reads the census on `conn`, with `latest` the newest version of the tenant set.
     async fn read(conn: &mut PgConnection, latest: Version) -> Result<Self, sqlx::Error> {
-        let rows: Vec<(String, i64, i64, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
+        let rows: Vec<TenantGroup> = sqlx::query_as(
             "SELECT status, schema_version, count(*), count(migration_error), min(updated_at)
                FROM tenants GROUP BY status, schema_version",
         )
