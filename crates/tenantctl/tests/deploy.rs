@@ -1065,7 +1065,7 @@ async fn a_deploy_is_one_trace_that_each_tenants_migration_links_to() {
     let spans = exporter.get_finished_spans().unwrap_or_default();
     let migrations: Vec<_> = spans
         .iter()
-        .filter(|s| s.name == "process migrator.migrate-tenant")
+        .filter(|s| s.name == format!("process {}.migrator.migrate-tenant", fleet.namespace))
         .collect();
     assert_eq!(
         migrations.len(),
