@@ -15,6 +15,7 @@ use super::SecretUrl;
 
 const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+const COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
 const SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
 const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
 
@@ -90,8 +91,8 @@ impl OtelConfig {
     ///
     /// # Errors
     /// Every problem found, each naming its variable: an endpoint that is not an `http://` or
-    /// `https://` URL with a host, an unknown protocol, an `OTEL_SDK_DISABLED` that is neither
-    /// `true` nor `false`.
+    /// `https://` URL with a host, an unknown protocol or compression, an `OTEL_SDK_DISABLED`
+    /// that is neither `true` nor `false`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Vec<String>> {
         let get = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
         let mut problems = Vec::new();
@@ -106,6 +107,20 @@ impl OtelConfig {
                 false
             }
         };
+        // The exporter applies it; an unknown value it would only warn about and ignore.
+        for variable in [
+            COMPRESSION,
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+            "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+        ] {
+            if let Some(value) = get(variable)
+                && !["gzip", "none"].contains(&value.trim().to_ascii_lowercase().as_str())
+            {
+                problems.push(format!(
+                    "{variable}: `{value}` is not supported: use `gzip` or `none`"
+                ));
+            }
+        }
         let generic_protocol = get(PROTOCOL).and_then(|value| {
             value
                 .parse::<OtlpProtocol>()
@@ -265,6 +280,7 @@ mod tests {
                 "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
             ),
             (vec![(SDK_DISABLED, "yes")], SDK_DISABLED),
+            (vec![(COMPRESSION, "zstd")], COMPRESSION),
         ] {
             let problems = otel(&pairs).expect_err(needle);
             assert!(

@@ -71,24 +71,27 @@ use layers::{fmt_layer, log_filter, otel_layer};
 pub use spans::{command_span, process_span, publish_span};
 
 /// The filter when `RUST_LOG` is unset: our own code at `info`, chatty dependencies at `warn`.
-/// `opentelemetry` covers the SDK's own diagnostics (export failures are `warn`/`error`).
+/// `opentelemetry` covers the SDK's own diagnostics. `opentelemetry-otlp` is at `error`: it warns
+/// on every failed export (every batch, every metric interval), whereas `export` logs a failing
+/// export once with its cause, and once more when it recovers.
 ///
 /// lapin is off: every failure it sees reaches the bus as an error, which the bus logs once with
 /// what it means (a lost connection it recovers from is a WARN, a refusal an ERROR), whereas
 /// lapin logs a broker restart as several ERROR lines from its I/O loop although nothing is
 /// wrong yet. `RUST_LOG=info,lapin=debug` brings its lines back.
 pub const DEFAULT_LOG_FILTER: &str =
-    "info,lapin=off,amq_protocol=warn,sqlx=warn,opentelemetry=warn";
+    "info,lapin=off,amq_protocol=warn,sqlx=warn,opentelemetry=warn,opentelemetry-otlp=error";
 
 /// The filter of `tenantctl`'s commands when `RUST_LOG` is unset: what they print is their
 /// output; logs are for what went wrong.
-pub const CLI_LOG_FILTER: &str = "warn,lapin=off,amq_protocol=warn,sqlx=warn,opentelemetry=warn";
+pub const CLI_LOG_FILTER: &str =
+    "warn,lapin=off,amq_protocol=warn,sqlx=warn,opentelemetry=warn,opentelemetry-otlp=error";
 
 /// The filter of [`init_for_tests`] when `RUST_LOG` is unset: this workspace's crates (and the
 /// `it` e2e binary) at `debug`.
 pub const TEST_LOG_FILTER: &str = "info,domain=debug,engine=debug,shared=debug,provisioner=debug,migrator=debug,\
     auditor=debug,tenantctl=debug,testkit=debug,it=debug,lapin=warn,amq_protocol=warn,sqlx=warn,\
-    opentelemetry=warn";
+    opentelemetry=warn,opentelemetry-otlp=error";
 
 /// Instrumentation scope of every tracer and meter this workspace creates.
 pub const SCOPE: &str = "tenancy";
