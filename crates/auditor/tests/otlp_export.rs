@@ -308,3 +308,26 @@ async fn an_untrusted_certificate_sends_nothing_and_warns_once() {
 fn path(path: &Path) -> &str {
     path.to_str().unwrap_or_else(|| panic!("UTF-8"))
 }
+
+#[test]
+fn a_bad_otlp_setting_stops_the_start_naming_the_variable() {
+    for (variable, value) in [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4318"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_auditor"))
+            .env("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+            .env(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:1/unreachable",
+            )
+            .env("HEALTH_ADDR", "127.0.0.1:0")
+            .env(variable, value)
+            .stdout(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("starting the auditor binary: {e}"));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(stderr.contains(&format!("{variable}: ")), "{stderr}");
+    }
+}
