@@ -8,7 +8,7 @@
 //! | `AMQP_URL` | RabbitMQ | `amqp://guest:guest@127.0.0.1:5672/%2f` |
 //! | `TENANCY_NAMESPACE` | namespace of every exchange and queue: names are `<namespace>.<name>` | empty |
 //! | `MIGRATIONS_DIR` | overrides the built-in migrations (`platform/`, `tenant/`, `tenant-seeds/`) | built in |
-//! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME` | OpenTelemetry export; unset endpoint = none | unset |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` (and `_TRACES_`/`_METRICS_`), `_PROTOCOL`, `OTEL_SDK_DISABLED`, `OTEL_SERVICE_NAME` | OpenTelemetry export ([`OtelConfig`]); no endpoint = none. The other `OTEL_*` variables are read by the SDK itself | unset |
 //! | `HEALTH_ADDR` | where a service serves `/healthz` and `/readyz` (not part of the contract) | `127.0.0.1:8080` |
 //! | `MIGRATOR_CONCURRENCY` | commands one migrator process handles at once (and its prefetch) (not part of the contract) | `64` |
 //! | `MIGRATOR_SERVER_SLOTS` | migrations running at once on one tenant server across every migrator; also each process's pool there (not part of the contract) | `16` |
@@ -24,6 +24,9 @@ use std::str::FromStr;
 
 use domain::Isolation;
 use sqlx::postgres::PgConnectOptions;
+
+mod otel;
+pub use otel::{OtelConfig, OtlpProtocol, OtlpTarget};
 
 /// A URL that may carry a password. Shown with the password replaced by `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -261,13 +264,6 @@ impl fmt::Display for LogFormat {
 #[error("`{0}` is not a log format: use `auto`, `human` or `json`")]
 pub struct ParseLogFormatError(pub String);
 
-/// OpenTelemetry settings (the standard variables).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OtelConfig {
-    pub endpoint: Option<String>,
-    pub service_name: Option<String>,
-}
-
 /// What logging and telemetry need, readable on its own: `tenantctl` sets up its logging before
 /// it knows whether the command needs a database or a broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,25 +281,26 @@ impl TelemetrySettings {
         Self::from_lookup(|key| std::env::var(key).ok())
     }
 
-    /// Reads `LOG_FORMAT`, `OTEL_EXPORTER_OTLP_ENDPOINT` and `OTEL_SERVICE_NAME` through
-    /// `lookup` (an empty value counts as unset).
+    /// Reads `LOG_FORMAT` and the `OTEL_*` variables of [`OtelConfig`] through `lookup` (an
+    /// empty value counts as unset).
     ///
     /// # Errors
-    /// An invalid `LOG_FORMAT`.
+    /// An invalid `LOG_FORMAT`, OTLP endpoint or protocol, or `OTEL_SDK_DISABLED`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
-        let log_format = get("LOG_FORMAT")
+        let log_format = lookup("LOG_FORMAT")
+            .filter(|v| !v.trim().is_empty())
             .map_or(Ok(LogFormat::Auto), |v| v.parse())
-            .map_err(|e| ConfigError {
-                problems: vec![format!("LOG_FORMAT: {e}")],
-            })?;
-        Ok(TelemetrySettings {
-            otel: OtelConfig {
-                endpoint: get("OTEL_EXPORTER_OTLP_ENDPOINT"),
-                service_name: get("OTEL_SERVICE_NAME"),
-            },
-            log_format,
-        })
+            .map_err(|e| format!("LOG_FORMAT: {e}"));
+        match (log_format, OtelConfig::from_lookup(&lookup)) {
+            (Ok(log_format), Ok(otel)) => Ok(TelemetrySettings { otel, log_format }),
+            (log_format, otel) => Err(ConfigError {
+                problems: log_format
+                    .err()
+                    .into_iter()
+                    .chain(otel.err().into_iter().flatten())
+                    .collect(),
+            }),
+        }
     }
 }
 

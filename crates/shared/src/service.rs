@@ -246,7 +246,9 @@ pub const ENVIRONMENT_HELP: &str = "Environment (docs/CONFIG.md):
   MIGRATIONS_DIR               migration sets replacing the ones built in
   HEALTH_ADDR                  where /healthz and /readyz are served [default: 127.0.0.1:8080]
   LOG_FORMAT, RUST_LOG         log format (auto, human, json) and filter
-  OTEL_EXPORTER_OTLP_ENDPOINT  where traces and metrics go (none: no export)";
+  OTEL_EXPORTER_OTLP_ENDPOINT  where traces and metrics go, http(s):// (none: no export)
+  OTEL_EXPORTER_OTLP_PROTOCOL  http/protobuf or grpc; OTEL_EXPORTER_OTLP_HEADERS, OTEL_SDK_DISABLED,
+                               OTEL_SERVICE_NAME and the other standard OTEL_* variables";
 
 /// How a process makes the platform schema ready before its services run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

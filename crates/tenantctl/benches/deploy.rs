@@ -1,6 +1,6 @@
 //! Fleet deploy benchmark (prints figures; not a timed test).
 //!
-//! `cargo bench -p tenantctl --bench deploy -- [--tenants 10000] [--connections 16]`
+//! `cargo bench -p tenantctl --bench deploy -- [--tenants 10000] [--connections 16] [--telemetry 1]`
 //!
 //! Two fleets of `--tenants` schemas at version 1 of a small tenant set, each in a database of
 //! its own:
@@ -12,7 +12,13 @@
 //!    --connections`) applies it through the engine (lock, verify, apply, record) → every tenant
 //!    acknowledged at the target, as `--wait` sees it;
 //! 3. the same deploy again, with nothing pending;
-//! 4. the migrator's peak resident memory.
+//! 4. the migrator's peak resident memory;
+//! 5. with `--telemetry 1`, the cost of exporting traces and metrics: four more deploys of one
+//!    new version each on the same fleet, export off, on, on, off (so that neither side always
+//!    runs on the fuller database), with the migrator and the auditor each a process of its
+//!    own and, when on, exporting over OTLP/HTTP to a sink in this process that reads and
+//!    acknowledges every request, as a collector does; then each service's peak memory with
+//!    export on.
 //!
 //! Both measured phases start from the same place: equal fleets in equal databases, written
 //! out and with the disks idle (`testkit::bench::settle`). On this kind of machine, creating a
@@ -53,6 +59,7 @@ type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 async fn main() -> BenchResult<()> {
     let flag = testkit::bench_flag;
     let (tenants, connections) = (flag("--tenants", 10_000), flag("--connections", 16));
+    let telemetry = flag("--telemetry", 0) > 0;
     let server = PgConnectOptions::from_str(
         &std::env::var("PG_BENCH_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
@@ -71,8 +78,8 @@ async fn main() -> BenchResult<()> {
     let namespace = format!("bench-deploy-{run_id}");
     let scratch = std::env::temp_dir().join(format!("tenancy-bench-deploy-{run_id}"));
     let (base_dir, new_dir) = (scratch.join("base"), scratch.join("new"));
-    write_sets(&base_dir, false)?;
-    write_sets(&new_dir, true)?;
+    write_sets(&base_dir, 1)?;
+    write_sets(&new_dir, 2)?;
     let base = Catalog::load(Some(&base_dir))?;
 
     let values = HashMap::from([
@@ -163,7 +170,7 @@ async fn main() -> BenchResult<()> {
         }
         command
     };
-    let mut migrator = tenantctl(&["up", "--only", "migrator"])
+    let migrator = tenantctl(&["up", "--only", "migrator"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
@@ -257,10 +264,10 @@ async fn main() -> BenchResult<()> {
         );
     }
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = tokio::task::spawn_blocking(move || migrator.wait()).await;
+    stop(migrator).await;
+    if telemetry {
+        measure_telemetry(&env, &scratch, tenants, &channel, &namespace).await?;
+    }
     Topology::new(namespace).delete(&channel).await?;
     ctx.bus.close().await;
     let mut admin = server.connect().await?;
@@ -328,15 +335,32 @@ async fn run_in_every_schema(
     Ok(())
 }
 
-/// The built-in platform set, a two-version tenant set (`with_v2`: both versions), no seeds.
-fn write_sets(dir: &Path, with_v2: bool) -> BenchResult<()> {
+/// The built-in platform set, the first `versions` versions of the tenant set (1 and 2 as
+/// above, then one small table each), no seeds.
+fn write_sets(dir: &Path, versions: usize) -> BenchResult<()> {
     let platform = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/platform");
     testkit::copy_dir(&platform, &dir.join("platform"))?;
     std::fs::create_dir_all(dir.join("tenant-seeds/sqlite"))?;
-    let mut tenant = vec![(V1, V1_SQL, "DROP TABLE notes;\n")];
-    if with_v2 {
-        tenant.push((V2, V2_SQL, "DROP TABLE note_tags;\n"));
+    let mut tenant = vec![
+        (
+            V1.to_owned(),
+            V1_SQL.to_owned(),
+            "DROP TABLE notes;\n".to_owned(),
+        ),
+        (
+            V2.to_owned(),
+            V2_SQL.to_owned(),
+            "DROP TABLE note_tags;\n".to_owned(),
+        ),
+    ];
+    for n in 3..=versions {
+        tenant.push((
+            format!("202701{n:02}000000_create_note_log_{n}"),
+            format!("CREATE TABLE note_log_{n} (note_id bigint NOT NULL REFERENCES notes (id), at timestamptz NOT NULL);\n"),
+            format!("DROP TABLE note_log_{n};\n"),
+        ));
     }
+    tenant.truncate(versions);
     for sub in ["tenant", "tenant/sqlite"] {
         std::fs::create_dir_all(dir.join(sub))?;
         for (name, up, down) in &tenant {
@@ -345,4 +369,200 @@ fn write_sets(dir: &Path, with_v2: bool) -> BenchResult<()> {
         }
     }
     Ok(())
+}
+
+async fn stop(mut child: std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+}
+
+/// Peak resident memory of a running process, in MiB.
+fn peak_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Phase 5: deploys with export off and on (ABBA), and the services' memory with export on.
+async fn measure_telemetry(
+    env: &[(&str, String)],
+    scratch: &Path,
+    tenants: usize,
+    channel: &lapin::Channel,
+    namespace: &str,
+) -> BenchResult<()> {
+    let sink = OtlpSink::start().await?;
+    // What phases 2 and 3 published for an auditor that was not running.
+    channel
+        .queue_purge(
+            Topology::new(namespace.to_owned())
+                .queue(WorkQueue::AuditorEvents)
+                .as_str()
+                .into(),
+            lapin::options::QueuePurgeOptions::default(),
+        )
+        .await?;
+    let command = |args: &[&str], dir: &Path, export: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tenantctl"));
+        command.args(args);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command.env("MIGRATIONS_DIR", dir);
+        if export {
+            command
+                .env(
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    format!("http://{}", sink.address),
+                )
+                .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
+        } else {
+            command.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+        }
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+        command
+    };
+    let mut off = Vec::new();
+    let mut on = Vec::new();
+    let mut memory = Vec::new();
+    for (phase, export) in [false, true, true, false].into_iter().enumerate() {
+        let dir = scratch.join(format!("telemetry-{phase}"));
+        write_sets(&dir, 3 + phase)?;
+        let migrator = command(&["up", "--only", "migrator"], &dir, export).spawn()?;
+        let auditor = command(&["up", "--only", "auditor"], &dir, export).spawn()?;
+        let provisioner = command(&["up", "--only", "provisioner"], &dir, export).spawn()?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        settle(&mut PgConnectOptions::from_str(&env[0].1)?.connect().await?).await?;
+        let mut deploy = command(&["deploy", "--wait", "--operator", "bench"], &dir, export);
+        let started = Instant::now();
+        let status = tokio::task::spawn_blocking(move || deploy.status()).await??;
+        let took = started.elapsed();
+        if !status.success() {
+            return Err(format!("telemetry phase {phase}: the deploy failed").into());
+        }
+        if export {
+            on.push(took);
+            memory.push([
+                ("migrator", peak_mib(migrator.id())),
+                ("auditor", peak_mib(auditor.id())),
+                ("provisioner", peak_mib(provisioner.id())),
+            ]);
+        } else {
+            off.push(took);
+        }
+        for child in [migrator, auditor, provisioner] {
+            stop(child).await;
+        }
+    }
+    let mean = |d: &[Duration]| d.iter().map(Duration::as_secs_f64).sum::<f64>() / d.len() as f64;
+    let rate = |secs: f64| tenants as f64 / secs;
+    let (off_s, on_s) = (mean(&off), mean(&on));
+    println!("  telemetry (export off, on, on, off; one new version per deploy):");
+    println!(
+        "    export off: {off_s:>7.2}s  {:>7.0} tenants/s   (runs: {:.2}s, {:.2}s)",
+        rate(off_s),
+        off[0].as_secs_f64(),
+        off[1].as_secs_f64()
+    );
+    println!(
+        "    export on:  {on_s:>7.2}s  {:>7.0} tenants/s   (runs: {:.2}s, {:.2}s)   {:.0}% of the throughput without export",
+        rate(on_s),
+        on[0].as_secs_f64(),
+        on[1].as_secs_f64(),
+        100.0 * off_s / on_s
+    );
+    let (requests, bytes) = sink.received();
+    println!(
+        "    the sink received {requests} OTLP requests, {:.1} MiB",
+        bytes as f64 / 1_048_576.0
+    );
+    for name in ["migrator", "auditor", "provisioner"] {
+        let peaks: Vec<String> = memory
+            .iter()
+            .flat_map(|phase| phase.iter())
+            .filter(|(service, _)| *service == name)
+            .map(|(_, mib)| format!("{mib:.1}"))
+            .collect();
+        println!(
+            "    {name:<11} peak resident memory with export on (VmHWM): {} MiB",
+            peaks.join(" / ")
+        );
+    }
+    Ok(())
+}
+
+/// An OTLP/HTTP endpoint that reads each request whole and answers 200, as a collector does,
+/// counting what it received.
+struct OtlpSink {
+    address: std::net::SocketAddr,
+    requests: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl OtlpSink {
+    async fn start() -> BenchResult<OtlpSink> {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let (requests, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let counters = (requests.clone(), bytes.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (requests, bytes) = counters.clone();
+                tokio::spawn(async move {
+                    let mut stream = tokio::io::BufReader::new(stream);
+                    loop {
+                        let mut length = 0_usize;
+                        let mut line = String::new();
+                        loop {
+                            line.clear();
+                            match stream.read_line(&mut line).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) => {}
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            if let Some((name, value)) = line.split_once(':')
+                                && name.eq_ignore_ascii_case("content-length")
+                            {
+                                length = value.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut body = vec![0_u8; length];
+                        if stream.read_exact(&mut body).await.is_err() {
+                            return;
+                        }
+                        requests.fetch_add(1, Ordering::Relaxed);
+                        bytes.fetch_add(length as u64, Ordering::Relaxed);
+                        let answer = "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
+                        if stream.get_mut().write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Ok(OtlpSink {
+            address,
+            requests,
+            bytes,
+        })
+    }
+
+    fn received(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        (
+            self.requests.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
 }

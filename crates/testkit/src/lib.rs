@@ -12,10 +12,13 @@
 //! - [`cluster::PrivatePostgres`] and [`broker::PrivateBroker`]: a PostgreSQL cluster or a
 //!   RabbitMQ node of the test's own, on free ports, for fault tests that stop, kill or
 //!   disconnect servers without disturbing the tests running beside them.
+//! - [`otlp::OtlpReceiver`]: a local OTLP collector (HTTP and gRPC, plain or TLS) that records
+//!   what a service exports.
 
 pub mod bench;
 pub mod broker;
 pub mod cluster;
+pub mod otlp;
 pub mod pg;
 pub mod publisher;
 pub mod service_cli;

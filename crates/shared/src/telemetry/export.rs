@@ -1,200 +1,359 @@
-//! Where traces and metrics go: the OTLP/HTTP exporters, their endpoint, the resource that
-//! names the service, and the sampler.
+//! Where traces and metrics go: the OTLP exporters (http/protobuf through a reqwest blocking
+//! client, or gRPC through tonic), the runtime gRPC needs, the resource that names the service,
+//! and the one warning a failing export gets.
+//!
+//! The exporters read the standard variables themselves (endpoints, headers, compression,
+//! timeout); [`OtelConfig`] only says which signals are exported and over which protocol.
 
-use opentelemetry::KeyValue;
-use opentelemetry_otlp::{
-    MetricExporter, Protocol, SpanExporter, WithExportConfig as _, WithHttpConfig as _,
-};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, Once};
+
+use opentelemetry::{Key, KeyValue};
+use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
+use opentelemetry_otlp::tonic_types::transport::ClientTlsConfig;
+use opentelemetry_otlp::{MetricExporter, SpanExporter, WithHttpConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::{PeriodicReader, Temporality};
+use opentelemetry_sdk::resource::{EnvResourceDetector, ResourceDetector as _};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, TracerProviderBuilder};
 
-use super::TelemetryError;
-use super::otlp_http::OtlpHttpClient;
-use crate::config::SecretUrl;
+use super::{EXPORT_REQUEST_TIMEOUT, METRIC_EXPORT_INTERVAL, TelemetryError};
+use crate::config::{OtelConfig, OtlpProtocol, OtlpTarget};
 
-/// Where (and whether) to export, decided from `OTEL_EXPORTER_OTLP_ENDPOINT`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum ExportTarget {
-    None,
-    /// Plain HTTP; `base` has no trailing `/`.
-    Http {
-        base: String,
-    },
-    /// `https://`: needs TLS, which this build leaves out to keep the dependency tree lean.
-    TlsUnsupported {
-        /// Password hidden.
-        endpoint: String,
-    },
+/// The exporters a process needs, built off any Tokio runtime (see [`Exporters::build`]).
+#[derive(Debug)]
+pub(super) struct Exporters {
+    pub(super) spans: Option<Watched<SpanExporter>>,
+    pub(super) metrics: Option<PeriodicReader<Watched<MetricExporter>>>,
+    /// Drives the gRPC connections; `None` without a gRPC signal. Dropped after the providers
+    /// have shut down, on a plain thread.
+    pub(super) runtime: Option<tokio::runtime::Runtime>,
 }
 
-impl ExportTarget {
-    pub(super) fn from_endpoint(endpoint: Option<&str>) -> Result<Self, TelemetryError> {
-        let Some(endpoint) = endpoint.map(str::trim).filter(|e| !e.is_empty()) else {
-            return Ok(ExportTarget::None);
-        };
-        let invalid = |reason| TelemetryError::InvalidEndpoint {
-            endpoint: SecretUrl::new(endpoint).redacted(),
-            reason,
-        };
-        let lower = endpoint.to_ascii_lowercase();
-        let rest = if lower.starts_with("http://") {
-            &endpoint["http://".len()..]
-        } else if lower.starts_with("https://") {
-            return Ok(ExportTarget::TlsUnsupported {
-                endpoint: SecretUrl::new(endpoint).redacted(),
+impl Exporters {
+    /// Builds the exporters `otel` asks for.
+    ///
+    /// Runs on a thread of its own: a reqwest blocking client panics when it is built or
+    /// dropped inside a Tokio runtime, and `init` may be called from one. tonic needs a runtime
+    /// when its channel is created and while it runs: telemetry gets its own (one worker
+    /// thread), so exports and the final flush go on while the service's runtime shuts down.
+    pub(super) fn build(otel: &OtelConfig) -> Result<Self, TelemetryError> {
+        if otel.traces.is_none() && otel.metrics.is_none() {
+            return Ok(Exporters {
+                spans: None,
+                metrics: None,
+                runtime: None,
             });
-        } else {
-            return Err(invalid("must start with http:// or https://"));
+        }
+        let otel = otel.clone();
+        std::thread::Builder::new()
+            .name("telemetry-setup".to_owned())
+            .spawn(move || Self::build_here(&otel))
+            .map_err(TelemetryError::ExportRuntime)?
+            .join()
+            .map_err(|_| TelemetryError::SetupPanicked)?
+    }
+
+    fn build_here(otel: &OtelConfig) -> Result<Self, TelemetryError> {
+        let grpc = [&otel.traces, &otel.metrics]
+            .iter()
+            .any(|t| t.as_ref().is_some_and(|t| t.protocol == OtlpProtocol::Grpc));
+        let runtime = grpc
+            .then(|| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("telemetry-grpc")
+                    .enable_all()
+                    .build()
+                    .map_err(TelemetryError::ExportRuntime)
+            })
+            .transpose()?;
+        let entered = runtime.as_ref().map(tokio::runtime::Runtime::enter);
+        let health = Arc::new(ExportHealth::default());
+        // One client (one connection pool and I/O thread) for both signals.
+        let mut http = None;
+        let mut next_http_client = || -> Result<Reporting, TelemetryError> {
+            let client = match &http {
+                Some(client) => Clone::clone(client),
+                None => http.insert(http_client()?).clone(),
+            };
+            Ok(Reporting::new(client, &health))
         };
-        if rest.is_empty() || rest.starts_with('/') {
-            return Err(invalid("has no host"));
-        }
-        if rest.contains(['?', '#']) {
-            return Err(invalid("must not have a query or fragment"));
-        }
-        Ok(ExportTarget::Http {
-            base: endpoint.trim_end_matches('/').to_owned(),
+
+        let spans = match &otel.traces {
+            None => None,
+            Some(target) => {
+                let exporter = SpanExporter::builder();
+                let exporter = match target.protocol {
+                    OtlpProtocol::Grpc => exporter
+                        .with_tonic()
+                        .with_tls_config(tls_config(target))
+                        .build(),
+                    OtlpProtocol::HttpProtobuf => exporter
+                        .with_http()
+                        .with_http_client(next_http_client()?)
+                        .build(),
+                };
+                let exporter = exporter.map_err(|source| TelemetryError::Exporter {
+                    signal: "traces",
+                    source,
+                })?;
+                Some(Watched::new(exporter, "traces", target, &health))
+            }
+        };
+        let metrics = match &otel.metrics {
+            None => None,
+            Some(target) => {
+                let exporter = MetricExporter::builder();
+                let exporter = match target.protocol {
+                    OtlpProtocol::Grpc => exporter
+                        .with_tonic()
+                        .with_tls_config(tls_config(target))
+                        .build(),
+                    OtlpProtocol::HttpProtobuf => exporter
+                        .with_http()
+                        .with_http_client(next_http_client()?)
+                        .build(),
+                };
+                let exporter = exporter.map_err(|source| TelemetryError::Exporter {
+                    signal: "metrics",
+                    source,
+                })?;
+                let mut reader =
+                    PeriodicReader::builder(Watched::new(exporter, "metrics", target, &health));
+                if std::env::var_os(opentelemetry_sdk::metrics::OTEL_METRIC_EXPORT_INTERVAL)
+                    .is_none()
+                {
+                    reader = reader.with_interval(METRIC_EXPORT_INTERVAL);
+                }
+                Some(reader.build())
+            }
+        };
+        drop(entered);
+        Ok(Exporters {
+            spans,
+            metrics,
+            runtime,
         })
     }
 }
 
-/// `{base}{path}` where `path` starts with `/` (OTLP/HTTP signal paths: `/v1/traces`, …).
-fn signal_url(base: &str, path: &str) -> String {
-    format!("{}{path}", base.trim_end_matches('/'))
+/// gRPC over `https://` checks the collector against the system's roots (`SSL_CERT_FILE` and
+/// `SSL_CERT_DIR` override them); tonic trusts nothing unless told.
+fn tls_config(target: &OtlpTarget) -> ClientTlsConfig {
+    match target.is_tls() {
+        true => ClientTlsConfig::new().with_native_roots(),
+        // Never used on a plain connection; no roots to load.
+        false => ClientTlsConfig::new(),
+    }
 }
 
-pub(super) fn resource(service_name: &str) -> Resource {
-    Resource::builder()
-        .with_service_name(service_name.to_owned())
-        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+/// The http/protobuf client: TLS with rustls on ring, trusting the platform's roots (on Linux
+/// the system store, or `SSL_CERT_FILE` / `SSL_CERT_DIR`).
+fn http_client() -> Result<reqwest::blocking::Client, TelemetryError> {
+    install_ring_provider();
+    reqwest::blocking::Client::builder()
+        .timeout(EXPORT_REQUEST_TIMEOUT)
         .build()
+        .map_err(TelemetryError::HttpClient)
 }
 
-/// Every span is sampled unless an incoming `traceparent` says otherwise, so a trace is either
-/// complete or absent, never cut in the middle of a service.
-pub(super) fn tracer_provider_builder() -> opentelemetry_sdk::trace::TracerProviderBuilder {
-    SdkTracerProvider::builder().with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
+/// Makes ring the process's rustls crypto provider, once. reqwest is built without a provider
+/// of its own (its default one is aws-lc-rs, a C build); everything else here uses ring already.
+pub(super) fn install_ring_provider() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // An error means another part of the process installed one first: that one stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
-pub(super) fn span_exporter(
-    base: &str,
-    client: OtlpHttpClient,
-) -> Result<SpanExporter, TelemetryError> {
-    SpanExporter::builder()
-        .with_http()
-        .with_http_client(client)
-        .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(signal_url(base, "/v1/traces"))
-        .build()
-        .map_err(|source| TelemetryError::Exporter {
-            signal: "traces",
-            source,
-        })
-}
-
-pub(super) fn metric_exporter(
-    base: &str,
-    client: OtlpHttpClient,
-) -> Result<MetricExporter, TelemetryError> {
-    MetricExporter::builder()
-        .with_http()
-        .with_http_client(client)
-        .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(signal_url(base, "/v1/metrics"))
-        .build()
-        .map_err(|source| TelemetryError::Exporter {
-            signal: "metrics",
-            source,
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use opentelemetry::trace::{Tracer as _, TracerProvider as _};
-    use opentelemetry_http::HttpClient as _;
-
-    use super::*;
-    use crate::telemetry::SHUTDOWN_TIMEOUT;
-    use crate::telemetry::otlp_http::tests::{one_shot_server, request};
-
-    type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-
-    #[test]
-    fn endpoints_are_classified() {
-        let target = |e: &str| ExportTarget::from_endpoint(Some(e));
-        assert!(matches!(
-            ExportTarget::from_endpoint(None),
-            Ok(ExportTarget::None)
-        ));
-        assert!(matches!(target("  "), Ok(ExportTarget::None)));
-        assert!(matches!(
-            target("http://collector:4318/"),
-            Ok(ExportTarget::Http { base }) if base == "http://collector:4318"
-        ));
-        assert!(matches!(
-            target("https://user:s3cret@collector.example"),
-            Ok(ExportTarget::TlsUnsupported { endpoint }) if !endpoint.contains("s3cret")
-        ));
-        for bad in [
-            "collector:4318",
-            "grpc://x",
-            "http://",
-            "http:///v1",
-            "http://x?a=b",
-        ] {
-            assert!(
-                matches!(target(bad), Err(TelemetryError::InvalidEndpoint { .. })),
-                "{bad}"
-            );
+/// The exported resource: the SDK's (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, the SDK's
+/// own attributes) completed with what the variables leave out: `service.name` (the binary's
+/// name), `service.version` (this build) and `service.instance.id` (a UUID v4 per process, so
+/// replicas never collide).
+pub(super) fn resource(otel: &OtelConfig, default_service_name: &str) -> Resource {
+    let given = EnvResourceDetector::new().detect();
+    let given = |key: &'static str| given.get(&Key::from_static_str(key)).is_some();
+    let mut resource = Resource::builder();
+    match &otel.service_name {
+        // OTEL_SERVICE_NAME wins over a service.name in OTEL_RESOURCE_ATTRIBUTES.
+        Some(name) => resource = resource.with_service_name(name.trim().to_owned()),
+        None if !given("service.name") => {
+            resource = resource.with_service_name(default_service_name.to_owned());
         }
-        assert_eq!(
-            signal_url("http://c:4318/", "/v1/traces"),
-            "http://c:4318/v1/traces"
-        );
+        None => {}
+    }
+    if !given("service.version") {
+        resource =
+            resource.with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
+    }
+    if !given("service.instance.id") {
+        resource = resource.with_attribute(KeyValue::new(
+            "service.instance.id",
+            uuid::Uuid::new_v4().to_string(),
+        ));
+    }
+    resource.build()
+}
+
+/// The sampler is the SDK's: `OTEL_TRACES_SAMPLER` / `_ARG`, parent-based always-on when unset,
+/// so a trace is either complete or absent, never cut in the middle of a service.
+pub(super) fn tracer_provider_builder() -> TracerProviderBuilder {
+    SdkTracerProvider::builder()
+}
+
+/// Whether export works, shared by every exporter of the process: a failing export is logged
+/// once when it starts failing (not once per batch, which the SDK would do every few seconds),
+/// and once when it works again.
+#[derive(Debug, Default)]
+struct ExportHealth {
+    /// The signals whose last export failed.
+    failing: Mutex<BTreeSet<&'static str>>,
+    /// What the HTTP transport said last time it failed: the exporter reports a bare "network
+    /// error", whereas this says e.g. that the certificate is not trusted.
+    transport_error: Mutex<Option<String>>,
+}
+
+impl ExportHealth {
+    fn report(&self, signal: &'static str, target: &str, result: &OTelSdkResult) {
+        let Ok(mut failing) = self.failing.lock() else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                if failing.remove(signal) {
+                    tracing::info!(signal, endpoint = target, "OTLP export works again");
+                }
+            }
+            Err(error) => {
+                let first = failing.is_empty();
+                failing.insert(signal);
+                if first {
+                    let cause = self
+                        .transport_error
+                        .lock()
+                        .ok()
+                        .and_then(|mut cause| cause.take());
+                    tracing::warn!(
+                        signal,
+                        endpoint = target,
+                        error = %error,
+                        cause = cause.as_deref().unwrap_or(""),
+                        "OTLP export is failing: traces and metrics are dropped until it works \
+                         again (logged once). Check the endpoint, that its certificate is trusted \
+                         (system roots, or SSL_CERT_FILE) and the OTEL_EXPORTER_OTLP_HEADERS it \
+                         expects"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// An exporter whose failures go to [`ExportHealth`] instead of back to the SDK, which would
+/// log each failed batch (the batch is dropped either way).
+#[derive(Debug)]
+pub(super) struct Watched<E> {
+    inner: E,
+    signal: &'static str,
+    /// `endpoint (protocol)`, password hidden.
+    target: String,
+    health: Arc<ExportHealth>,
+}
+
+impl<E> Watched<E> {
+    fn new(
+        inner: E,
+        signal: &'static str,
+        target: &OtlpTarget,
+        health: &Arc<ExportHealth>,
+    ) -> Self {
+        Watched {
+            inner,
+            signal,
+            target: format!("{} ({})", target.endpoint.redacted(), target.protocol),
+            health: Arc::clone(health),
+        }
     }
 
-    /// its private runtime, and a collector receives an OTLP/HTTP protobuf POST.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn spans_reach_a_collector_from_the_batch_thread() -> TestResult {
-        let (url, server) = one_shot_server(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n",
-        )
-        .await?;
-        let base = url.trim_end_matches("/v1/traces").to_owned();
-        let client = OtlpHttpClient::new(Duration::from_secs(5))?;
-        let provider = tracer_provider_builder()
-            .with_resource(resource("telemetry-test"))
-            .with_batch_exporter(span_exporter(&base, client.clone())?)
-            .build();
-        provider.tracer("test").in_span("exported", |_| {});
-        let flushed = tokio::task::spawn_blocking(move || {
-            let flushed = provider.force_flush();
-            let _ = provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT);
-            flushed
-        })
-        .await?;
-        let (head, body) = server.await??;
-
-        assert!(flushed.is_ok(), "{flushed:?}");
-        assert!(head.starts_with("POST /v1/traces HTTP/1.1\r\n"), "{head}");
-        assert!(
-            head.contains("content-type: application/x-protobuf"),
-            "{head}"
-        );
-        let body = String::from_utf8_lossy(&body);
-        assert!(
-            body.contains("exported") && body.contains("telemetry-test"),
-            "{body}"
-        );
-
-        // Called from inside a runtime, the client simply awaits (no nested runtime).
-        let (url, server) =
-            one_shot_server(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n").await?;
-        let response = client.send_bytes(request(&url, b"x")).await?;
-        server.await??;
-        assert_eq!(response.status(), 202);
+    fn watch(&self, result: OTelSdkResult) -> OTelSdkResult {
+        self.health.report(self.signal, &self.target, &result);
         Ok(())
+    }
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for Watched<SpanExporter> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.watch(self.inner.export(batch).await)
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+impl PushMetricExporter for Watched<MetricExporter> {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        self.watch(self.inner.export(metrics).await)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> Temporality {
+        self.inner.temporality()
+    }
+}
+
+/// The reqwest blocking client, keeping what a failed request said for [`ExportHealth`].
+#[derive(Debug)]
+struct Reporting {
+    client: reqwest::blocking::Client,
+    health: Arc<ExportHealth>,
+}
+
+impl Reporting {
+    fn new(client: reqwest::blocking::Client, health: &Arc<ExportHealth>) -> Self {
+        Reporting {
+            client,
+            health: Arc::clone(health),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl HttpClient for Reporting {
+    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        let sent = self.client.send_bytes(request).await;
+        if let Err(error) = &sent {
+            // The causes only: the top error repeats the URL, which may carry credentials.
+            let mut causes = Vec::new();
+            let mut source = error.source();
+            while let Some(cause) = source {
+                causes.push(cause.to_string());
+                source = cause.source();
+            }
+            if let Ok(mut last) = self.health.transport_error.lock() {
+                *last = Some(causes.join(": "));
+            }
+        }
+        sent
     }
 }

@@ -3,7 +3,7 @@
 //! notes each span's trace and span ids so that every JSON line inside a span carries them.
 
 use std::io::IsTerminal as _;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -13,7 +13,6 @@ use tracing::span;
 use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
-use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{Layer, Registry};
 
@@ -44,10 +43,16 @@ where
 
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
-pub(super) fn fmt_layer(format: LogFormat, filter: EnvFilter) -> BoxedLayer {
+pub(super) fn fmt_layer(
+    format: LogFormat,
+    filter: EnvFilter,
+    contexts: &SpanContexts,
+) -> BoxedLayer {
     let stderr = std::io::stderr;
     match format {
-        LogFormat::Json => json_layer(stderr).with_filter(filter).boxed(),
+        LogFormat::Json => json_layer(stderr, contexts.clone())
+            .with_filter(filter)
+            .boxed(),
         LogFormat::Human | LogFormat::Auto => tracing_subscriber::fmt::layer()
             .with_writer(stderr)
             .with_target(true)
@@ -58,7 +63,7 @@ pub(super) fn fmt_layer(format: LogFormat, filter: EnvFilter) -> BoxedLayer {
 }
 
 /// JSON lines (docs/LOGGING.md) to `writer`, with the trace and span ids of the innermost span.
-fn json_layer<S, W>(writer: W) -> impl Layer<S> + Send + Sync + use<S, W>
+fn json_layer<S, W>(writer: W, contexts: SpanContexts) -> impl Layer<S> + Send + Sync + use<S, W>
 where
     S: tracing::Subscriber + for<'span> LookupSpan<'span>,
     W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
@@ -71,7 +76,10 @@ where
         .with_span_list(true);
     tracing_subscriber::fmt::layer()
         .json()
-        .event_format(WithTraceIds(json))
+        .event_format(WithTraceIds {
+            format: json,
+            contexts,
+        })
         .with_writer(writer)
 }
 
@@ -92,57 +100,58 @@ pub(super) fn log_filter(default: &str) -> (EnvFilter, Option<String>) {
     }
 }
 
-/// A span's OpenTelemetry ids, in the W3C hex form, noted when the span is created.
+/// A span's OpenTelemetry ids, in the W3C hex form, noted the first time a line is written
+/// inside it.
 #[derive(Debug, Clone)]
 struct TraceIds {
     trace_id: String,
     span_id: String,
 }
 
-/// Notes every span's [`TraceIds`] in its extensions, for [`WithTraceIds`]. Must sit above the
-/// OpenTelemetry layer, which gives the span its context first.
-///
-/// The context is read through the dispatch (tracing-opentelemetry keeps its span data
-/// private), held weakly from registration: a layer callback runs inside the dispatcher, where
-/// the thread's current dispatcher is not reachable.
-#[derive(Debug, Default)]
-pub(super) struct TraceIdLayer {
-    dispatch: OnceLock<WeakDispatch>,
-}
+/// The dispatch whose OpenTelemetry layer holds the spans' contexts, for [`WithTraceIds`]:
+/// tracing-opentelemetry keeps its span data private and hands a context out only through the
+/// dispatch, and while an event is formatted the thread's current dispatcher is not reachable
+/// (the formatter runs inside it). Filled by [`DispatchTap`] when the subscriber is registered.
+#[derive(Debug, Clone, Default)]
+pub(super) struct SpanContexts(Arc<OnceLock<WeakDispatch>>);
 
-impl<S> Layer<S> for TraceIdLayer
-where
-    S: tracing::Subscriber + for<'span> LookupSpan<'span>,
-{
-    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
-        let _ = self.dispatch.set(subscriber.downgrade());
-    }
-
-    fn on_new_span(&self, _: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
-        let Some(dispatch) = self.dispatch.get().and_then(WeakDispatch::upgrade) else {
-            return;
-        };
-        let Some(otel) = tracing_opentelemetry::get_otel_context(id, &dispatch) else {
-            return;
-        };
+impl SpanContexts {
+    /// The ids of the span `id`, once it has a valid context; `None` for a span the
+    /// OpenTelemetry layer does not follow. Never called before an event inside the span, so it
+    /// never starts the span before its parent is set (which would cut it from its trace).
+    fn ids_of(&self, id: &span::Id) -> Option<TraceIds> {
+        let dispatch = self.0.get()?.upgrade()?;
+        let otel = tracing_opentelemetry::get_otel_context(id, &dispatch)?;
         let span = otel.span();
         let context = span.span_context();
-        if !context.is_valid() {
-            return;
-        }
-        let ids = TraceIds {
+        context.is_valid().then(|| TraceIds {
             trace_id: context.trace_id().to_string(),
             span_id: context.span_id().to_string(),
-        };
-        if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(ids);
-        }
+        })
+    }
+
+    /// A layer that only records the dispatch it is registered with.
+    pub(super) fn tap(&self) -> DispatchTap {
+        DispatchTap(self.clone())
+    }
+}
+
+/// See [`SpanContexts`].
+#[derive(Debug)]
+pub(super) struct DispatchTap(SpanContexts);
+
+impl<S: tracing::Subscriber> Layer<S> for DispatchTap {
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        let _ = self.0.0.set(subscriber.downgrade());
     }
 }
 
 /// The JSON format, with `trace_id` and `span_id` of the innermost span (when it has them)
 /// added to the line's top level, so a log search jumps to the trace and back.
-struct WithTraceIds<F>(F);
+struct WithTraceIds<F> {
+    format: F,
+    contexts: SpanContexts,
+}
 
 impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
 where
@@ -159,12 +168,20 @@ where
         let ids = ctx
             .event_scope()
             .and_then(|mut scope| scope.next())
-            .and_then(|span| span.extensions().get::<TraceIds>().cloned());
+            .and_then(|span| {
+                let noted = span.extensions().get::<TraceIds>().cloned();
+                noted.or_else(|| {
+                    let ids = self.contexts.ids_of(&span.id())?;
+                    span.extensions_mut().insert(ids.clone());
+                    Some(ids)
+                })
+            });
         let Some(ids) = ids else {
-            return self.0.format_event(ctx, writer, event);
+            return self.format.format_event(ctx, writer, event);
         };
         let mut line = String::with_capacity(512);
-        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        self.format
+            .format_event(ctx, Writer::new(&mut line), event)?;
         match line.strip_suffix("}\n") {
             Some(object) => writeln!(
                 writer,
@@ -204,15 +221,32 @@ mod tests {
         let lines = Lines::default();
         let writer = lines.clone();
         let provider = SdkTracerProvider::builder().build();
+        let contexts = SpanContexts::default();
         let subscriber = tracing_subscriber::registry()
-            .with(json_layer(move || writer.clone()))
+            .with(json_layer(move || writer.clone(), contexts.clone()))
             .with(otel_layer(&provider))
-            .with(TraceIdLayer::default());
+            .with(contexts.tap());
         let trace_id = tracing::subscriber::with_default(subscriber, || {
             let outer = tracing::info_span!("outer");
             let inner = outer.in_scope(|| tracing::info_span!("inner"));
             inner.in_scope(|| tracing::info!(answer = 42, "inside"));
             tracing::info!("outside");
+            // A consumer's span gets its parent from the message after it is created: the
+            // ids must not be taken (and the span started) before that.
+            let remote = {
+                use opentelemetry::propagation::TextMapPropagator as _;
+                let headers = std::collections::HashMap::from([(
+                    "traceparent".to_owned(),
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+                )]);
+                opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&headers)
+            };
+            let consumer = tracing::info_span!("consumer");
+            {
+                use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+                consumer.set_parent(remote).unwrap();
+            }
+            consumer.in_scope(|| tracing::info!("handled"));
             trace_id_of(&inner).unwrap()
         });
         let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
@@ -226,6 +260,11 @@ mod tests {
         assert_eq!(span_id.len(), 16, "{inside}");
         assert_eq!(inside["answer"], 42, "the event's fields stay: {inside}");
         assert_eq!(inside["span"]["name"], "inner", "{inside}");
+        let handled = parsed.iter().find(|l| l["message"] == "handled").unwrap();
+        assert_eq!(
+            handled["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+            "the consumer's lines carry its publisher's trace: {handled}"
+        );
         let outside = parsed.iter().find(|l| l["message"] == "outside").unwrap();
         assert!(outside.get("trace_id").is_none(), "{outside}");
     }

@@ -2,10 +2,10 @@
 //! span constructors every service uses for RabbitMQ messages.
 //!
 //! It owns the global `tracing` subscriber, the global OpenTelemetry tracer and meter providers,
-//! the global W3C propagator and the OTLP/HTTP export. It must not read configuration beyond
+//! the global W3C propagator and the OTLP export. It must not read configuration beyond
 //! `RUST_LOG` and the standard `OTEL_*` variables (those arrive in [`OtelConfig`] or are read by
-//! the OpenTelemetry SDK itself), and it must not move trace context across the queue: that is
-//! [`bus::propagation`](crate::bus::propagation). Field names and levels follow
+//! the OpenTelemetry SDK and exporter themselves), and it must not move trace context across the
+//! queue: that is [`bus::propagation`](crate::bus::propagation). Field names and levels follow
 //! `docs/LOGGING.md`.
 //!
 //! # Layout
@@ -18,28 +18,33 @@
 //!                                          ▼
 //!                                  SdkTracerProvider (always: spans get valid contexts,
 //!                                          │           so trace ids cross the queue)
-//!                                          └─ batch span processor thread ─┐  only with
-//!  meter() instruments ──▶ SdkMeterProvider                               │  OTEL_EXPORTER_
-//!                           └─ periodic reader thread (15 s) ─────────────┤  OTLP_ENDPOINT
+//!                                          └─ batch span processor thread ─┐  only with an
+//!  meter() instruments ──▶ SdkMeterProvider                               │  OTLP endpoint
+//!                           └─ periodic reader thread (15 s) ─────────────┤  (and not
+//!                                                                         │  OTEL_SDK_DISABLED)
+//!                                 Watched exporter: failures logged once ─┤
 //!                                                                         ▼
-//!                         OtlpHttpClient: HTTP/1.1 POST, Connection: close, on its own
-//!                         current-thread Tokio runtime ──▶ {endpoint}/v1/traces, /v1/metrics
+//!        http/protobuf: opentelemetry-otlp over our reqwest blocking client (rustls on ring)
+//!                       ──▶ {endpoint}/v1/traces, /v1/metrics (or the per-signal endpoints)
+//!        grpc:          opentelemetry-otlp over tonic (rustls on ring), driven by telemetry's
+//!                       own one-thread Tokio runtime ──▶ {endpoint} TraceService / MetricsService
 //!
-//!  TelemetryGuard holds both providers; shutdown() (or Drop) flushes them, last thing on exit.
+//!  TelemetryGuard holds both providers and that runtime; shutdown() (or Drop) flushes the
+//!  providers, then stops the runtime, last thing on exit.
 //! ```
 //!
 //! The export threads belong to the OpenTelemetry SDK and poll the exporter with a plain
-//! executor, outside any Tokio runtime. That is why the HTTP client carries its own small
-//! runtime instead of borrowing the service's: export keeps working while the service's runtime
-//! shuts down, and a flush at exit never waits on a runtime that is gone.
+//! executor, outside any Tokio runtime. The HTTP client blocks on its own I/O thread; the gRPC
+//! channel runs on telemetry's own runtime instead of the service's. Either way, export keeps
+//! working while the service's runtime shuts down, and a flush at exit never waits on a runtime
+//! that is gone.
 //!
 //! # Modules
 //! - this file: [`init`] and its variants, [`TelemetryGuard`], [`meter`];
 //! - [`field`]: the names of log fields and span attributes;
 //! - `spans`: [`command_span`], [`publish_span`], [`process_span`];
 //! - `layers`: the log and OpenTelemetry layers of the `tracing` subscriber;
-//! - `export`: the OTLP exporters, the resource, the sampler;
-//! - `otlp_http`: the minimal HTTP client the exporters post with.
+//! - `export`: the OTLP exporters and their clients, the resource, the sampler.
 
 use std::sync::Once;
 use std::time::Duration;
@@ -54,39 +59,40 @@ use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-use crate::config::{LogFormat, OtelConfig, SecretUrl};
+use crate::config::{LogFormat, OtelConfig};
 
 mod export;
 pub mod field;
 mod layers;
-mod otlp_http;
 pub mod prometheus;
 mod spans;
 
-use export::{ExportTarget, metric_exporter, resource, span_exporter, tracer_provider_builder};
-use layers::{TraceIdLayer, fmt_layer, log_filter, otel_layer};
-use otlp_http::OtlpHttpClient;
+use export::{Exporters, Watched, resource, tracer_provider_builder};
+use layers::{SpanContexts, fmt_layer, log_filter, otel_layer};
 pub use spans::{DeliveredFrom, command_span, process_span, publish_span, record_error};
 
 /// The filter when `RUST_LOG` is unset: our own code at `info`, chatty dependencies at `warn`.
-/// `opentelemetry` covers the SDK's own diagnostics (export failures are `warn`/`error`).
+/// `opentelemetry` covers the SDK's own diagnostics. `opentelemetry-otlp` is at `error`: it warns
+/// on every failed export (every batch, every metric interval), whereas `export` logs a failing
+/// export once with its cause, and once more when it recovers.
 ///
 /// lapin is off: every failure it sees reaches the bus as an error, which the bus logs once with
 /// what it means (a lost connection it recovers from is a WARN, a refusal an ERROR), whereas
 /// lapin logs a broker restart as several ERROR lines from its I/O loop although nothing is
 /// wrong yet. `RUST_LOG=info,lapin=debug` brings its lines back.
 pub const DEFAULT_LOG_FILTER: &str =
-    "info,lapin=off,amq_protocol=warn,sqlx=warn,opentelemetry=warn";
+    "info,lapin=off,amq_protocol=warn,sqlx=warn,opentelemetry=warn,opentelemetry-otlp=error";
 
 /// The filter of `tenantctl`'s commands when `RUST_LOG` is unset: what they print is their
 /// output; logs are for what went wrong.
-pub const CLI_LOG_FILTER: &str = "warn,lapin=off,amq_protocol=warn,sqlx=warn,opentelemetry=warn";
+pub const CLI_LOG_FILTER: &str =
+    "warn,lapin=off,amq_protocol=warn,sqlx=warn,opentelemetry=warn,opentelemetry-otlp=error";
 
 /// The filter of [`init_for_tests`] when `RUST_LOG` is unset: this workspace's crates (and the
 /// `it` e2e binary) at `debug`.
 pub const TEST_LOG_FILTER: &str = "info,domain=debug,engine=debug,shared=debug,provisioner=debug,migrator=debug,\
     auditor=debug,tenantctl=debug,testkit=debug,it=debug,lapin=warn,amq_protocol=warn,sqlx=warn,\
-    opentelemetry=warn";
+    opentelemetry=warn,opentelemetry-otlp=error";
 
 /// Instrumentation scope of every tracer and meter this workspace creates.
 pub const SCOPE: &str = "tenancy";
@@ -96,7 +102,8 @@ pub const SCOPE: &str = "tenancy";
 pub const METRIC_EXPORT_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Deadline of one HTTP request to the collector (connect, send, read). Equal to the OTLP
-/// default export timeout, which bounds the exporter's retries as a whole.
+/// default export timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`), which bounds the exporter's retries
+/// as a whole.
 pub const EXPORT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bound on the final flush of each provider at shutdown, so a dead collector delays exit by
@@ -111,26 +118,23 @@ pub enum TelemetryError {
     /// that got there first). The existing set-up stays in place and keeps working.
     #[error("telemetry is already initialised in this process")]
     AlreadyInitialized,
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT` is not an `http://` or `https://` URL.
-    #[error(
-        "OTEL_EXPORTER_OTLP_ENDPOINT: `{endpoint}` {reason} (expected e.g. http://otel-collector:4318)"
-    )]
-    InvalidEndpoint {
-        /// The endpoint, password hidden.
-        endpoint: String,
-        reason: &'static str,
-    },
-    /// The OTLP exporter rejected its configuration (the endpoint it builds, or an
-    /// `OTEL_EXPORTER_OTLP_*` variable it reads itself).
-    #[error("could not set up the OTLP {signal} exporter")]
+    /// The OTLP exporter rejected its configuration (an `OTEL_EXPORTER_OTLP_*` variable it
+    /// reads itself, or no trusted roots for a gRPC `https://` endpoint); the message names it.
+    #[error("could not set up the OTLP {signal} exporter: {source}")]
     Exporter {
         signal: &'static str,
         #[source]
         source: ExporterBuildError,
     },
-    /// The export client's runtime could not start (out of threads or file descriptors).
-    #[error("could not start the OTLP export runtime")]
+    /// The HTTP client of the exporter could not be built (no TLS roots could be loaded).
+    #[error("could not set up the OTLP/HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+    /// A thread or the gRPC runtime could not start (out of threads or file descriptors).
+    #[error("could not start the OTLP export threads")]
     ExportRuntime(#[source] std::io::Error),
+    /// Building the exporters panicked (a bug in a dependency).
+    #[error("setting up the OTLP exporters panicked")]
+    SetupPanicked,
 }
 
 /// Keeps telemetry running; flushes and shuts it down when consumed by
@@ -149,6 +153,8 @@ struct Providers {
     tracer: SdkTracerProvider,
     /// `None` only in tests that build a guard by hand.
     meter: Option<SdkMeterProvider>,
+    /// Drives the gRPC exporters; stopped after the providers have flushed.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl TelemetryGuard {
@@ -181,6 +187,9 @@ impl Providers {
                 let metrics = self
                     .meter
                     .map(|meter| meter.shutdown_with_timeout(SHUTDOWN_TIMEOUT));
+                if let Some(runtime) = self.runtime {
+                    runtime.shutdown_timeout(Duration::from_secs(1));
+                }
                 (traces, metrics)
             });
         let outcome = match worker {
@@ -212,19 +221,21 @@ impl Providers {
 /// - Traces: spans always get valid W3C contexts (an exporter-less provider when no endpoint is
 ///   set), so trace ids cross RabbitMQ even without a collector. The global propagator is W3C
 ///   `TraceContextPropagator`.
-/// - Export, only when `otel.endpoint` is set: traces (batch processor) and metrics (every
-///   [`METRIC_EXPORT_INTERVAL`]) over OTLP/HTTP protobuf to `{endpoint}/v1/traces` and
-///   `{endpoint}/v1/metrics`, as service `otel.service_name` (i.e. `OTEL_SERVICE_NAME`) or else
-///   `service_name`, with `service.version` = this build's version. An `https://` endpoint is
-///   not supported (no TLS client is compiled in): it logs one warning and exports nothing.
+/// - Export, per signal, when its OTLP endpoint is set ([`OtelConfig`]: the generic or the
+///   per-signal variable, and not `OTEL_SDK_DISABLED=true`): traces (batch processor) and
+///   metrics (every [`METRIC_EXPORT_INTERVAL`] unless `OTEL_METRIC_EXPORT_INTERVAL` says
+///   otherwise) over OTLP http/protobuf or gRPC, plain or TLS. The exporter reads the other
+///   `OTEL_EXPORTER_OTLP_*` variables itself (headers, compression, timeout). The resource names
+///   the service `OTEL_SERVICE_NAME`, or `service.name` from `OTEL_RESOURCE_ATTRIBUTES`, or else
+///   `service_name`, with `service.version` = this build's version and a `service.instance.id`
+///   of its own. A failing export is logged once as a warning, and once more when it recovers.
 ///
 /// Works inside or outside a Tokio runtime.
 ///
 /// # Errors
 /// [`TelemetryError::AlreadyInitialized`] when a global subscriber exists (nothing changes, and
-/// the existing set-up keeps working); [`TelemetryError::InvalidEndpoint`] /
-/// [`TelemetryError::Exporter`] / [`TelemetryError::ExportRuntime`] when export is configured
-/// but cannot be set up. No global state is changed on error.
+/// the existing set-up keeps working); the other variants when export is configured but cannot
+/// be set up. No global state is changed on error.
 pub fn init(
     otel: &OtelConfig,
     service_name: &str,
@@ -244,37 +255,24 @@ pub fn init_with_filter(
     format: LogFormat,
     default_filter: &str,
 ) -> Result<TelemetryGuard, TelemetryError> {
-    let target = ExportTarget::from_endpoint(otel.endpoint.as_deref())?;
-    let service_name = otel
-        .service_name
-        .as_deref()
-        .map(str::trim)
-        .filter(|name| !name.is_empty())
-        .unwrap_or(service_name);
-    let resource = resource(service_name);
-
+    let resource = resource(otel, service_name);
+    let exporters = Exporters::build(otel)?;
     let mut tracer = tracer_provider_builder().with_resource(resource.clone());
-    let mut otlp_reader = None;
-    if let ExportTarget::Http { base } = &target {
-        let client =
-            OtlpHttpClient::new(EXPORT_REQUEST_TIMEOUT).map_err(TelemetryError::ExportRuntime)?;
-        tracer = tracer.with_batch_exporter(span_exporter(base, client.clone())?);
-        let mut reader = PeriodicReader::builder(metric_exporter(base, client)?);
-        if std::env::var_os(opentelemetry_sdk::metrics::OTEL_METRIC_EXPORT_INTERVAL).is_none() {
-            reader = reader.with_interval(METRIC_EXPORT_INTERVAL);
-        }
-        otlp_reader = Some(reader.build());
+    if let Some(spans) = exporters.spans {
+        tracer = tracer.with_batch_exporter(spans);
     }
     let providers = Providers {
         tracer: tracer.build(),
-        meter: Some(meter_provider(resource, otlp_reader)),
+        meter: Some(meter_provider(resource, exporters.metrics)),
+        runtime: exporters.runtime,
     };
 
     let (filter, filter_problem) = log_filter(default_filter);
+    let contexts = SpanContexts::default();
     let installed = tracing_subscriber::registry()
-        .with(fmt_layer(format.resolve(), filter))
+        .with(fmt_layer(format.resolve(), filter, &contexts))
         .with(otel_layer(&providers.tracer))
-        .with(TraceIdLayer::default())
+        .with(contexts.tap())
         .try_init();
     if installed.is_err() {
         providers.shutdown();
@@ -290,21 +288,21 @@ pub fn init_with_filter(
     if let Some(problem) = filter_problem {
         tracing::warn!("{problem}");
     }
-    match &target {
-        ExportTarget::None => tracing::debug!(
-            "OTEL_EXPORTER_OTLP_ENDPOINT is unset: traces and metrics are not exported"
-        ),
-        ExportTarget::Http { base } => tracing::info!(
-            endpoint = %SecretUrl::new(base.as_str()),
-            service.name = service_name,
-            "exporting traces and metrics over OTLP/HTTP"
-        ),
-        ExportTarget::TlsUnsupported { endpoint } => tracing::warn!(
-            endpoint = %endpoint,
-            "OTEL_EXPORTER_OTLP_ENDPOINT is https://, but this build exports over plain HTTP \
-             only: run a local collector (e.g. an OpenTelemetry Collector sidecar at \
-             http://127.0.0.1:4318) that forwards over TLS. Traces and metrics are NOT exported"
-        ),
+    let exported = [("traces", &otel.traces), ("metrics", &otel.metrics)];
+    for (signal, target) in exported {
+        match target {
+            // Never the headers: they carry the back end's token.
+            Some(target) => tracing::info!(
+                signal,
+                endpoint = %target.endpoint,
+                protocol = %target.protocol,
+                "exporting over OTLP"
+            ),
+            None => tracing::debug!(
+                signal,
+                "not exported: no OTLP endpoint is set, or OTEL_SDK_DISABLED is true"
+            ),
+        }
     }
 
     Ok(TelemetryGuard {
@@ -316,7 +314,7 @@ pub fn init_with_filter(
 /// when an endpoint is set.
 fn meter_provider(
     resource: Resource,
-    otlp: Option<PeriodicReader<MetricExporter>>,
+    otlp: Option<PeriodicReader<Watched<MetricExporter>>>,
 ) -> SdkMeterProvider {
     let mut builder = SdkMeterProvider::builder().with_resource(resource);
     if let Some(reader) = prometheus::reader() {
@@ -335,7 +333,7 @@ pub fn init_for_tests() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         let provider = tracer_provider_builder()
-            .with_resource(resource("tests"))
+            .with_resource(resource(&OtelConfig::default(), "tests"))
             .build();
         let (filter, _) = log_filter(TEST_LOG_FILTER);
         let fmt = tracing_subscriber::fmt::layer()
@@ -402,6 +400,7 @@ mod tests {
             providers: Some(Providers {
                 tracer: tracer_provider_builder().build(),
                 meter: None,
+                runtime: None,
             }),
         };
         guard.shutdown();
