@@ -8,6 +8,7 @@ mod consumer;
 mod content_modes;
 mod deploy_records;
 mod dlq;
+mod observability_stack;
 mod faults;
 mod fleet_metrics;
 mod personal_data;
