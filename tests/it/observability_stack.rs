@@ -71,9 +71,7 @@ fn every_alert_has_a_runbook_section_in_the_docs() {
     for alert in ALERTS {
         let anchor = alert.to_lowercase();
         assert!(
-            rules.contains(&format!(
-                "runbook_url: docs/OBSERVABILITY.md#{anchor}\n"
-            )),
+            rules.contains(&format!("runbook_url: docs/OBSERVABILITY.md#{anchor}\n")),
             "{alert} has no runbook_url to docs/OBSERVABILITY.md#{anchor}"
         );
         assert!(
@@ -157,7 +155,11 @@ async fn every_dashboard_and_alert_expression_parses() {
         PanelQuery::Prometheus { expr, .. } => Some((target.to_string(), expr.clone())),
         PanelQuery::Sql { .. } => None,
     }));
-    assert!(expressions.len() > 40, "only {} expressions", expressions.len());
+    assert!(
+        expressions.len() > 40,
+        "only {} expressions",
+        expressions.len()
+    );
 
     let mut refused = Vec::new();
     for (what, expr) in &expressions {
@@ -198,8 +200,7 @@ async fn the_private_prometheus_scrapes_targets_and_fires_the_shipped_alerts() {
          tenancy_tenants_needing_reprocessing{service_name=\"migrator\",service_instance_id=\"m1\"} 2\n",
     );
     let prometheus =
-        PrivatePrometheus::start(&[ScrapeTarget::new("migrator", address)], &[alerts_file()])
-            .await;
+        PrivatePrometheus::start(&[ScrapeTarget::new("migrator", address)], &[alerts_file()]).await;
     prometheus
         .wait_for_targets_up(Duration::from_secs(30))
         .await;

@@ -231,8 +231,8 @@ impl Dashboard {
 
 /// The data sources a provisioning file defines: `(uid, type)` of each list entry.
 pub fn provisioned_datasources(file: &Path) -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(file)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+    let text =
+        std::fs::read_to_string(file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
     let mut entries: Vec<(String, String)> = Vec::new();
     // The column of an entry's keys: `  - name: x` puts them at the column after `- `.
     let mut key_column = None;
@@ -284,7 +284,10 @@ fn variable(json: &Value) -> Variable {
     let kind = json["type"].as_str().unwrap_or_default().to_owned();
     let value = if json["includeAll"].as_bool() == Some(true) {
         json["allValue"].as_str().unwrap_or(".*").to_owned()
-    } else if matches!(kind.as_str(), "custom" | "constant" | "textbox" | "interval") {
+    } else if matches!(
+        kind.as_str(),
+        "custom" | "constant" | "textbox" | "interval"
+    ) {
         json["query"]
             .as_str()
             .and_then(|q| q.split(',').next())
@@ -462,7 +465,10 @@ mod tests {
 
     #[test]
     fn a_variable_is_not_replaced_inside_a_longer_name() {
-        assert_eq!(replace_variable("$status $statuses", "status", "a"), "a $statuses");
+        assert_eq!(
+            replace_variable("$status $statuses", "status", "a"),
+            "a $statuses"
+        );
     }
 
     #[test]

@@ -24,9 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cluster::{
-    blocking, free_port, owner_tag, process_runs_in, signal, stale_dirs, tail,
-};
+use crate::cluster::{blocking, free_port, owner_tag, process_runs_in, signal, stale_dirs, tail};
 
 const DEFAULT_PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
 const DIR_PREFIX: &str = "tenancy-prom-";
@@ -285,7 +283,10 @@ impl PrivatePrometheus {
         let Ok(data) = self.api("/api/v1/targets?state=active").await else {
             return "(the targets API did not answer)".to_owned();
         };
-        let targets = data["activeTargets"].as_array().cloned().unwrap_or_default();
+        let targets = data["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if targets.is_empty() {
             return "none configured".to_owned();
         }
@@ -311,9 +312,8 @@ impl PrivatePrometheus {
         let (status, body) = blocking(move || http_get(port, &path))
             .await
             .map_err(QueryError::Transport)?;
-        let answer: Value = serde_json::from_str(&body).map_err(|e| {
-            QueryError::Transport(format!("HTTP {status}, not JSON ({e}): {body}"))
-        })?;
+        let answer: Value = serde_json::from_str(&body)
+            .map_err(|e| QueryError::Transport(format!("HTTP {status}, not JSON ({e}): {body}")))?;
         if answer["status"] == "success" {
             return Ok(answer["data"].clone());
         }
@@ -457,10 +457,8 @@ fn create_dir() -> PathBuf {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let random = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let dir =
-        std::env::temp_dir().join(format!("{DIR_PREFIX}{}-{n}-{random}", owner_tag()));
-    std::fs::create_dir_all(&dir)
-        .unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}-{n}-{random}", owner_tag()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
     dir
 }
 
@@ -622,7 +620,10 @@ mod tests {
             ],
             &[PathBuf::from("/x/alerts.yml")],
         );
-        assert!(config.contains("rule_files:\n  - \"/x/alerts.yml\"\n"), "{config}");
+        assert!(
+            config.contains("rule_files:\n  - \"/x/alerts.yml\"\n"),
+            "{config}"
+        );
         assert!(
             config.contains("job_name: \"migrator\"\n    metrics_path: /metrics\n    static_configs:\n      - targets: [\"127.0.0.1:1\", \"127.0.0.1:3\"]"),
             "{config}"
