@@ -12,14 +12,22 @@ DO $$
 BEGIN
     CREATE ROLE grafana_reader LOGIN;
 EXCEPTION
-    -- Roles belong to the whole server: another platform database may have created it already.
-    WHEN duplicate_object THEN NULL;
+    -- Roles belong to the whole server: another platform database may have created it already
+    -- (unique_violation: at the same moment).
+    WHEN duplicate_object OR unique_violation THEN NULL;
 END
 $$;
 
 -- Even a grant given by mistake later cannot make it write.
 ALTER ROLE grafana_reader SET default_transaction_read_only = on;
 
+-- Once the first tenant has storage on this server, the platform database is closed to PUBLIC
+-- (CONNECT and schema public): every role that reads it needs its own grants.
+DO $$
+BEGIN
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO grafana_reader', current_database());
+END
+$$;
 GRANT USAGE ON SCHEMA public TO grafana_reader;
 GRANT SELECT ON deploys, deploy_tenants TO grafana_reader;
 GRANT SELECT (id, slug, status, isolation, plan, schema_version, created_at, updated_at,
