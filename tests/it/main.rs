@@ -10,6 +10,7 @@ mod deploy_records;
 mod dlq;
 mod faults;
 mod fleet_metrics;
+mod observability_stack;
 mod personal_data;
 mod provisioning;
 mod provisioning_faults;

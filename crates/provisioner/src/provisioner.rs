@@ -51,7 +51,7 @@ const TOTAL_SECONDS: [f64; 15] = [
 impl Metrics {
     fn new() -> Self {
         let meter = shared::telemetry::meter();
-        Metrics {
+        let metrics = Metrics {
             step_duration: meter
                 .f64_histogram("tenancy.provisioning.step.duration")
                 .with_unit("s")
@@ -71,7 +71,14 @@ impl Metrics {
                 .with_unit("{tenant}")
                 .with_description("tenants whose provisioning ended, by outcome (active, failed)")
                 .build(),
+        };
+        // Both outcomes show from the start at 0: Prometheus's rate() ignores the value a series
+        // is first seen with, so a `failed` series born at 1 would hide this process's first
+        // failure from the failure-rate alert.
+        for outcome in ["active", "failed"] {
+            metrics.tenants.add(0, &[KeyValue::new("outcome", outcome)]);
         }
+        metrics
     }
 }
 

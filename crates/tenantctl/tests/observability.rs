@@ -11,8 +11,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
 use testkit::ScratchDir;
+use testkit::dashboards::{self, PanelQuery, PanelTarget};
 use testkit::pg::TestDatabase;
+use testkit::prometheus::{AlertState, PrivatePrometheus, ScrapeTarget};
 use uuid::Uuid;
 
 const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -365,4 +368,222 @@ async fn metrics_show_the_failed_tenants_the_deploy_and_the_queues() {
             .sum()
     };
     assert_eq!(failed_tenants, 1.0, "one tenant failed to provision");
+}
+
+/// The role `deploy/grafana/platform-reader.sql` creates, which Grafana's `platform` data
+/// source connects as.
+const GRAFANA_ROLE: &str = "grafana_reader";
+
+/// The alerts about the scenario's failing tenants, which must fire.
+const FIRING: [&str; 3] = [
+    "TenancyProvisioningFailureRateHigh",
+    "TenancyDeadLetters",
+    "TenancyTenantsNeedReprocessing",
+];
+
+/// The alerts nothing in the scenario is about, which must stay quiet: no false alarms.
+const QUIET: [&str; 4] = [
+    "TenancyTenantStuckProvisioning",
+    "TenancyDeployStalled",
+    "TenancyBrokerDisconnected",
+    "TenancyTargetDown",
+];
+
+/// How long a query may take to show data once the scenario is over: a few census intervals
+/// and scrapes (1 s each).
+const DATA_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The shipped alert rules with every `for:` set to 0s, written into `dir`: an alert fires at
+/// the first evaluation that finds its condition, so the test need not wait minutes.
+fn alerts_firing_at_once(dir: &Path) -> PathBuf {
+    let shipped = testkit::workspace_path("deploy/prometheus/alerts.yml");
+    let text =
+        std::fs::read_to_string(&shipped).unwrap_or_else(|e| panic!("{}: {e}", shipped.display()));
+    let mut rewritten = 0;
+    let copy: String = text
+        .lines()
+        .map(|line| {
+            let key = line.trim_start();
+            if key.starts_with("for: ") {
+                rewritten += 1;
+                format!("{}for: 0s\n", &line[..line.len() - key.len()])
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    assert!(rewritten > 0, "no `for:` in {}", shipped.display());
+    let file = dir.join("alerts.yml");
+    std::fs::write(&file, copy).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    file
+}
+
+/// Runs the shipped `platform-reader.sql` on the system's platform database. Roles belong to the
+/// server, and tests in other processes may grant to the same role at the same moment
+/// ("tuple concurrently updated"): a failed attempt is tried again.
+async fn create_grafana_role(database: &TestDatabase) {
+    let file = testkit::workspace_path("deploy/grafana/platform-reader.sql");
+    let script =
+        std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let mut last_error = String::new();
+    for _ in 0..5 {
+        let mut conn = database.connect().await;
+        match sqlx::raw_sql(AssertSqlSafe(script.clone()))
+            .execute(&mut conn)
+            .await
+        {
+            Ok(_) => return,
+            Err(e) => last_error = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{}: {last_error}", file.display());
+}
+
+/// Each Prometheus panel target that still returns no sample after [`DATA_TIMEOUT`], with what
+/// Prometheus said.
+async fn prometheus_panels_without_data(
+    prometheus: &PrivatePrometheus,
+    targets: &[&PanelTarget],
+) -> Vec<String> {
+    let deadline = Instant::now() + DATA_TIMEOUT;
+    let mut waiting: Vec<(&PanelTarget, String)> = targets
+        .iter()
+        .map(|target| (*target, "not asked yet".to_owned()))
+        .collect();
+    while !waiting.is_empty() {
+        let mut still = Vec::new();
+        for (target, _) in waiting {
+            match prometheus.query(target.query.evaluated()).await {
+                Ok(samples) if !samples.is_empty() => {}
+                Ok(_) => still.push((target, "no sample".to_owned())),
+                Err(e) => still.push((target, e.to_string())),
+            }
+        }
+        waiting = still;
+        if waiting.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    waiting
+        .into_iter()
+        .map(|(target, why)| {
+            format!(
+                "{target}\n  evaluated as `{}`\n  {why}",
+                target.query.evaluated()
+            )
+        })
+        .collect()
+}
+
+/// Each SQL panel target that fails or returns no row as Grafana's role on `database`.
+async fn sql_panels_without_data(database: &TestDatabase, targets: &[&PanelTarget]) -> Vec<String> {
+    let mut grafana = database
+        .options()
+        .username(GRAFANA_ROLE)
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connecting as {GRAFANA_ROLE}: {e}"));
+    let mut failed = Vec::new();
+    for target in targets {
+        let result = sqlx::raw_sql(AssertSqlSafe(target.query.evaluated().to_owned()))
+            .fetch_all(&mut grafana)
+            .await;
+        match result {
+            Ok(rows) if !rows.is_empty() => {}
+            Ok(_) => failed.push(format!("{target}\n  returned no row")),
+            Err(e) => failed.push(format!(
+                "{target}\n  evaluated as {}\n  {e}",
+                target.query.evaluated()
+            )),
+        }
+    }
+    let _ = grafana.close().await;
+    failed
+}
+
+/// The shipped stack against the scenario: a private Prometheus scrapes `tenantctl up` and
+/// evaluates the shipped alerts (`for:` 0s); afterwards every dashboard panel has data, every
+/// SQL panel runs as Grafana's read-only role, and exactly the alerts about the failing tenants
+/// fire. RabbitMQ's own endpoint (:15692) is not scraped: no panel may need it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_panel_has_data_and_the_alerts_about_the_failing_tenants_fire() {
+    let targets = dashboards::all_targets(&dashboards::shipped_dashboards_dir());
+    let (promql, sql): (Vec<&PanelTarget>, Vec<&PanelTarget>) = targets
+        .iter()
+        .partition(|t| matches!(t.query, PanelQuery::Prometheus { .. }));
+    assert!(
+        promql.len() > 30 && sql.len() >= 3,
+        "{} PromQL and {} SQL targets",
+        promql.len(),
+        sql.len()
+    );
+    let on_rabbitmq: Vec<String> = promql
+        .iter()
+        .filter(|t| t.query.raw().contains("rabbitmq_"))
+        .map(|t| t.to_string())
+        .collect();
+    assert!(
+        on_rabbitmq.is_empty(),
+        "panels that need RabbitMQ's own metrics (plugin rabbitmq_prometheus):\n{}",
+        on_rabbitmq.join("\n")
+    );
+
+    let system = System::start().await;
+    create_grafana_role(system.database()).await;
+    let rules_dir = ScratchDir::new();
+    let prometheus = PrivatePrometheus::start(
+        &[ScrapeTarget::new("tenantctl", system.metrics.clone())],
+        &[alerts_firing_at_once(rules_dir.path())],
+    )
+    .await;
+    prometheus
+        .wait_for_targets_up(Duration::from_secs(30))
+        .await;
+
+    system.run_the_scenario().await;
+
+    let mut missing = prometheus_panels_without_data(&prometheus, &promql).await;
+    missing.extend(sql_panels_without_data(system.database(), &sql).await);
+    assert!(
+        missing.is_empty(),
+        "{} of {} panel targets show nothing after the scenario:\n{}",
+        missing.len(),
+        targets.len(),
+        missing.join("\n")
+    );
+
+    for alert in FIRING {
+        let rule = prometheus
+            .wait_for_alert(alert, &[AlertState::Firing], DATA_TIMEOUT)
+            .await;
+        assert_eq!(rule.health, "ok", "{rule:#?}");
+    }
+    let dead_letters = prometheus
+        .rules()
+        .await
+        .into_iter()
+        .find(|rule| rule.name == "TenancyDeadLetters")
+        .unwrap_or_else(|| panic!("TenancyDeadLetters is loaded"));
+    let queues: Vec<&str> = dead_letters
+        .alerts
+        .iter()
+        .filter_map(|labels| labels.get("queue").map(String::as_str))
+        .collect();
+    for queue in [
+        "migrator.migrate-tenant.dlq",
+        "provisioner.tenant-registered.dlq",
+    ] {
+        assert!(
+            queues.contains(&queue),
+            "TenancyDeadLetters fires for {queues:?}, not {queue}"
+        );
+    }
+    for rule in prometheus.rules().await {
+        if QUIET.contains(&rule.name.as_str()) {
+            assert_eq!(rule.state, AlertState::Inactive, "{rule:#?}");
+            assert_eq!(rule.health, "ok", "{rule:#?}");
+        }
+    }
 }

@@ -14,12 +14,17 @@
 //!   disconnect servers without disturbing the tests running beside them.
 //! - [`otlp::OtlpReceiver`]: a local OTLP collector (HTTP and gRPC, plain or TLS) that records
 //!   what a service exports.
+//! - [`prometheus::PrivatePrometheus`]: a Prometheus of the test's own scraping the given
+//!   targets with the given rule files; [`prometheus::promtool`].
+//! - [`dashboards`]: the shipped Grafana dashboards' panel targets, ready to evaluate.
 
 pub mod bench;
 pub mod broker;
 pub mod cluster;
+pub mod dashboards;
 pub mod otlp;
 pub mod pg;
+pub mod prometheus;
 pub mod publisher;
 pub mod service_cli;
 
@@ -34,6 +39,13 @@ use engine::{MigrationSet, SetKind};
 /// Prefix of everything the test kit names after a process (databases, tenant slugs), so a later
 /// run can tell leftovers of dead processes from the work of live ones.
 pub const TEST_PREFIX: &str = "tt_";
+
+/// `relative` inside this workspace (e.g. `deploy/prometheus/alerts.yml`).
+pub fn workspace_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative)
+}
 
 /// A tenant slug unique to this process and call: `tt_<pid>_<n><random>`.
 pub fn unique_slug() -> TenantSlug {
