@@ -336,11 +336,15 @@ async fn run_in_every_schema(
 }
 
 /// The built-in platform set, the first `versions` versions of the tenant set (1 and 2 as
-/// above, then one small table each), no seeds.
+/// above, then one small table each), no seeds and no administrator.
 fn write_sets(dir: &Path, versions: usize) -> BenchResult<()> {
     let platform = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/platform");
     testkit::copy_dir(&platform, &dir.join("platform"))?;
     std::fs::create_dir_all(dir.join("tenant-seeds/sqlite"))?;
+    std::fs::write(
+        dir.join("tenant-seeds/admin_user.sql"),
+        "-- The benchmark's tenants have no administrator.\n",
+    )?;
     let mut tenant = vec![
         (
             V1.to_owned(),
