@@ -341,10 +341,12 @@ fn write_sets(dir: &Path, versions: usize) -> BenchResult<()> {
     let platform = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/platform");
     testkit::copy_dir(&platform, &dir.join("platform"))?;
     std::fs::create_dir_all(dir.join("tenant-seeds/sqlite"))?;
-    std::fs::write(
-        dir.join("tenant-seeds/admin_user.sql"),
-        "-- The benchmark's tenants have no administrator.\n",
-    )?;
+    for seeds in ["tenant-seeds", "tenant-seeds/sqlite"] {
+        std::fs::write(
+            dir.join(seeds).join("admin_user.sql"),
+            "-- The benchmark's tenants have no administrator.\n",
+        )?;
+    }
     let mut tenant = vec![
         (
             V1.to_owned(),
