@@ -163,8 +163,11 @@ impl PlatformDb {
     }
 
     /// Records how a step ended, counting `attempts` more attempts (more than one when earlier
-    /// attempts could not be recorded); returns how many it has had. The record need not wait
-    /// for the WAL flush: losing it in a crash only means the (idempotent) step runs again.
+    /// attempts could not be recorded); returns how many it has had. The record of a step
+    /// before the last need not wait for the WAL flush: losing it in a crash only means the
+    /// (idempotent) step runs again, and the next step's durable commit flushes it anyway. The
+    /// last step's record waits: after it the registration is acknowledged and nothing runs
+    /// again, so a record lost then would leave an active tenant whose `activate` reads failed.
     ///
     /// # Errors
     /// A database error.
@@ -179,9 +182,11 @@ impl PlatformDb {
     ) -> Result<i32, StoreError> {
         let pool = self.postgres()?;
         let mut transaction = pool.begin().await?;
-        sqlx::query("SET LOCAL synchronous_commit TO off")
-            .execute(&mut *transaction)
-            .await?;
+        if step != Step::Activate {
+            sqlx::query("SET LOCAL synchronous_commit TO off")
+                .execute(&mut *transaction)
+                .await?;
+        }
         let attempts: i32 = sqlx::query_scalar(
             "INSERT INTO provisioning_steps (tenant_id, step, status, attempts, last_error, started_at, finished_at, duration_ms, updated_at)
              VALUES ($1, $2, $3, $7, $4, $5, now(), $6, now())
