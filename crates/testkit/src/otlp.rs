@@ -69,7 +69,7 @@ pub enum Signal {
 pub struct Received {
     pub transport: Transport,
     pub signal: Signal,
-    /// [`HEADERS_OF_INTEREST`] and every `x-…` header, names in lower case.
+    /// `HEADERS_OF_INTEREST` and every `x-…` header, names in lower case.
     pub headers: BTreeMap<String, String>,
     /// `service.name` of every resource in the request.
     pub service_names: Vec<String>,
