@@ -4,8 +4,7 @@
 //! dashboard query must return data, every SQL panel must run on the platform database as
 //! Grafana's read-only role, and the alerts about the failing tenants must fire.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpStream;
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -99,7 +98,10 @@ impl System {
         let address = system.metrics.clone();
         testkit::wait_until(Duration::from_secs(60), "tenantctl up is ready", || {
             let address = address.clone();
-            async move { http_get(&address, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) }
+            async move {
+                testkit::http_get(&address, "/readyz")
+                    .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+            }
         })
         .await;
         system
@@ -291,16 +293,6 @@ fn latest_of(dir: &Path) -> String {
         .unwrap_or_else(|| panic!("no migration in {}", dir.display()))
 }
 
-fn http_get(address: &str, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(address).ok()?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
-}
-
 fn text(output: &Output) -> String {
     format!(
         "{}{}",
@@ -319,7 +311,7 @@ async fn metrics_show_the_failed_tenants_the_deploy_and_the_queues() {
     let sample = |name: &'static str, labels: &'static [&'static str]| {
         let metrics = metrics.clone();
         async move {
-            let text = http_get(&metrics, "/metrics").unwrap_or_default();
+            let text = testkit::http_get(&metrics, "/metrics").unwrap_or_default();
             text.lines()
                 .filter(|line| line.starts_with(name) && line[name.len()..].starts_with('{'))
                 .find(|line| labels.iter().all(|label| line.contains(label)))
@@ -361,7 +353,7 @@ async fn metrics_show_the_failed_tenants_the_deploy_and_the_queues() {
         .await;
     }
     let failed_tenants: f64 = {
-        let text = http_get(&metrics, "/metrics").unwrap_or_default();
+        let text = testkit::http_get(&metrics, "/metrics").unwrap_or_default();
         text.lines()
             .filter(|l| l.starts_with("tenancy_tenants{") && l.contains("status=\"failed\""))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

@@ -1,8 +1,7 @@
 //! The quick start, as a new user runs it: `tenantctl up`, publish an event, see it in
 //! `tenantctl audit`, stop with SIGTERM.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -10,16 +9,6 @@ use std::time::{Duration, Instant};
 use testkit::pg::TestDatabase;
 
 const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-fn http_get(address: &str, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(address).ok()?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_then_publish_then_audit_then_sigterm() {
@@ -76,7 +65,9 @@ async fn up_then_publish_then_audit_then_sigterm() {
     };
     testkit::wait_until(Duration::from_secs(30), "tenantctl up is ready", || {
         let address = address.clone();
-        async move { http_get(&address, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) }
+        async move {
+            testkit::http_get(&address, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+        }
     })
     .await;
 

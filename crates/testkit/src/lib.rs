@@ -47,6 +47,19 @@ pub fn workspace_path(relative: &str) -> PathBuf {
         .join(relative)
 }
 
+/// `GET path` from a service's health port (`host:port`), as one HTTP/1.1 request on a fresh
+/// connection: the whole response (status line, headers, body), or `None` when nothing answers.
+pub fn http_get(address: &str, path: &str) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
 /// A tenant slug unique to this process and call: `tt_<pid>_<n><random>`.
 pub fn unique_slug() -> TenantSlug {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
