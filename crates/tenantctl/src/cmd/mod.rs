@@ -6,6 +6,7 @@ mod connect;
 mod deploy;
 mod dlq;
 mod event;
+mod healthcheck;
 mod migrations;
 mod operator;
 mod progress;
@@ -79,6 +80,10 @@ enum Command {
     /// Every tenant with its state, schema version and pending migrations (and the platform's).
     #[command(after_long_help = migrations::STATUS_EXAMPLES)]
     Status(migrations::StatusArgs),
+    /// Ask a running process's health port whether it is ready (exit 0) or not (exit 1): a
+    /// container's health check.
+    #[command(after_long_help = healthcheck::EXAMPLES)]
+    Healthcheck(healthcheck::Args),
     /// Print a shell completion script for bash, zsh or fish.
     #[command(after_long_help = COMPLETIONS_EXAMPLES)]
     Completions {
@@ -106,6 +111,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = match cli.command {
         // `up` sets up the services' telemetry itself.
         Command::Up(args) => return up::run(args).await,
+        Command::Healthcheck(args) => return Ok(healthcheck::run(&args)),
         Command::Completions { shell } => {
             // Generated into memory first: the generator panics on a closed pipe.
             let mut script = Vec::new();
@@ -127,7 +133,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let span = shared::telemetry::command_span(&format!("tenantctl {}", command.name()));
     let outcome = async move {
         match command {
-            Command::Up(_) | Command::Completions { .. } => unreachable!("handled above"),
+            Command::Up(_) | Command::Healthcheck(_) | Command::Completions { .. } => {
+                unreachable!("handled above")
+            }
             Command::Audit(args) => audit::run(args).await,
             Command::Deploy(args) => deploy::run(args).await,
             Command::Rollback(args) => rollback::run(args).await,
@@ -158,6 +166,7 @@ impl Command {
             Command::Migrations(_) => "migrations",
             Command::Tenant(_) => "tenant",
             Command::Status(_) => "status",
+            Command::Healthcheck(_) => "healthcheck",
             Command::Completions { .. } => "completions",
         }
     }
