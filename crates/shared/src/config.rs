@@ -9,7 +9,7 @@
 //! | `TENANCY_NAMESPACE` | namespace of every exchange and queue: names are `<namespace>.<name>` | empty |
 //! | `MIGRATIONS_DIR` | overrides the built-in migrations (`platform/`, `tenant/`, `tenant-seeds/`) | built in |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT` (and `_TRACES_`/`_METRICS_`), `_PROTOCOL`, `OTEL_SDK_DISABLED`, `OTEL_SERVICE_NAME` | OpenTelemetry export ([`OtelConfig`]); no endpoint = none. The other `OTEL_*` variables are read by the SDK itself | unset |
-//! | `HEALTH_ADDR` | where a service serves `/healthz` and `/readyz` (not part of the contract) | `127.0.0.1:8080` |
+//! | `HEALTH_ADDR` | where a service serves `/healthz`, `/readyz` and `/metrics` (not part of the contract) | `127.0.0.1:8080` |
 //! | `MIGRATOR_CONCURRENCY` | commands one migrator process handles at once (and its prefetch) (not part of the contract) | `64` |
 //! | `MIGRATOR_SERVER_SLOTS` | migrations running at once on one tenant server across every migrator; also each process's pool there (not part of the contract) | `16` |
 //! | `LOG_FORMAT` | `auto` (human on a terminal, JSON otherwise), `human` or `json` (not part of the contract) | `auto` |

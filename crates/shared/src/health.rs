@@ -43,7 +43,7 @@ impl Health {
     }
 }
 
-/// Binds `address` and serves `/healthz` and `/readyz` on it in a task until `shutdown`.
+/// Binds `address` and serves `/healthz`, `/readyz` and `/metrics` on it in a task until `shutdown`.
 ///
 /// # Errors
 /// The address cannot be bound (in use, not local).
@@ -62,7 +62,7 @@ pub async fn spawn(
     Ok(tokio::spawn(serve(listener, health, shutdown)))
 }
 
-/// Serves `/healthz` and `/readyz` on `listener` until `shutdown`.
+/// Serves `/healthz`, `/readyz` and `/metrics` on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, health: Health, shutdown: CancellationToken) {
     loop {
         let accepted = tokio::select! {

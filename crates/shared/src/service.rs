@@ -244,7 +244,7 @@ pub const ENVIRONMENT_HELP: &str = "Environment (docs/CONFIG.md):
   AMQP_URL                     RabbitMQ [default: amqp://guest:guest@127.0.0.1:5672/%2f]
   TENANCY_NAMESPACE            prefix of every exchange and queue name
   MIGRATIONS_DIR               migration sets replacing the ones built in
-  HEALTH_ADDR                  where /healthz and /readyz are served [default: 127.0.0.1:8080]
+  HEALTH_ADDR                  where /healthz, /readyz and /metrics are served [default: 127.0.0.1:8080]
   LOG_FORMAT, RUST_LOG         log format (auto, human, json) and filter
   OTEL_EXPORTER_OTLP_ENDPOINT  where traces and metrics go, http(s):// (none: no export)
   OTEL_EXPORTER_OTLP_PROTOCOL  http/protobuf or grpc; OTEL_EXPORTER_OTLP_HEADERS, OTEL_SDK_DISABLED,
@@ -269,7 +269,7 @@ pub struct Launch {
     pub telemetry_name: &'static str,
     /// Names its broker connection and the CloudEvents `source` of what it publishes.
     pub process: &'static str,
-    /// Where `/healthz` and `/readyz` are served [default: `HEALTH_ADDR`].
+    /// Where `/healthz`, `/readyz` and `/metrics` are served [default: `HEALTH_ADDR`].
     pub health_addr: Option<SocketAddr>,
     pub platform_schema: PlatformSchema,
 }

@@ -50,8 +50,8 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the whole system in this process (for development and the quick start): apply the
-    /// platform migrations, declare the RabbitMQ topology, run the services, serve /healthz and
-    /// /readyz. Stops cleanly on Ctrl-C or SIGTERM.
+    /// platform migrations, declare the RabbitMQ topology, run the services, serve /healthz,
+    /// /readyz and /metrics. Stops cleanly on Ctrl-C or SIGTERM.
     #[command(after_long_help = up::EXAMPLES)]
     Up(up::Args),
     /// Print the audit trail, newest first.

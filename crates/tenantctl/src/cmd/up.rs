@@ -13,7 +13,7 @@ pub const EXAMPLES: &str = "Examples:
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Address of /healthz and /readyz [default: $HEALTH_ADDR, else 127.0.0.1:8080].
+    /// Address of /healthz, /readyz and /metrics [default: $HEALTH_ADDR, else 127.0.0.1:8080].
     #[arg(long)]
     health_addr: Option<SocketAddr>,
     /// Run only these services (comma-separated), e.g. `--only migrator` for a process per
