@@ -139,3 +139,173 @@ fn every_variable_the_compose_file_sets_is_read_by_the_services() {
         "no service variable found in docker-compose.yml"
     );
 }
+
+/// Every `.rs` file under `dir`, concatenated: where the variables the services read are named.
+fn sources(dir: &Path, into: &mut String) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+        if path.is_dir() {
+            sources(&path, into);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            into.push_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}")));
+        }
+    }
+}
+
+/// The documents of a YAML file, as JSON (through Python's yaml, which kubernetes-validate
+/// brings).
+fn yaml_documents(path: &Path) -> Vec<serde_json::Value> {
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))",
+        ])
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("python3: {e}"));
+    assert!(
+        output.status.success(),
+        "{}: {} (PyYAML comes with kubernetes-validate, which .ci/run installs)",
+        path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn the_kubernetes_manifests_validate_and_run_what_the_code_has() {
+    let base = repository().join("deploy/kubernetes/base");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&base)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|entry| entry.unwrap_or_else(|e| panic!("{e}")).path())
+        .filter(|path| path.file_name().is_some_and(|n| n != "kustomization.yaml"))
+        .collect();
+    files.sort();
+
+    // Against the Kubernetes schemas, unknown fields refused (KEDA's kinds have no schema there).
+    let validated = Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet"])
+        .args(&files)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("kubernetes-validate ({e}): `pip install kubernetes-validate` (.ci/run does)")
+        });
+    assert!(
+        validated.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&validated.stdout),
+        String::from_utf8_lossy(&validated.stderr)
+    );
+
+    // The kustomization lists every file of the base.
+    let kustomization = yaml_documents(&base.join("kustomization.yaml"));
+    let mut listed: Vec<String> = kustomization[0]["resources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no resources"))
+        .iter()
+        .filter_map(|r| r.as_str().map(str::to_owned))
+        .collect();
+    listed.sort();
+    let mut present: Vec<String> = files
+        .iter()
+        .filter_map(|f| Some(f.file_name()?.to_string_lossy().into_owned()))
+        .collect();
+    present.sort();
+    assert_eq!(
+        listed, present,
+        "kustomization.yaml lists every manifest of the base"
+    );
+
+    let mut code = String::new();
+    for dir in ["crates/shared/src", "crates/tenantctl/src"] {
+        sources(&repository().join(dir), &mut code);
+    }
+    let read_by_the_services = |name: &str| code.contains(&format!("\"{name}\""));
+    let binaries = ["tenantctl", "provisioner", "migrator", "auditor"];
+    let mut containers = 0;
+    for file in &files {
+        for document in yaml_documents(file) {
+            if document["kind"] == "ConfigMap" {
+                for key in document["data"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k)
+                {
+                    assert!(
+                        read_by_the_services(key),
+                        "{}: {key} is read by no service",
+                        file.display()
+                    );
+                }
+            }
+            let pod = &document["spec"]["template"]["spec"];
+            for container in pod["containers"].as_array().into_iter().flatten() {
+                containers += 1;
+                let command: Vec<&str> = container["command"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.as_str())
+                    .collect();
+                let program = command.first().copied().unwrap_or_default();
+                assert!(
+                    binaries.contains(&program),
+                    "{}: runs {program:?}, not a binary of the image",
+                    file.display()
+                );
+                if program == "tenantctl" {
+                    let help = Command::new(env!("CARGO_BIN_EXE_tenantctl"))
+                        .args(&command[1..])
+                        .arg("--help")
+                        .output()
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    assert!(
+                        help.status.success(),
+                        "{}: `{}` is not a command",
+                        file.display(),
+                        command.join(" ")
+                    );
+                }
+                let mut health_port = None;
+                for variable in container["env"].as_array().into_iter().flatten() {
+                    let name = variable["name"].as_str().unwrap_or_default();
+                    assert!(
+                        read_by_the_services(name),
+                        "{}: {name} is read by no service",
+                        file.display()
+                    );
+                    if name == "HEALTH_ADDR" {
+                        health_port = variable["value"]
+                            .as_str()
+                            .and_then(|v| v.rsplit(':').next())
+                            .and_then(|p| p.parse::<u64>().ok());
+                    }
+                }
+                for probe in ["readinessProbe", "livenessProbe"] {
+                    let path = container[probe]["httpGet"]["path"].as_str();
+                    if let Some(path) = path {
+                        assert!(
+                            ["/readyz", "/healthz"].contains(&path),
+                            "{}: probe {path}",
+                            file.display()
+                        );
+                    }
+                }
+                if let Some(port) = container["ports"][0]["containerPort"].as_u64() {
+                    assert_eq!(
+                        health_port,
+                        Some(port),
+                        "{}: the container port is HEALTH_ADDR's",
+                        file.display()
+                    );
+                    assert!(
+                        container["readinessProbe"].is_object()
+                            && container["livenessProbe"].is_object()
+                    );
+                }
+            }
+        }
+    }
+    assert!(containers >= 4, "three services and the deploy job");
+}
