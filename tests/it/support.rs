@@ -26,11 +26,7 @@ pub const SHARED_BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// A namespace no other test (or earlier run) uses.
 pub fn unique_namespace() -> String {
-    format!(
-        "tt{}-{}",
-        std::process::id(),
-        &Uuid::new_v4().simple().to_string()[..8]
-    )
+    testkit::unique_namespace()
 }
 
 pub struct Env {

@@ -32,11 +32,7 @@ struct Fleet {
 impl Fleet {
     async fn with_one_event() -> Self {
         let database = TestDatabase::create().await;
-        let namespace = format!(
-            "tt{}-{}",
-            std::process::id(),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        let namespace = testkit::unique_namespace();
         let values = HashMap::from([
             ("DATABASE_URL", database.url()),
             ("AMQP_URL", BROKER.to_owned()),

@@ -47,11 +47,7 @@ async fn stored(database_url: &str) -> HashMap<uuid::Uuid, i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_stream_loses_nothing_and_stores_nothing_twice() {
     let database = TestDatabase::create().await;
-    let namespace = format!(
-        "tt{}-{}",
-        std::process::id(),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    let namespace = testkit::unique_namespace();
     let values = HashMap::from([
         ("DATABASE_URL", database.url()),
         ("AMQP_URL", BROKER.to_owned()),

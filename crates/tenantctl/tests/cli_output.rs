@@ -5,6 +5,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Output, Stdio};
 
 use engine::{Catalog, Engine, EngineOptions, PgSchemaBackend, Target};
+use testkit::output_text as text;
 use testkit::pg::TestDatabase;
 
 fn tenantctl(args: &[&str]) -> Command {
@@ -15,14 +16,6 @@ fn tenantctl(args: &[&str]) -> Command {
         .env_remove("NO_COLOR")
         .env_remove("CLICOLOR_FORCE");
     command
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// A platform database of the test's own, migrated, with `events` rows in its audit trail.

@@ -17,6 +17,7 @@ use shared::config::Config;
 use shared::service::Context;
 use tenantctl::dead_letters::DeadLetterQueue;
 use testkit::ScratchDir;
+use testkit::output_text as text;
 use testkit::pg::TestDatabase;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -83,11 +84,7 @@ impl Fleet {
     async fn new(count: usize, extra: &[(&str, &str, Option<&str>)]) -> Fleet {
         shared::telemetry::init_for_tests();
         let database = TestDatabase::create().await;
-        let namespace = format!(
-            "tt{}-{}",
-            std::process::id(),
-            &Uuid::new_v4().simple().to_string()[..8]
-        );
+        let namespace = testkit::unique_namespace();
         let sets = sets_with(extra);
         let config = config(&database.url(), &namespace, Some(sets.path()));
         let ctx = Context::connect(config, "deploy-test", &CancellationToken::new())
@@ -253,14 +250,6 @@ fn json_lines(output: &Output) -> Vec<serde_json::Value> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

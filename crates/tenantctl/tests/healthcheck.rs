@@ -4,6 +4,7 @@
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use testkit::output_text as text;
 use testkit::pg::TestDatabase;
 
 const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -11,11 +12,7 @@ const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_while_the_process_is_ready_and_unhealthy_once_it_stopped() {
     let database = TestDatabase::create().await;
-    let namespace = format!(
-        "tt{}-{}",
-        std::process::id(),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    let namespace = testkit::unique_namespace();
     // A free port, listened on every interface, as in a container.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -96,12 +93,4 @@ async fn healthy_while_the_process_is_ready_and_unhealthy_once_it_stopped() {
     );
 
     testkit::broker::delete_topology_now(BROKER, &namespace);
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }

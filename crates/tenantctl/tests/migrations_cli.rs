@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 use domain::tenant::TenantSlug;
 use engine::{Catalog, Engine, EngineOptions, MigrationBackend, PgSchemaBackend, Target};
 use testkit::ScratchDir;
+use testkit::output_text as text;
 use testkit::pg::TestDatabase;
 
 fn tenantctl(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -21,14 +22,6 @@ fn tenantctl(args: &[&str], env: &[(&str, &str)]) -> Output {
     command
         .output()
         .unwrap_or_else(|e| panic!("running tenantctl: {e}"))
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// A copy of the repository's migration sets to modify.

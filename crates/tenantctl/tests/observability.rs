@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
 use testkit::ScratchDir;
 use testkit::dashboards::{self, PanelQuery, PanelTarget};
+use testkit::output_text as text;
 use testkit::pg::TestDatabase;
 use testkit::prometheus::{AlertState, PrivatePrometheus, ScrapeTarget};
 use uuid::Uuid;
@@ -291,14 +292,6 @@ fn latest_of(dir: &Path) -> String {
     versions
         .pop()
         .unwrap_or_else(|| panic!("no migration in {}", dir.display()))
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// The scenario alone, its outcome read from `/metrics`: the services' view, before any

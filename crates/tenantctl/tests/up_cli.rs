@@ -13,11 +13,7 @@ const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_then_publish_then_audit_then_sigterm() {
     let database = TestDatabase::create().await;
-    let namespace = format!(
-        "tt{}-{}",
-        std::process::id(),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    let namespace = testkit::unique_namespace();
     let env = [
         ("DATABASE_URL", database.url()),
         ("AMQP_URL", BROKER.to_owned()),

@@ -60,6 +60,25 @@ pub fn http_get(address: &str, path: &str) -> Option<String> {
     Some(response)
 }
 
+/// A RabbitMQ namespace (`TENANCY_NAMESPACE`) no other test, and no earlier run, uses:
+/// `tt<pid>-<random>`.
+pub fn unique_namespace() -> String {
+    format!(
+        "tt{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// A finished command's stdout then stderr, for assertions and their messages.
+pub fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// A tenant slug unique to this process and call: `tt_<pid>_<n><random>`.
 pub fn unique_slug() -> TenantSlug {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
