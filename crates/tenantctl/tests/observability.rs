@@ -59,24 +59,13 @@ impl System {
             .unwrap_or_else(|e| panic!("{e}"));
         }
         let suffix = Uuid::new_v4().simple().to_string()[..6].to_owned();
-        let mut system = System {
-            database: Some(database),
-            sets,
-            namespace: format!("tt{}-{suffix}", std::process::id()),
-            up: Command::new("true")
-                .spawn()
-                .unwrap_or_else(|e| panic!("{e}")),
-            metrics: String::new(),
-            suffix,
-        };
-        let mut up = system
-            .command(&["up"])
+        let namespace = format!("tt{}-{suffix}", std::process::id());
+        let mut up = tenantctl(&database.url(), &namespace, sets.path(), &["up"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("{e}"));
         let stderr = up.stderr.take().unwrap_or_else(|| panic!("piped"));
-        system.up = up;
         let (lines, logged) = mpsc::channel::<String>();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -84,7 +73,7 @@ impl System {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(60);
-        system.metrics = loop {
+        let metrics = loop {
             let line = logged
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .unwrap_or_else(|_| panic!("tenantctl up logged no health address"));
@@ -96,6 +85,14 @@ impl System {
         };
         // Keep draining the log so the process never blocks on a full pipe.
         std::thread::spawn(move || while logged.recv().is_ok() {});
+        let system = System {
+            database: Some(database),
+            sets,
+            namespace,
+            up,
+            metrics,
+            suffix,
+        };
         let address = system.metrics.clone();
         testkit::wait_until(Duration::from_secs(60), "tenantctl up is ready", || {
             let address = address.clone();
@@ -109,24 +106,12 @@ impl System {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tenantctl"));
-        command.args(args);
-        for (key, value) in [
-            ("DATABASE_URL", self.database().url()),
-            ("AMQP_URL", BROKER.to_owned()),
-            ("TENANCY_NAMESPACE", self.namespace.clone()),
-            ("MIGRATIONS_DIR", self.sets.path().display().to_string()),
-            ("HEALTH_ADDR", "127.0.0.1:0".to_owned()),
-            ("LOG_FORMAT", "json".to_owned()),
-            ("RUST_LOG", "info".to_owned()),
-            ("TENANCY_OPERATOR", "sre-test".to_owned()),
-            // Metrics and the fleet census every second, so the scenario is seen at once.
-            ("OTEL_METRIC_EXPORT_INTERVAL", "1000".to_owned()),
-        ] {
-            command.env(key, value);
-        }
-        command.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
-        command
+        tenantctl(
+            &self.database().url(),
+            &self.namespace,
+            self.sets.path(),
+            args,
+        )
     }
 
     async fn tenantctl(&self, args: &[&str]) -> Output {
@@ -273,6 +258,28 @@ impl Drop for System {
         testkit::pg::drop_roles_now(roles);
         testkit::broker::delete_topology_now(BROKER, &self.namespace);
     }
+}
+
+/// `tenantctl ARGS` against the system's database, namespace and migration sets.
+fn tenantctl(database_url: &str, namespace: &str, sets: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tenantctl"));
+    command.args(args);
+    for (key, value) in [
+        ("DATABASE_URL", database_url),
+        ("AMQP_URL", BROKER),
+        ("TENANCY_NAMESPACE", namespace),
+        ("HEALTH_ADDR", "127.0.0.1:0"),
+        ("LOG_FORMAT", "json"),
+        ("RUST_LOG", "info"),
+        ("TENANCY_OPERATOR", "sre-test"),
+        // Metrics and the fleet census every second, so the scenario is seen at once.
+        ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
+    ] {
+        command.env(key, value);
+    }
+    command.env("MIGRATIONS_DIR", sets);
+    command.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+    command
 }
 
 /// The newest version of the migration files in `dir` (its 14-digit prefix).

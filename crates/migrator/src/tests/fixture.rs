@@ -221,6 +221,16 @@ impl Fixture {
         conn
     }
 
+    /// A session holding an exclusive lock on the tenant's table `a` until it is dropped: what
+    /// a migration that waits for `a` runs into.
+    pub async fn lock_a(&self) -> sqlx::PgConnection {
+        self.hold(&format!(
+            "BEGIN; LOCK TABLE {}.a IN ACCESS EXCLUSIVE MODE",
+            self.schema()
+        ))
+        .await
+    }
+
     /// The tenant's schema, quoted.
     pub fn schema(&self) -> String {
         format!("\"tenant_{}\"", self.slug)

@@ -111,12 +111,7 @@ async fn a_failing_script_dead_letters_at_once_and_marks_the_tenant_where_it_sta
 #[tokio::test]
 async fn a_transient_failure_on_an_early_delivery_is_retried_and_goes_through_later() {
     let fixture = Fixture::new(with_a_migration_that_waits_for_a(), 2).await;
-    let holder = fixture
-        .hold(&format!(
-            "BEGIN; LOCK TABLE {}.a IN ACCESS EXCLUSIVE MODE",
-            fixture.schema()
-        ))
-        .await;
+    let holder = fixture.lock_a().await;
 
     let outcome = fixture.migrate(None, FIRST).await;
 
@@ -145,12 +140,7 @@ async fn a_transient_failure_on_an_early_delivery_is_retried_and_goes_through_la
 #[tokio::test]
 async fn a_transient_failure_on_the_last_delivery_is_final() {
     let fixture = Fixture::new(with_a_migration_that_waits_for_a(), 2).await;
-    let _holder = fixture
-        .hold(&format!(
-            "BEGIN; LOCK TABLE {}.a IN ACCESS EXCLUSIVE MODE",
-            fixture.schema()
-        ))
-        .await;
+    let _holder = fixture.lock_a().await;
 
     let outcome = fixture.migrate(None, LAST).await;
 
@@ -168,12 +158,7 @@ async fn a_transient_failure_on_the_last_delivery_is_final() {
 #[tokio::test]
 async fn a_transient_failure_during_shutdown_is_given_back_with_nothing_recorded() {
     let fixture = Fixture::new(with_a_migration_that_waits_for_a(), 2).await;
-    let _holder = fixture
-        .hold(&format!(
-            "BEGIN; LOCK TABLE {}.a IN ACCESS EXCLUSIVE MODE",
-            fixture.schema()
-        ))
-        .await;
+    let _holder = fixture.lock_a().await;
     fixture.shutdown.cancel();
 
     let outcome = fixture.migrate(None, LAST).await;

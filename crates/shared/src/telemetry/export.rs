@@ -23,6 +23,24 @@ use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, TracerProviderBuilde
 use super::{EXPORT_REQUEST_TIMEOUT, METRIC_EXPORT_INTERVAL, TelemetryError};
 use crate::config::{OtelConfig, OtlpProtocol, OtlpTarget};
 
+/// One signal's exporter over its target's protocol. A macro, because the span and the metric
+/// builders are distinct types with the same methods; `$http` is evaluated only for HTTP.
+macro_rules! exporter {
+    ($builder:expr, $signal:literal, $target:expr, $http:expr) => {{
+        let built = match $target.protocol {
+            OtlpProtocol::Grpc => $builder
+                .with_tonic()
+                .with_tls_config(tls_config($target))
+                .build(),
+            OtlpProtocol::HttpProtobuf => $builder.with_http().with_http_client($http).build(),
+        };
+        built.map_err(|source| TelemetryError::Exporter {
+            signal: $signal,
+            source,
+        })?
+    }};
+}
+
 /// The exporters a process needs, built off any Tokio runtime (see [`Exporters::build`]).
 #[derive(Debug)]
 pub(super) struct Exporters {
@@ -86,42 +104,24 @@ impl Exporters {
         let spans = match &otel.traces {
             None => None,
             Some(target) => {
-                let exporter = SpanExporter::builder();
-                let exporter = match target.protocol {
-                    OtlpProtocol::Grpc => exporter
-                        .with_tonic()
-                        .with_tls_config(tls_config(target))
-                        .build(),
-                    OtlpProtocol::HttpProtobuf => exporter
-                        .with_http()
-                        .with_http_client(next_http_client()?)
-                        .build(),
-                };
-                let exporter = exporter.map_err(|source| TelemetryError::Exporter {
-                    signal: "traces",
-                    source,
-                })?;
+                let exporter = exporter!(
+                    SpanExporter::builder(),
+                    "traces",
+                    target,
+                    next_http_client()?
+                );
                 Some(Watched::new(exporter, "traces", target, &health))
             }
         };
         let metrics = match &otel.metrics {
             None => None,
             Some(target) => {
-                let exporter = MetricExporter::builder();
-                let exporter = match target.protocol {
-                    OtlpProtocol::Grpc => exporter
-                        .with_tonic()
-                        .with_tls_config(tls_config(target))
-                        .build(),
-                    OtlpProtocol::HttpProtobuf => exporter
-                        .with_http()
-                        .with_http_client(next_http_client()?)
-                        .build(),
-                };
-                let exporter = exporter.map_err(|source| TelemetryError::Exporter {
-                    signal: "metrics",
-                    source,
-                })?;
+                let exporter = exporter!(
+                    MetricExporter::builder(),
+                    "metrics",
+                    target,
+                    next_http_client()?
+                );
                 let mut reader =
                     PeriodicReader::builder(Watched::new(exporter, "metrics", target, &health));
                 if std::env::var_os(opentelemetry_sdk::metrics::OTEL_METRIC_EXPORT_INTERVAL)
