@@ -33,7 +33,6 @@ use engine::{Catalog, EngineOptions, ServerSlots};
 use recorder::Recorder;
 use shared::bus::consumer::{self, ConsumerOptions};
 use shared::bus::{EventPublisher, Publisher, WorkQueue};
-use shared::config::DatabaseUrl;
 use shared::platform::{PlatformDb, ReleaseRecorder};
 use shared::service::Context;
 use shared::tenant_storage::TenantStorage;
@@ -97,16 +96,13 @@ impl<P: EventPublisher> Migrator<P> {
 /// The tenant server is not PostgreSQL or unreachable, or a consumer could not run.
 pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()> {
     let settings = ctx.config.migrator;
-    let DatabaseUrl::Postgres {
-        options: server, ..
-    } = &ctx.config.tenant_database_url
-    else {
+    let Some(sessions) = ctx.config.tenant_session_options() else {
         anyhow::bail!("TENANT_DATABASE_URL must be a PostgreSQL server for the migrator");
     };
     // A migration holds a slot, so no more than the slots ever need a connection at once.
     let local = settings.concurrency.min(settings.server_slots);
     let slots = ServerSlots::new(
-        (**server).clone(),
+        sessions,
         settings.server_slots,
         local,
         shutdown.clone(),

@@ -310,6 +310,10 @@ pub struct Config {
     pub database_url: DatabaseUrl,
     pub tenant_database_url: DatabaseUrl,
     pub tenant_isolation: Isolation,
+    /// `TENANT_OWNER_ROLE`: the role that owns every tenant's schema or database and what
+    /// migrations create there; tenant sessions run as it (`SET ROLE` at connection start).
+    /// `None`: the connecting user owns them.
+    pub tenant_owner_role: Option<String>,
     pub amqp_url: SecretUrl,
     pub namespace: String,
     pub migrations_dir: Option<PathBuf>,
@@ -375,6 +379,24 @@ fn check_namespace(namespace: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `TENANT_OWNER_ROLE`: a plain PostgreSQL role name (it goes into the connection's start-up
+/// options, where quoting is not available).
+fn check_role_name(role: &str) -> Result<(), String> {
+    let mut bytes = role.bytes();
+    let plain = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && role.len() <= 63;
+    if plain {
+        Ok(())
+    } else {
+        Err(format!(
+            "TENANT_OWNER_ROLE: {role:?} is not a plain role name (up to 63 of a-z, 0-9 and `_`, not starting with a digit), e.g. tenancy_tenants"
+        ))
+    }
+}
+
 /// Everything wrong with a configuration, listed together.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration:\n  - {}", problems.join("\n  - "))]
@@ -387,6 +409,21 @@ pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const DEFAULT_HEALTH_ADDR: &str = "127.0.0.1:8080";
 
 impl Config {
+    /// How tenant sessions connect to the tenant server: `TENANT_DATABASE_URL`, running as
+    /// `TENANT_OWNER_ROLE` when set (`SET ROLE` in the start-up options, so every object a
+    /// migration creates belongs to the tenants' owner, whichever service ran it). `None` when
+    /// the tenant server is not PostgreSQL.
+    pub fn tenant_session_options(&self) -> Option<sqlx::postgres::PgConnectOptions> {
+        let DatabaseUrl::Postgres { options, .. } = &self.tenant_database_url else {
+            return None;
+        };
+        let options = (**options).clone();
+        Some(match &self.tenant_owner_role {
+            Some(owner) => options.options([("role", owner.as_str())]),
+            None => options,
+        })
+    }
+
     /// Reads the process environment.
     ///
     /// # Errors
@@ -417,6 +454,13 @@ impl Config {
             .map_or(Ok(Isolation::Schema), |v| v.parse())
             .map_err(|e| problems.push(format!("TENANT_ISOLATION: {e}")))
             .ok();
+
+        let tenant_owner_role = get("TENANT_OWNER_ROLE").map(|role| role.trim().to_owned());
+        if let Some(role) = &tenant_owner_role
+            && let Err(problem) = check_role_name(role)
+        {
+            problems.push(problem);
+        }
 
         let amqp_url =
             SecretUrl::new(get("AMQP_URL").unwrap_or_else(|| DEFAULT_AMQP_URL.to_owned()));
@@ -493,6 +537,7 @@ impl Config {
                 database_url,
                 tenant_database_url,
                 tenant_isolation,
+                tenant_owner_role,
                 amqp_url,
                 namespace,
                 migrations_dir,

@@ -66,12 +66,23 @@ impl TenantStorage {
             ));
         };
         let server = (**server).clone().disable_statement_logging();
+        let sessions = config
+            .tenant_session_options()
+            .unwrap_or_else(|| server.clone())
+            .disable_statement_logging();
+        let database = PgDatabaseBackend::connect(server).await?;
         Ok(TenantStorage {
             schema: Engine::new(
-                PgSchemaBackend::connect(server.clone(), max_connections).await?,
+                PgSchemaBackend::connect(sessions, max_connections).await?,
                 options,
             ),
-            database: Engine::new(PgDatabaseBackend::connect(server).await?, options),
+            database: Engine::new(
+                match &config.tenant_owner_role {
+                    Some(owner) => database.owned_by(owner),
+                    None => database,
+                },
+                options,
+            ),
         })
     }
 

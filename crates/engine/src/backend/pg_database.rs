@@ -20,9 +20,14 @@ use domain::tenant::TenantSlug;
 /// Database-per-tenant backend over one server.
 #[derive(Debug, Clone)]
 pub struct PgDatabaseBackend {
-    /// Connection options of the server's administrative database; tenant sessions reuse them
-    /// with another database name.
+    /// Connection options of the server's administrative database, as the connecting user:
+    /// creating roles and databases, and granting.
     server: PgConnectOptions,
+    /// The same as the tenants' owner when there is one ([`PgDatabaseBackend::owned_by`]):
+    /// tenant sessions reuse them with another database name.
+    sessions: PgConnectOptions,
+    /// The role that owns every tenant database; `None`: the connecting user.
+    owner: Option<String>,
     /// Small pool on the administrative database for CREATE/DROP DATABASE.
     admin: PgPool,
 }
@@ -38,7 +43,25 @@ impl PgDatabaseBackend {
             .max_connections(2)
             .connect_with(server.clone())
             .await?;
-        Ok(PgDatabaseBackend { server, admin })
+        Ok(PgDatabaseBackend {
+            sessions: server.clone(),
+            server,
+            owner: None,
+            admin,
+        })
+    }
+
+    /// Tenant databases are created owned by `owner`, and tenant sessions run as it (`SET ROLE`
+    /// at connection start), so that what one service creates another can change: the
+    /// provisioner creates and first migrates a tenant, the migrator migrates it later, both
+    /// members of `owner`. Roles and grants still come from the connecting user, whose
+    /// `CREATEROLE` and `CREATEDB` `owner` does not need.
+    pub fn owned_by(self, owner: &str) -> Self {
+        PgDatabaseBackend {
+            sessions: self.server.clone().options([("role", owner)]),
+            owner: Some(owner.to_owned()),
+            ..self
+        }
     }
 
     /// A provisioned tenant: its database with the history table
@@ -63,6 +86,7 @@ impl PgDatabaseBackend {
         let done = pg_role::run_grants(&mut admin, &outside).await;
         let _ = admin.close().await;
         done?;
+        // As the owner (the session's role): default privileges apply to what their role creates.
         let inside = format!(
             "REVOKE ALL ON SCHEMA public FROM PUBLIC;
              GRANT USAGE ON SCHEMA public TO {name};
@@ -70,7 +94,7 @@ impl PgDatabaseBackend {
              ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {name}"
         );
         let mut conn =
-            PgConnection::connect_with(&self.server.clone().database(&tenant.storage_name()))
+            PgConnection::connect_with(&self.sessions.clone().database(&tenant.storage_name()))
                 .await?;
         let done = pg_role::run_grants(&mut conn, &inside).await;
         let _ = conn.close().await;
@@ -99,8 +123,8 @@ impl MigrationBackend for PgDatabaseBackend {
 
     async fn open(&self, target: &Target) -> Result<PgSession, BackendError> {
         let options = match target {
-            Target::Platform => self.server.clone(),
-            Target::Tenant(slug) => self.server.clone().database(&slug.storage_name()),
+            Target::Platform => self.sessions.clone(),
+            Target::Tenant(slug) => self.sessions.clone().database(&slug.storage_name()),
         };
         let conn = match PgConnection::connect_with(&options).await {
             Ok(conn) => conn,
@@ -121,7 +145,15 @@ impl MigrationBackend for PgDatabaseBackend {
     async fn create_storage(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
         if !self.storage_exists(tenant).await? {
             // CREATE DATABASE has no IF NOT EXISTS and cannot run in a transaction.
-            let sql = format!("CREATE DATABASE {}", quote_ident(&tenant.storage_name()));
+            let owner = self
+                .owner
+                .as_deref()
+                .map(|owner| format!(" OWNER {}", quote_ident(owner)))
+                .unwrap_or_default();
+            let sql = format!(
+                "CREATE DATABASE {}{owner}",
+                quote_ident(&tenant.storage_name())
+            );
             match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.admin).await {
                 Ok(_) => {}
                 // Created concurrently by another runner: 42P04 duplicate_database, or the unique
@@ -134,7 +166,7 @@ impl MigrationBackend for PgDatabaseBackend {
         // The history table comes with the database, so the engine's first read of the new
         // tenant finds an empty history rather than a missing table.
         let mut conn =
-            PgConnection::connect_with(&self.server.clone().database(&tenant.storage_name()))
+            PgConnection::connect_with(&self.sessions.clone().database(&tenant.storage_name()))
                 .await?;
         let ddl = history_table_ddl(&format!("\"public\".{}", quote_ident(HISTORY_TABLE)));
         let created = sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut conn).await;

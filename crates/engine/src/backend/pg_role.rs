@@ -31,7 +31,28 @@ pub(super) fn create_role(tenant: &TenantSlug) -> String {
 /// `PUBLIC`: a tenant role reaches only what it is granted. Schema-mode roles are granted
 /// `CONNECT` on it explicitly; the services connect as its owner. Other roles that relied on
 /// `PUBLIC` need an explicit grant.
-pub(super) const CLOSE_SERVER_DATABASE: &str = "DO $tenancy$ BEGIN EXECUTE format('REVOKE CONNECT, TEMPORARY ON DATABASE %I FROM PUBLIC', current_database()); END $tenancy$";
+/// Only while `PUBLIC` still has a right there: the revocation needs the database's owner, which
+/// a least-privileged provisioner is not (deploy/postgres/roles.sql closes it up front).
+pub(super) const CLOSE_SERVER_DATABASE: &str = "DO $tenancy$ BEGIN \
+    IF has_database_privilege('public', current_database(), 'CONNECT') \
+       OR has_database_privilege('public', current_database(), 'TEMPORARY') THEN \
+      EXECUTE format('REVOKE CONNECT, TEMPORARY ON DATABASE %I FROM PUBLIC', current_database()); \
+    END IF; END $tenancy$";
+
+/// `public` closed to `PUBLIC` in the current database, on the same terms as
+/// [`CLOSE_SERVER_DATABASE`].
+pub(super) const CLOSE_PUBLIC_SCHEMA: &str = "DO $tenancy$ BEGIN \
+    IF has_schema_privilege('public', 'public', 'USAGE') \
+       OR has_schema_privilege('public', 'public', 'CREATE') THEN \
+      REVOKE ALL ON SCHEMA public FROM PUBLIC; \
+    END IF; END $tenancy$";
+
+/// Switches the current transaction to the connecting user: creating roles and granting on the
+/// server's database need its rights, not those of the tenants' owner the session may run as.
+pub(super) const AS_CONNECTING_USER: &str = "SET LOCAL ROLE NONE";
+
+/// Back to the session's role (the tenants' owner, when there is one).
+pub(super) const AS_SESSION_ROLE: &str = "RESET ROLE";
 
 /// The tenant's role name as an SQL string literal (for `format('%I', …)` and catalog lookups).
 pub(super) fn role_literal(tenant: &TenantSlug) -> String {
@@ -45,7 +66,8 @@ pub(super) async fn drop_role(
     tenant: &TenantSlug,
 ) -> Result<(), BackendError> {
     let sql = format!(
-        "DO $tenancy$ BEGIN
+        "{AS_CONNECTING_USER};
+         DO $tenancy$ BEGIN
            IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {role}) THEN
              EXECUTE format('REVOKE ALL ON DATABASE %I FROM %I', current_database(), {role});
              DROP OWNED BY {name};

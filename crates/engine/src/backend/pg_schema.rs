@@ -10,7 +10,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions};
 
 use super::pg::{PgConn, PgSession, history_table_ddl};
-use super::pg_role::{self, CLOSE_SERVER_DATABASE};
+use super::pg_role::{
+    self, AS_CONNECTING_USER, AS_SESSION_ROLE, CLOSE_PUBLIC_SCHEMA, CLOSE_SERVER_DATABASE,
+};
 use super::slots::ServerSlots;
 use super::{BackendError, MigrationBackend};
 use crate::Dialect;
@@ -81,14 +83,19 @@ impl PgSchemaBackend {
     pub async fn create_storage_with_role(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
         self.create_storage(tenant).await?;
         let name = pg_role::role_name(tenant);
+        // The role and the database-wide grants as the connecting user; the schema's grants as
+        // the session's role, the schema's owner, since default privileges apply to what their
+        // own role creates (the tenants' owner, when the pool runs as one: `SET ROLE`).
         let grants = format!(
-            "{create_role};
+            "{AS_CONNECTING_USER};
+             {create_role};
              {CLOSE_SERVER_DATABASE};
-             REVOKE ALL ON SCHEMA public FROM PUBLIC;
+             {CLOSE_PUBLIC_SCHEMA};
+             DO $tenancy$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), {role}); END $tenancy$;
+             {AS_SESSION_ROLE};
              GRANT USAGE ON SCHEMA {name} TO {name};
              ALTER DEFAULT PRIVILEGES IN SCHEMA {name} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {name};
-             ALTER DEFAULT PRIVILEGES IN SCHEMA {name} GRANT USAGE, SELECT ON SEQUENCES TO {name};
-             DO $tenancy$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), {role}); END $tenancy$",
+             ALTER DEFAULT PRIVILEGES IN SCHEMA {name} GRANT USAGE, SELECT ON SEQUENCES TO {name}",
             create_role = pg_role::create_role(tenant),
             role = pg_role::role_literal(tenant),
         );

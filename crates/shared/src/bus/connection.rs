@@ -3,7 +3,7 @@
 //!
 //! Reconnection is ours, not lapin's automatic recovery (whose recovery can stall when frames
 //! of the old connection are still buffered while it starts over). The bus holds one *live
-//! link*: a connection with the topology declared and a publisher channel in confirm mode. Any
+//! link*: a connection with the topology checked (and what was missing declared) and a publisher channel in confirm mode. Any
 //! transport error marks the link broken; the next user rebuilds it (one rebuild at a time,
 //! everyone else waits for it), waiting with backoff while the broker is down. Publishers then
 //! publish again on the new link and consumers subscribe again on a new channel; deliveries of
@@ -123,15 +123,7 @@ impl Link {
 
     async fn connect(&self) -> Result<Live, BusError> {
         let connection = connect_waiting(&self.url, &self.name, &self.shutdown).await?;
-        let setup = connection
-            .create_channel()
-            .await
-            .map_err(|e| BusError::Broker {
-                context: "opening a channel".into(),
-                source: e,
-            })?;
-        self.topology.declare(&setup).await?;
-        let _ = setup.close(200, "topology declared".into()).await;
+        self.topology.ensure(&connection).await?;
         let publisher = connection
             .create_channel()
             .await

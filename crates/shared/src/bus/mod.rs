@@ -59,6 +59,11 @@ pub enum BusError {
         vhost: String,
         reason: String,
     },
+    /// Part of the topology is missing and this broker user may not declare it.
+    #[error(
+        "the RabbitMQ topology is incomplete ({} missing) and this user may not declare {name}: run `tenantctl setup` with a user that may configure the namespace, or import deploy/rabbitmq/definitions.json (docs/DEPLOYMENT.md)", missing.join(", ")
+    )]
+    TopologyMissing { name: String, missing: Vec<String> },
     #[error("{context}: {source}")]
     Broker {
         context: String,
@@ -109,6 +114,7 @@ impl BusError {
             BusError::InvalidUrl { .. } => "invalid_url",
             BusError::Unreachable { .. } => "unreachable",
             BusError::Refused { .. } => "refused",
+            BusError::TopologyMissing { .. } => "topology_missing",
             BusError::Broker { .. } => "broker_error",
             BusError::Nacked { .. } => "nacked",
             BusError::Unroutable { .. } => "unroutable",
@@ -126,6 +132,7 @@ impl BusError {
             BusError::Broker { source, .. } => source.can_be_recovered() || source.is_io_error(),
             BusError::Unroutable { .. }
             | BusError::Refused { .. }
+            | BusError::TopologyMissing { .. }
             | BusError::InvalidUrl { .. }
             | BusError::InvalidEvent { .. }
             | BusError::Cancelled => false,

@@ -6,7 +6,7 @@ use lapin::options::{
     QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
 use super::BusError;
 
@@ -142,6 +142,55 @@ pub enum TraceJoin {
     Link,
 }
 
+/// One declarable piece of the topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Exchange(Exchange),
+    /// A work queue and its binding to its source.
+    Queue(WorkQueue),
+    /// A dead-letter queue and its binding to the dead-letter exchange.
+    DeadLetterQueue(WorkQueue),
+}
+
+impl Part {
+    /// Everything, in an order that declares what a part refers to before it.
+    fn all() -> Vec<Part> {
+        Exchange::ALL
+            .into_iter()
+            .map(Part::Exchange)
+            .chain(
+                WorkQueue::ALL
+                    .into_iter()
+                    .flat_map(|queue| [Part::DeadLetterQueue(queue), Part::Queue(queue)]),
+            )
+            .collect()
+    }
+}
+
+async fn open_channel(connection: &Connection) -> Result<Channel, BusError> {
+    connection
+        .create_channel()
+        .await
+        .map_err(|e| BusError::Broker {
+            context: "opening a channel".into(),
+            source: e,
+        })
+}
+
+fn channel_closed_with(error: &lapin::Error, wanted: lapin::protocol::AMQPSoftError) -> bool {
+    use lapin::protocol::AMQPErrorKind;
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp)
+        if matches!(amqp.kind(), AMQPErrorKind::Soft(kind) if *kind == wanted))
+}
+
+fn not_found(error: &lapin::Error) -> bool {
+    channel_closed_with(error, lapin::protocol::AMQPSoftError::NOTFOUND)
+}
+
+fn access_refused(error: &lapin::Error) -> bool {
+    channel_closed_with(error, lapin::protocol::AMQPSoftError::ACCESSREFUSED)
+}
+
 /// The contract's names under one namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
@@ -179,81 +228,199 @@ impl Topology {
         self.prefixed(&format!("{}.dlq", queue.base_name()))
     }
 
-    /// Declares every exchange, queue and binding. Idempotent; the arguments must not change
-    /// between releases (RabbitMQ refuses a redeclaration with other arguments), so they live
-    /// here and only here.
+    /// Makes sure every exchange and queue exists: checks each passively, which needs no
+    /// permission, and declares only what is missing, which needs `configure` rights on it.
+    /// So a process whose broker user may not configure anything (least privilege, with the
+    /// topology declared by `tenantctl setup` or imported from deploy/rabbitmq/definitions.json)
+    /// starts as long as the topology is there, and an existing queue is never redeclared:
+    /// its arguments may differ from ours (queues of the definitions file carry their limits as
+    /// policies) without a `PRECONDITION_FAILED`.
+    ///
+    /// # Errors
+    /// [`BusError::TopologyMissing`] when something is missing and this user may not declare
+    /// it; any other broker error.
+    pub async fn ensure(&self, connection: &Connection) -> Result<(), BusError> {
+        let missing = self.missing(connection).await?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let channel = open_channel(connection).await?;
+        let declared = self.declare_parts(&channel, &missing).await;
+        let _ = channel.close(200, "topology declared".into()).await;
+        match declared {
+            Err((name, error)) if access_refused(&error) => Err(BusError::TopologyMissing {
+                name,
+                missing: missing.iter().map(|part| self.part_name(*part)).collect(),
+            }),
+            Err((name, error)) => Err(BusError::topology(format!("declaring {name}"), error)),
+            Ok(()) => {
+                tracing::info!(
+                    declared = %missing.iter().map(|part| self.part_name(*part)).collect::<Vec<_>>().join(", "),
+                    "declared the missing RabbitMQ topology"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Declares every exchange, queue and binding (idempotent, as long as the queues were
+    /// declared with the same arguments).
     ///
     /// # Errors
     /// A broker error, e.g. `PRECONDITION_FAILED` when a queue exists with other arguments.
     pub async fn declare(&self, channel: &Channel) -> Result<(), BusError> {
-        for exchange in Exchange::ALL {
-            channel
-                .exchange_declare(
-                    self.exchange(exchange).as_str().into(),
-                    exchange.kind(),
-                    ExchangeDeclareOptions {
-                        durable: true,
-                        ..ExchangeDeclareOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| {
-                    BusError::topology(format!("declaring exchange {}", self.exchange(exchange)), e)
-                })?;
-        }
-        for queue in WorkQueue::ALL {
-            let dlq = self.dead_letter_queue(queue);
-            let mut dlq_args = FieldTable::default();
-            dlq_args.insert(
-                "x-queue-type".into(),
-                AMQPValue::LongString("quorum".into()),
-            );
-            dlq_args.insert(
-                "x-delivery-limit".into(),
-                AMQPValue::LongInt(DLQ_DELIVERY_LIMIT),
-            );
-            channel
-                .queue_declare(
-                    dlq.as_str().into(),
-                    QueueDeclareOptions::durable(),
-                    dlq_args,
-                )
-                .await
-                .map_err(|e| BusError::topology(format!("declaring queue {dlq}"), e))?;
-            channel
-                .queue_bind(
-                    dlq.as_str().into(),
-                    self.exchange(Exchange::DeadLetters).as_str().into(),
-                    queue.base_name().into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| BusError::topology(format!("binding {dlq}"), e))?;
+        self.declare_parts(channel, &Part::all())
+            .await
+            .map_err(|(name, error)| BusError::topology(format!("declaring {name}"), error))
+    }
 
-            let name = self.queue(queue);
-            channel
-                .queue_declare(
-                    name.as_str().into(),
-                    QueueDeclareOptions::durable(),
-                    self.work_queue_arguments(queue),
-                )
-                .await
-                .map_err(|e| BusError::topology(format!("declaring queue {name}"), e))?;
-            let (exchange, routing_key) = queue.source();
-            channel
-                .queue_bind(
-                    name.as_str().into(),
-                    self.exchange(exchange).as_str().into(),
-                    routing_key.into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| BusError::topology(format!("binding {name}"), e))?;
+    /// The parts that do not exist, each checked with a passive declare (a miss closes the
+    /// channel, so each check after a miss runs on a new one).
+    async fn missing(&self, connection: &Connection) -> Result<Vec<Part>, BusError> {
+        let mut missing = Vec::new();
+        let mut channel = open_channel(connection).await?;
+        for part in Part::all() {
+            let name = self.part_name(part);
+            let checked = match part {
+                Part::Exchange(exchange) => channel
+                    .exchange_declare(
+                        name.as_str().into(),
+                        exchange.kind(),
+                        ExchangeDeclareOptions {
+                            passive: true,
+                            ..ExchangeDeclareOptions::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map(drop),
+                Part::Queue(_) | Part::DeadLetterQueue(_) => channel
+                    .queue_declare(
+                        name.as_str().into(),
+                        QueueDeclareOptions {
+                            passive: true,
+                            ..QueueDeclareOptions::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map(drop),
+            };
+            match checked {
+                Ok(()) => {}
+                Err(error) if not_found(&error) => {
+                    missing.push(part);
+                    channel = open_channel(connection).await?;
+                }
+                Err(error) => return Err(BusError::topology(format!("checking {name}"), error)),
+            }
+        }
+        let _ = channel.close(200, "topology checked".into()).await;
+        Ok(missing)
+    }
+
+    /// Declares `parts` (a queue with its binding) in order: exchanges come first in
+    /// [`Part::all`], and a dead-letter queue before its work queue.
+    async fn declare_parts(
+        &self,
+        channel: &Channel,
+        parts: &[Part],
+    ) -> Result<(), (String, lapin::Error)> {
+        for &part in parts {
+            let name = self.part_name(part);
+            let failed = |error| (name.clone(), error);
+            match part {
+                Part::Exchange(exchange) => {
+                    channel
+                        .exchange_declare(
+                            name.as_str().into(),
+                            exchange.kind(),
+                            ExchangeDeclareOptions {
+                                durable: true,
+                                ..ExchangeDeclareOptions::default()
+                            },
+                            FieldTable::default(),
+                        )
+                        .await
+                        .map_err(failed)?;
+                }
+                Part::DeadLetterQueue(queue) => {
+                    let mut dlq_args = FieldTable::default();
+                    dlq_args.insert(
+                        "x-queue-type".into(),
+                        AMQPValue::LongString("quorum".into()),
+                    );
+                    dlq_args.insert(
+                        "x-delivery-limit".into(),
+                        AMQPValue::LongInt(DLQ_DELIVERY_LIMIT),
+                    );
+                    channel
+                        .queue_declare(
+                            name.as_str().into(),
+                            QueueDeclareOptions::durable(),
+                            dlq_args,
+                        )
+                        .await
+                        .map_err(failed)?;
+                    channel
+                        .queue_bind(
+                            name.as_str().into(),
+                            self.exchange(Exchange::DeadLetters).as_str().into(),
+                            queue.base_name().into(),
+                            QueueBindOptions::default(),
+                            FieldTable::default(),
+                        )
+                        .await
+                        .map_err(failed)?;
+                }
+                Part::Queue(queue) => {
+                    channel
+                        .queue_declare(
+                            name.as_str().into(),
+                            QueueDeclareOptions::durable(),
+                            self.work_queue_arguments(queue),
+                        )
+                        .await
+                        .map_err(failed)?;
+                    let (exchange, routing_key) = queue.source();
+                    channel
+                        .queue_bind(
+                            name.as_str().into(),
+                            self.exchange(exchange).as_str().into(),
+                            routing_key.into(),
+                            QueueBindOptions::default(),
+                            FieldTable::default(),
+                        )
+                        .await
+                        .map_err(failed)?;
+                }
+            }
         }
         Ok(())
+    }
+
+    fn part_name(&self, part: Part) -> String {
+        match part {
+            Part::Exchange(exchange) => self.exchange(exchange),
+            Part::Queue(queue) => self.queue(queue),
+            Part::DeadLetterQueue(queue) => self.dead_letter_queue(queue),
+        }
+    }
+
+    /// The arguments a work queue is declared with; also what deploy/rabbitmq/definitions.json
+    /// must give it (as queue arguments or as a policy), which a test checks.
+    pub fn work_queue_arguments_json(&self, queue: WorkQueue) -> serde_json::Value {
+        let mut args = serde_json::Map::new();
+        for (key, value) in self.work_queue_arguments(queue).inner() {
+            let value = match value {
+                AMQPValue::LongString(text) => serde_json::Value::from(text.to_string()),
+                AMQPValue::LongInt(n) => serde_json::Value::from(*n),
+                AMQPValue::LongLongInt(n) => serde_json::Value::from(*n),
+                other => serde_json::Value::from(format!("{other:?}")),
+            };
+            args.insert(key.to_string(), value);
+        }
+        serde_json::Value::Object(args)
     }
 
     /// Quorum queue arguments: <https://www.rabbitmq.com/docs/quorum-queues>.
