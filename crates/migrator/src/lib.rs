@@ -101,12 +101,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
     };
     // A migration holds a slot, so no more than the slots ever need a connection at once.
     let local = settings.concurrency.min(settings.server_slots);
-    let slots = ServerSlots::new(
-        sessions,
-        settings.server_slots,
-        local,
-        shutdown.clone(),
-    );
+    let slots = ServerSlots::new(sessions, settings.server_slots, local, shutdown.clone());
     let storage =
         TenantStorage::connect_with_slots(&ctx.config, slots.clone(), EngineOptions::default())
             .await?;

@@ -155,6 +155,28 @@ impl Context {
         }
     }
 
+    /// What `tenantctl setup` and `up` do to the platform database: the pending platform
+    /// migrations, the service roles' grants on its tables, and the released-sets check.
+    ///
+    /// # Errors
+    /// Failing migrations or grants (the connecting user must own the platform tables), or
+    /// released migrations this build contradicts.
+    pub async fn set_up_platform(&self) -> Result<RunReport, StartError> {
+        let platform = self
+            .apply_platform_migrations()
+            .await
+            .map_err(StartError::PlatformMigrations)?;
+        if self.platform.owns_platform_tables().await? {
+            self.platform.grant_service_roles().await?;
+        } else {
+            tracing::debug!(
+                "not the platform tables' owner: their grants are left to `tenantctl setup`"
+            );
+        }
+        self.check_released_sets().await?;
+        Ok(platform)
+    }
+
     /// Waits until the platform database has every platform migration this build knows (a
     /// service never runs against an older platform schema; `tenantctl deploy` or `up` apply
     /// them), logging while it waits.
@@ -309,11 +331,7 @@ impl Launch {
                 health
             }
             PlatformSchema::Apply => {
-                let platform = ctx
-                    .apply_platform_migrations()
-                    .await
-                    .map_err(StartError::PlatformMigrations)?;
-                ctx.check_released_sets().await?;
+                let platform = ctx.set_up_platform().await?;
                 tracing::info!(
                     applied = platform.steps.len(),
                     version = %platform.after.map_or("none".to_owned(), |v| v.to_string()),

@@ -309,6 +309,11 @@ impl PrivateBroker {
         output(cmd).await
     }
 
+    /// `rabbitmqctl -n <node> -q <args…>`, which must succeed (else a panic with its output).
+    pub async fn rabbitmqctl(&self, args: &[&str]) -> Output {
+        self.ctl_ok(args).await
+    }
+
     async fn ctl_ok(&self, args: &[&str]) -> Output {
         let out = self.ctl(args).await;
         assert!(

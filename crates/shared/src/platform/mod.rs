@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod deploys;
 pub mod fleet;
+mod grants;
 mod releases;
 pub mod tenants;
 

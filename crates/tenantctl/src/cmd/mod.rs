@@ -11,6 +11,7 @@ mod migrations;
 mod operator;
 mod progress;
 mod rollback;
+mod setup;
 mod tenant;
 mod up;
 
@@ -54,6 +55,11 @@ enum Command {
     /// /readyz and /metrics. Stops cleanly on Ctrl-C or SIGTERM.
     #[command(after_long_help = up::EXAMPLES)]
     Up(up::Args),
+    /// Install or upgrade, as the owners: create and migrate the platform database, grant the
+    /// service roles their rights on it, declare the RabbitMQ topology. Then the services need
+    /// neither DDL nor configure rights.
+    #[command(after_long_help = setup::EXAMPLES)]
+    Setup(setup::Args),
     /// Print the audit trail, newest first.
     #[command(after_long_help = audit::EXAMPLES)]
     Audit(audit::Args),
@@ -138,6 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Command::Audit(args) => audit::run(args).await,
             Command::Deploy(args) => deploy::run(args).await,
+            Command::Setup(args) => setup::run(args).await,
             Command::Rollback(args) => rollback::run(args).await,
             Command::Dlq(command) => dlq::run(command).await,
             Command::Event(command) => event::run(command).await,
@@ -158,6 +165,7 @@ impl Command {
     fn name(&self) -> &'static str {
         match self {
             Command::Up(_) => "up",
+            Command::Setup(_) => "setup",
             Command::Audit(_) => "audit",
             Command::Deploy(_) => "deploy",
             Command::Rollback(_) => "rollback",
