@@ -566,6 +566,32 @@ mod tests {
     }
 
     #[test]
+    fn the_tenants_owner_is_a_plain_role_name_set_at_connection_start() {
+        let owned =
+            config(&[("TENANT_OWNER_ROLE", "tenancy_tenants")]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(owned.tenant_owner_role.as_deref(), Some("tenancy_tenants"));
+        let options = owned
+            .tenant_session_options()
+            .unwrap_or_else(|| panic!("a PostgreSQL tenant server"));
+        assert_eq!(options.get_options(), Some("-c role=tenancy_tenants"));
+        assert_eq!(
+            config(&[]).map(|c| c.tenant_owner_role).ok(),
+            Some(None),
+            "unset: the connecting user owns the tenants"
+        );
+        for bad in ["Tenants", "1owner", "owner; DROP", "a b"] {
+            let problems = config(&[("TENANT_OWNER_ROLE", bad)])
+                .err()
+                .map(|e| e.problems)
+                .unwrap_or_default();
+            assert!(
+                problems.iter().any(|p| p.starts_with("TENANT_OWNER_ROLE")),
+                "{bad}: {problems:?}"
+            );
+        }
+    }
+
+    #[test]
     fn log_format_parses_the_three_values() {
         for (raw, expected) in [
             ("auto", LogFormat::Auto),

@@ -1,5 +1,8 @@
 //! The RabbitMQ topology of the contract (ARCHITECTURE §2.2), every name behind the
-//! `TENANCY_NAMESPACE` prefix, declared idempotently by every service at start-up.
+//! `TENANCY_NAMESPACE` prefix. Every connection checks it passively and declares what is
+//! missing, which only a user with `configure` rights can: `tenantctl setup`, or a development
+//! setup's single user. deploy/rabbitmq/definitions.json holds the same topology for an install
+//! that imports it (a test keeps the two equal).
 
 use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
@@ -521,6 +524,127 @@ mod tests {
             Some(WorkQueue::TenantRegistered)
         );
         assert_eq!(WorkQueue::parse("nope"), None);
+    }
+
+    /// deploy/rabbitmq/definitions.json declares this topology (default namespace): the same
+    /// exchanges, queues and bindings, and for each work queue, as queue arguments or through
+    /// its policy, exactly the arguments the code declares it with.
+    #[test]
+    fn the_definitions_file_holds_this_topology() {
+        let file: serde_json::Value =
+            serde_json::from_str(include_str!("../../../../deploy/rabbitmq/definitions.json"))
+                .unwrap_or_else(|e| panic!("definitions.json: {e}"));
+        let topology = Topology::new("");
+        let names = |key: &str| -> Vec<String> {
+            let mut names: Vec<String> = file[key]
+                .as_array()
+                .unwrap_or_else(|| panic!("no {key}"))
+                .iter()
+                .map(|item| item["name"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let mut exchanges: Vec<String> = Exchange::ALL
+            .iter()
+            .map(|e| topology.exchange(*e))
+            .collect();
+        exchanges.sort();
+        assert_eq!(names("exchanges"), exchanges);
+        let mut queues: Vec<String> = WorkQueue::ALL
+            .iter()
+            .flat_map(|q| [topology.queue(*q), topology.dead_letter_queue(*q)])
+            .collect();
+        queues.sort();
+        assert_eq!(names("queues"), queues);
+
+        let bound = |source: &str, queue: &str, key: &str| {
+            file["bindings"].as_array().is_some_and(|bindings| {
+                bindings.iter().any(|b| {
+                    b["source"] == source && b["destination"] == queue && b["routing_key"] == key
+                })
+            })
+        };
+        let policy_of = |queue: &str| -> serde_json::Map<String, serde_json::Value> {
+            let matching: Vec<&serde_json::Value> = file["policies"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no policies"))
+                .iter()
+                .filter(|p| regex_lite_match(p["pattern"].as_str().unwrap_or_default(), queue))
+                .collect();
+            assert_eq!(matching.len(), 1, "one policy applies to {queue}");
+            matching[0]["definition"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+        };
+        for queue in WorkQueue::ALL {
+            let (exchange, key) = queue.source();
+            let name = topology.queue(queue);
+            let dlq = topology.dead_letter_queue(queue);
+            assert!(
+                bound(&topology.exchange(exchange), &name, key),
+                "{name} bound"
+            );
+            assert!(
+                bound(
+                    &topology.exchange(Exchange::DeadLetters),
+                    &dlq,
+                    queue.base_name()
+                ),
+                "{dlq} bound"
+            );
+            let declared = file["queues"]
+                .as_array()
+                .and_then(|qs| qs.iter().find(|q| q["name"] == name.as_str()))
+                .unwrap_or_else(|| panic!("{name}"));
+            let mut effective = declared["arguments"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            for (key, value) in policy_of(&name) {
+                effective.insert(format!("x-{key}"), value);
+            }
+            assert_eq!(
+                serde_json::Value::Object(effective),
+                topology.work_queue_arguments_json(queue),
+                "{name}"
+            );
+            assert_eq!(
+                policy_of(&dlq).get("delivery-limit"),
+                Some(&serde_json::Value::from(DLQ_DELIVERY_LIMIT))
+            );
+        }
+    }
+
+    /// The policies' patterns are `^…$` with `\.` and one `(a|b|c)` group at most: enough to
+    /// match them here without a regex engine.
+    fn regex_lite_match(pattern: &str, name: &str) -> bool {
+        let body = pattern
+            .strip_prefix('^')
+            .and_then(|p| p.strip_suffix('$'))
+            .unwrap_or_else(|| panic!("unanchored pattern {pattern}"));
+        let expand = |body: &str| -> Vec<String> {
+            match (body.find('('), body.find(')')) {
+                (Some(open), Some(close)) => body[open + 1..close]
+                    .split('|')
+                    .map(|alt| format!("{}{alt}{}", &body[..open], &body[close + 1..]))
+                    .collect(),
+                _ => vec![body.to_owned()],
+            }
+        };
+        expand(body).iter().any(|alt| {
+            let literal = alt.replace("\\.", "\u{0}");
+            match literal.split_once(".+") {
+                Some((head, tail)) => {
+                    let (head, tail) = (head.replace('\u{0}', "."), tail.replace('\u{0}', "."));
+                    name.len() > head.len() + tail.len()
+                        && name.starts_with(&head)
+                        && name.ends_with(&tail)
+                }
+                None => literal.replace('\u{0}', ".") == name,
+            }
+        })
     }
 
     #[test]
