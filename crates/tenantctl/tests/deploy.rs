@@ -752,7 +752,9 @@ async fn a_target_unknown_to_the_migrator_is_never_acknowledged() {
 async fn a_migrator_killed_mid_deploy_is_redelivered_and_the_deploy_completes() {
     let slow = (
         "20270101000000_create_notice_board",
-        "CREATE TABLE notice_board (id bigint PRIMARY KEY);\nSELECT pg_sleep(0.2);\n",
+        // At 4 slots the deploy takes 7.5 s at least: the kill lands mid-deploy even when the
+        // whole suite loads the machine.
+        "CREATE TABLE notice_board (id bigint PRIMARY KEY);\nSELECT pg_sleep(0.5);\n",
         Some("DROP TABLE notice_board;\n"),
     );
     let fleet = Fleet::new(60, &[slow]).await;
