@@ -36,7 +36,7 @@ fn every_command_the_image_and_compose_run_exists() {
         .iter()
         .filter_map(|c| c.first().map(String::as_str))
         .collect();
-    for wanted in ["up", "healthcheck"] {
+    for wanted in ["up", "healthcheck", "setup", "deploy"] {
         assert!(
             subcommands.contains(&wanted),
             "no `tenantctl {wanted}` in {commands:?}"
@@ -106,37 +106,172 @@ fn the_image_builds_with_the_pinned_toolchain_and_ships_every_binary() {
     );
 }
 
+/// `KEY=value` lines of an env file.
+fn env_file(relative: &str) -> Vec<(String, String)> {
+    read(relative)
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#') && line.contains('='))
+        .filter_map(|line| {
+            line.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// The compose file against the code and the least-privilege files: every variable a service is
+/// given is one the code reads, every file mounted exists, every port is bound to 127.0.0.1, no
+/// password is written in it, each service connects with a user of its own that
+/// deploy/postgres/roles.sql and the definitions file create, and the development definitions
+/// are the production ones with passwords.
 #[test]
-fn every_variable_the_compose_file_sets_is_read_by_the_services() {
-    let compose = read("docker-compose.yml");
-    let config = read("crates/shared/src/config.rs");
-    let mut in_environment = false;
-    let mut checked = 0;
-    for line in compose.lines() {
-        let trimmed = line.trim();
-        if trimmed == "environment:" {
-            in_environment = true;
-            continue;
+fn the_compose_stack_runs_each_service_with_its_own_users_and_what_the_code_has() {
+    let compose_text = read("docker-compose.yml");
+    let compose = yaml_documents(&repository().join("docker-compose.yml"))
+        .pop()
+        .unwrap_or_else(|| panic!("docker-compose.yml is empty"));
+    let services = compose["services"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no services"));
+    let mut code = String::new();
+    sources(&repository().join("crates"), &mut code);
+    let roles_sql = read("deploy/postgres/roles.sql");
+    let dev_users: Vec<String> = serde_json::from_str::<serde_json::Value>(&read(
+        "deploy/compose/dev/rabbitmq-definitions.json",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))["users"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no users"))
+        .iter()
+        .filter_map(|u| u["name"].as_str().map(str::to_owned))
+        .collect();
+
+    let ours = ["setup", "provisioner", "migrator", "auditor", "deploy"];
+    let mut users = Vec::new();
+    for name in ours {
+        let service = &services[name];
+        assert!(service.is_object(), "no service {name}");
+        let mut variables: Vec<(String, String)> = service["environment"]
+            .as_object()
+            .map(|env| {
+                env.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(file) = service["env_file"].as_str() {
+            variables.extend(env_file(file));
         }
-        if in_environment {
-            match trimmed.split_once(':') {
-                Some((name, _)) if line.starts_with("      ") && !name.contains(' ') => {
-                    // The services' own variables; the images of PostgreSQL and RabbitMQ read theirs.
-                    if !name.starts_with("POSTGRES_") && !name.starts_with("RABBITMQ_") {
-                        assert!(
-                            config.contains(&format!("\"{name}\"")),
-                            "docker-compose.yml sets {name}, which no service reads"
-                        );
-                        checked += 1;
-                    }
-                }
-                _ => in_environment = false,
+        for (variable, _) in &variables {
+            assert!(
+                code.contains(&format!("\"{variable}\"")),
+                "{name} is given {variable}, which no code reads"
+            );
+        }
+        let url = |key: &str| {
+            variables
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("{name} has no {key}"))
+        };
+        let user_of = |url: &str| -> String {
+            let after = url.split_once("://").map_or("", |(_, rest)| rest);
+            after
+                .split([':', '@'])
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (role, user) = (user_of(&url("DATABASE_URL")), user_of(&url("AMQP_URL")));
+        assert!(
+            roles_sql.contains(&format!("('{role}', 'LOGIN')")),
+            "{name} connects as {role}, which roles.sql does not create"
+        );
+        assert!(
+            dev_users.contains(&user),
+            "{name}: RabbitMQ user {user} is not defined"
+        );
+        users.push((role, user));
+    }
+    let mut distinct = users.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        users.len(),
+        "each process has users of its own: {users:?}"
+    );
+    assert_eq!(services["migrator"]["deploy"]["replicas"], 2);
+    assert_eq!(services["deploy"]["profiles"][0], "deploy");
+    for name in ["otel-collector", "prometheus", "tempo", "grafana"] {
+        assert!(
+            services[name].is_object(),
+            "the observability stack has {name}"
+        );
+    }
+
+    for (name, service) in services {
+        for port in service["ports"].as_array().into_iter().flatten() {
+            let port = port.as_str().unwrap_or_default();
+            assert!(
+                port.starts_with("127.0.0.1:"),
+                "{name} publishes {port} beyond this host"
+            );
+        }
+        for volume in service["volumes"].as_array().into_iter().flatten() {
+            let source = volume
+                .as_str()
+                .unwrap_or_default()
+                .split(':')
+                .next()
+                .unwrap_or_default();
+            if let Some(relative) = source.strip_prefix("./") {
+                assert!(
+                    repository().join(relative).exists(),
+                    "{name} mounts a missing {source}"
+                );
             }
         }
+        if let Some(file) = service["env_file"].as_str() {
+            assert!(
+                file.starts_with("deploy/compose/dev/"),
+                "{name}: secrets only in the development files"
+            );
+        }
     }
+    for word in ["PASSWORD", "dev-only", "PGPASSWORD"] {
+        assert!(
+            !compose_text
+                .lines()
+                .any(|l| !l.trim_start().starts_with('#') && l.contains(word)),
+            "docker-compose.yml holds a password ({word}): it belongs in deploy/compose/dev/"
+        );
+    }
+
+    // The development definitions are the production ones, passwords set.
+    let strip = |text: &str| -> serde_json::Value {
+        let mut value: serde_json::Value =
+            serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}"));
+        for user in value["users"].as_array_mut().into_iter().flatten() {
+            user["password_hash"] = serde_json::Value::Null;
+        }
+        value
+    };
+    assert_eq!(
+        strip(&read("deploy/compose/dev/rabbitmq-definitions.json")),
+        strip(&read("deploy/rabbitmq/definitions.json")),
+        "deploy/compose/dev/rabbitmq-definitions.json differs from the production file beyond passwords"
+    );
+    let production: serde_json::Value =
+        serde_json::from_str(&read("deploy/rabbitmq/definitions.json"))
+            .unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        checked > 0,
-        "no service variable found in docker-compose.yml"
+        production["users"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|u| u["password_hash"] == ""),
+        "the production definitions hold no password"
     );
 }
 
