@@ -29,29 +29,6 @@ const NOTICE_BOARD: &str = "20270101000000";
 /// An irreversible one after it.
 const FREEZE: &str = "20270101000100";
 
-/// The built-in sets plus `extra` tenant migrations (name, up, down or `None`), in a scratch
-/// directory; the same SQL serves both dialects.
-fn sets_with(extra: &[(&str, &str, Option<&str>)]) -> ScratchDir {
-    let dir = ScratchDir::new();
-    testkit::copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations"),
-        dir.path(),
-    )
-    .unwrap_or_else(|e| panic!("copying the migration sets: {e}"));
-    for (name, up, down) in extra {
-        for sub in ["tenant", "tenant/sqlite"] {
-            let base = dir.path().join(sub);
-            std::fs::write(base.join(format!("{name}.up.sql")), up)
-                .unwrap_or_else(|e| panic!("{e}"));
-            if let Some(down) = down {
-                std::fs::write(base.join(format!("{name}.down.sql")), down)
-                    .unwrap_or_else(|e| panic!("{e}"));
-            }
-        }
-    }
-    dir
-}
-
 fn notice_board() -> (&'static str, &'static str, Option<&'static str>) {
     (
         "20270101000000_create_notice_board",
@@ -85,7 +62,7 @@ impl Fleet {
         shared::telemetry::init_for_tests();
         let database = TestDatabase::create().await;
         let namespace = testkit::unique_namespace();
-        let sets = sets_with(extra);
+        let sets = testkit::migration_sets_with(extra);
         let config = config(&database.url(), &namespace, Some(sets.path()));
         let ctx = Context::connect(config, "deploy-test", &CancellationToken::new())
             .await
@@ -981,7 +958,7 @@ async fn an_edited_released_migration_is_refused_by_deploys_and_services() {
     );
 
     // Restored as released: deploys again, nothing pending.
-    let restored_sets = sets_with(&[notice_board()]);
+    let restored_sets = testkit::migration_sets_with(&[notice_board()]);
     testkit::copy_dir(restored_sets.path(), fleet.sets.path()).unwrap_or_else(|e| panic!("{e}"));
     let again = fleet
         .tenantctl(&["deploy", "--wait", "--timeout", "120"])

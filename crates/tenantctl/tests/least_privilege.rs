@@ -5,13 +5,12 @@
 //! replay and audit as the SRE's and the reader's. Then each process is refused what it should
 //! not do. The servers are private because roles and vhosts belong to a whole server.
 
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use sqlx::{ConnectOptions as _, Connection as _};
 use testkit::ScratchDir;
 use testkit::broker::PrivateBroker;
@@ -21,10 +20,6 @@ use testkit::output_text as text;
 /// The deploy's migration: a new table, and its down script.
 const NOTICE_BOARD: &str = "20270101000000_create_notice_board";
 const PASSWORD: &str = "test-only";
-
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// The install: the two servers with the repository's users and roles, the migration sets.
 struct Install {
@@ -42,11 +37,11 @@ impl Install {
         let psql = Command::new("psql")
             .arg(postgres.url())
             .args(["-v", "ON_ERROR_STOP=1", "-q", "-f"])
-            .arg(repository().join("deploy/postgres/roles.sql"))
+            .arg(testkit::workspace_path("deploy/postgres/roles.sql"))
             .output()
             .unwrap_or_else(|e| panic!("psql: {e}"));
         assert!(psql.status.success(), "roles.sql: {}", text(&psql));
-        let definitions = repository().join("deploy/rabbitmq/definitions.json");
+        let definitions = testkit::workspace_path("deploy/rabbitmq/definitions.json");
         broker
             .rabbitmqctl(&["import_definitions", &definitions.to_string_lossy()])
             .await;
@@ -56,22 +51,11 @@ impl Install {
                 .rabbitmqctl(&["change_password", &user, PASSWORD])
                 .await;
         }
-        let sets = ScratchDir::new();
-        testkit::copy_dir(&repository().join("migrations"), sets.path())
-            .unwrap_or_else(|e| panic!("copying the migration sets: {e}"));
-        for sub in ["tenant", "tenant/sqlite"] {
-            let base = sets.path().join(sub);
-            std::fs::write(
-                base.join(format!("{NOTICE_BOARD}.up.sql")),
-                "CREATE TABLE notice_board (id bigint PRIMARY KEY, body text NOT NULL);\n",
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
-            std::fs::write(
-                base.join(format!("{NOTICE_BOARD}.down.sql")),
-                "DROP TABLE notice_board;\n",
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
-        }
+        let sets = testkit::migration_sets_with(&[(
+            NOTICE_BOARD,
+            "CREATE TABLE notice_board (id bigint PRIMARY KEY, body text NOT NULL);\n",
+            Some("DROP TABLE notice_board;\n"),
+        )]);
         Install {
             postgres,
             broker,
@@ -172,9 +156,9 @@ impl Install {
 
     /// Runs `sql` as `role` in the platform database; the SQLSTATE when it is refused.
     async fn sql_as(&self, role: &str, sql: &str) -> Result<(), String> {
-        let mut conn = sqlx::postgres::PgConnectOptions::new()
-            .host("127.0.0.1")
-            .port(self.postgres.port())
+        let mut conn = self
+            .postgres
+            .options()
             .username(role)
             .database("tenancy")
             .connect()
@@ -190,10 +174,25 @@ impl Install {
         })
     }
 
-    async fn connect_as(&self, user: &str) -> Connection {
-        Connection::connect(&self.amqp_url(user), ConnectionProperties::default())
+    /// A channel on a connection of its own, as RabbitMQ user `user` (a refusal closes the
+    /// channel, not the connection, which the caller keeps open while it uses the channel).
+    async fn channel_as(&self, user: &str) -> (Connection, Channel) {
+        let connection = Connection::connect(&self.amqp_url(user), ConnectionProperties::default())
             .await
-            .unwrap_or_else(|e| panic!("{user}: {e}"))
+            .unwrap_or_else(|e| panic!("{user}: {e}"));
+        let channel = connection
+            .create_channel()
+            .await
+            .unwrap_or_else(|e| panic!("{user}: {e}"));
+        (connection, channel)
+    }
+
+    /// Where the scenario is, with where the services' logs are (shown in the test's output).
+    fn reached(&self, step: &str) {
+        eprintln!(
+            "least privilege: {step}; logs in {}",
+            self.logs.path().display()
+        );
     }
 }
 
@@ -218,7 +217,7 @@ impl Drop for Install {
 }
 
 fn rabbitmq_users() -> Vec<String> {
-    let text = std::fs::read_to_string(repository().join("deploy/rabbitmq/definitions.json"))
+    let text = std::fs::read_to_string(testkit::workspace_path("deploy/rabbitmq/definitions.json"))
         .unwrap_or_else(|e| panic!("{e}"));
     let definitions: serde_json::Value =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
@@ -242,10 +241,7 @@ async fn the_whole_flow_runs_with_least_privilege_and_each_process_is_refused_th
         .tenantctl("tenancy_owner", "tenancy-setup", &["setup"])
         .await;
     expect_ok("setup", &setup);
-    eprintln!(
-        "least privilege: setup done; logs in {}",
-        install.logs.path().display()
-    );
+    install.reached("setup done");
     for service in ["auditor", "provisioner", "migrator"] {
         install.start(service);
     }
@@ -284,22 +280,9 @@ async fn the_whole_flow_runs_with_least_privilege_and_each_process_is_refused_th
         install.wait_for_status(slug, "active").await;
     }
 
-    eprintln!(
-        "least privilege: provisioned; logs in {}",
-        install.logs.path().display()
-    );
+    install.reached("provisioned");
     // A rollback by an SRE, then a deploy by the deploy job that fails on one tenant.
-    let base = {
-        let mut versions: Vec<String> = std::fs::read_dir(repository().join("migrations/tenant"))
-            .unwrap_or_else(|e| panic!("{e}"))
-            .filter_map(|e| e.ok()?.file_name().to_str()?.get(..14).map(str::to_owned))
-            .filter(|v| v.bytes().all(|b| b.is_ascii_digit()))
-            .collect();
-        versions.sort();
-        versions
-            .pop()
-            .unwrap_or_else(|| panic!("no tenant migration"))
-    };
+    let base = testkit::latest_tenant_version();
     let rollback = install
         .tenantctl(
             "tenancy_sre",
@@ -317,10 +300,7 @@ async fn the_whole_flow_runs_with_least_privilege_and_each_process_is_refused_th
         )
         .await;
     expect_ok("rollback", &rollback);
-    eprintln!(
-        "least privilege: rolled back; logs in {}",
-        install.logs.path().display()
-    );
+    install.reached("rolled back");
     let mut admin = install.admin().await;
     sqlx::raw_sql("CREATE TABLE tenant_lp_gamma.notice_board (id int)")
         .execute(&mut admin)
@@ -339,10 +319,7 @@ async fn the_whole_flow_runs_with_least_privilege_and_each_process_is_refused_th
         text(&deploy)
     );
 
-    eprintln!(
-        "least privilege: deployed; logs in {}",
-        install.logs.path().display()
-    );
+    install.reached("deployed");
     // Repaired, and replayed from the dead-letter queue by an SRE.
     sqlx::raw_sql("DROP TABLE tenant_lp_gamma.notice_board")
         .execute(&mut admin)
@@ -374,10 +351,7 @@ async fn the_whole_flow_runs_with_least_privilege_and_each_process_is_refused_th
     )
     .await;
 
-    eprintln!(
-        "least privilege: replayed; logs in {}",
-        install.logs.path().display()
-    );
+    install.reached("replayed");
     // The audit trail, read by the reader: every event once.
     testkit::wait_until(Duration::from_secs(60), "the migrations audited", || {
         let install = &install;
@@ -409,10 +383,7 @@ async fn the_whole_flow_runs_with_least_privilege_and_each_process_is_refused_th
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(duplicated, 0);
 
-    eprintln!(
-        "least privilege: audited; logs in {}",
-        install.logs.path().display()
-    );
+    install.reached("audited");
     // PostgreSQL refuses each role what it does not need (42501: insufficient privilege;
     // 25006: read-only transaction).
     for (role, statement, refusal) in [
@@ -467,11 +438,7 @@ async fn the_whole_flow_runs_with_least_privilege_and_each_process_is_refused_th
         ("tenancy-deploy", "tenancy.events"),
         ("tenancy-monitor", "tenancy.commands"),
     ] {
-        let connection = install.connect_as(user).await;
-        let channel = connection
-            .create_channel()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (_connection, channel) = install.channel_as(user).await;
         channel
             .confirm_select(lapin::options::ConfirmSelectOptions::default())
             .await
@@ -511,22 +478,14 @@ async fn the_whole_flow_runs_with_least_privilege_and_each_process_is_refused_th
         ("tenancy-deploy", "migrator.migrate-tenant.dlq"),
         ("tenancy-provisioner", "auditor.events"),
     ] {
-        let connection = install.connect_as(user).await;
-        let channel = connection
-            .create_channel()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (_connection, channel) = install.channel_as(user).await;
         let taken = channel
             .basic_get(queue.into(), BasicGetOptions { no_ack: false })
             .await
             .map(drop);
         assert!(refused(taken), "{user} may not read {queue}");
     }
-    let connection = install.connect_as("tenancy-provisioner").await;
-    let channel = connection
-        .create_channel()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (_connection, channel) = install.channel_as("tenancy-provisioner").await;
     let declared = channel
         .queue_declare(
             "provisioner.intruder".into(),

@@ -23,10 +23,6 @@ const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// The deploy's migration: a new table, and its down script.
 const NOTICE_BOARD: &str = "20270101000000_create_notice_board";
 
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// The system under observation: its database, namespace, migration sets and `tenantctl up`.
 struct System {
     /// `Some` until dropped: the tenants' roles go after it.
@@ -42,22 +38,11 @@ struct System {
 impl System {
     async fn start() -> System {
         let database = TestDatabase::create().await;
-        let sets = ScratchDir::new();
-        testkit::copy_dir(&repository().join("migrations"), sets.path())
-            .unwrap_or_else(|e| panic!("copying the migration sets: {e}"));
-        for sub in ["tenant", "tenant/sqlite"] {
-            let base = sets.path().join(sub);
-            std::fs::write(
-                base.join(format!("{NOTICE_BOARD}.up.sql")),
-                "CREATE TABLE notice_board (id bigint PRIMARY KEY, body text NOT NULL);\n",
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
-            std::fs::write(
-                base.join(format!("{NOTICE_BOARD}.down.sql")),
-                "DROP TABLE notice_board;\n",
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
-        }
+        let sets = testkit::migration_sets_with(&[(
+            NOTICE_BOARD,
+            "CREATE TABLE notice_board (id bigint PRIMARY KEY, body text NOT NULL);\n",
+            Some("DROP TABLE notice_board;\n"),
+        )]);
         let suffix = Uuid::new_v4().simple().to_string()[..6].to_owned();
         let namespace = format!("tt{}-{suffix}", std::process::id());
         let mut up = tenantctl(&database.url(), &namespace, sets.path(), &["up"])
@@ -201,7 +186,7 @@ impl System {
         }
         self.wait_for_status(&bad, "failed").await;
 
-        let base = latest_of(&repository().join("migrations/tenant"));
+        let base = testkit::latest_tenant_version();
         let rollback = self
             .tenantctl(&[
                 "rollback",
@@ -280,25 +265,6 @@ fn tenantctl(database_url: &str, namespace: &str, sets: &Path, args: &[&str]) ->
     command.env("MIGRATIONS_DIR", sets);
     command.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
     command
-}
-
-/// The newest version of the migration files in `dir` (its 14-digit prefix).
-fn latest_of(dir: &Path) -> String {
-    let mut versions: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|entry| {
-            let name = entry.ok()?.file_name().to_string_lossy().into_owned();
-            let digits = name.get(..14)?;
-            digits
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-                .then(|| digits.to_owned())
-        })
-        .collect();
-    versions.sort();
-    versions
-        .pop()
-        .unwrap_or_else(|| panic!("no migration in {}", dir.display()))
 }
 
 /// The scenario alone, its outcome read from `/metrics`: the services' view, before any

@@ -135,6 +135,36 @@ pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The repository's migration sets plus `extra` tenant migrations (name, up, down or `None`), in
+/// a scratch directory (a `MIGRATIONS_DIR`); the same SQL serves both dialects.
+pub fn migration_sets_with(extra: &[(&str, &str, Option<&str>)]) -> ScratchDir {
+    let dir = ScratchDir::new();
+    copy_dir(&workspace_path("migrations"), dir.path())
+        .unwrap_or_else(|e| panic!("copying the migration sets: {e}"));
+    for (name, up, down) in extra {
+        for sub in ["tenant", "tenant/sqlite"] {
+            let base = dir.path().join(sub);
+            std::fs::write(base.join(format!("{name}.up.sql")), up)
+                .unwrap_or_else(|e| panic!("{e}"));
+            if let Some(down) = down {
+                std::fs::write(base.join(format!("{name}.down.sql")), down)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+    }
+    dir
+}
+
+/// The newest tenant migration built into the binaries, as `tenantctl` takes it (`--to`).
+pub fn latest_tenant_version() -> String {
+    engine::source::Catalog::load(None)
+        .unwrap_or_else(|e| panic!("the built-in migration sets: {e}"))
+        .tenant
+        .latest()
+        .unwrap_or_else(|| panic!("no tenant migration"))
+        .to_string()
+}
+
 /// A temporary directory, removed with its contents on drop.
 #[derive(Debug)]
 pub struct ScratchDir {

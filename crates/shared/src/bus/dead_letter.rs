@@ -15,7 +15,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, QueuePurgeOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueuePurgeOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel};
 
@@ -231,15 +231,7 @@ impl DeadLetterSession {
     /// A broker error.
     pub async fn count(&self) -> Result<u32, BusError> {
         let name = self.name.as_str();
-        self.channel
-            .queue_declare(
-                name.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
+        super::topology::inspect_queue(&self.channel, name)
             .await
             .map(|q| q.message_count())
             .map_err(|e| BusError::Broker {

@@ -7,8 +7,6 @@
 use std::sync::Arc;
 
 use lapin::Channel;
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 
 use super::BusError;
@@ -115,15 +113,7 @@ impl Bus {
                 (topology.queue(queue), queue.base_name().to_owned()),
                 (topology.dead_letter_queue(queue), dead_letters),
             ] {
-                let declared = channel
-                    .queue_declare(
-                        name.as_str().into(),
-                        QueueDeclareOptions {
-                            passive: true,
-                            ..QueueDeclareOptions::default()
-                        },
-                        FieldTable::default(),
-                    )
+                let declared = super::topology::inspect_queue(&channel, &name)
                     .await
                     .map_err(|source| BusError::Broker {
                         context: format!("reading the depth of {name}"),

@@ -9,7 +9,7 @@ use lapin::options::{
     QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind, Queue};
 
 use super::BusError;
 
@@ -170,6 +170,21 @@ impl Part {
     }
 }
 
+/// A passive declare: the queue's depth and consumers, without declaring it and without any
+/// permission on it. A missing queue closes the channel with `NOT_FOUND`.
+pub(crate) async fn inspect_queue(channel: &Channel, name: &str) -> Result<Queue, lapin::Error> {
+    channel
+        .queue_declare(
+            name.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+}
+
 async fn open_channel(connection: &Connection) -> Result<Channel, BusError> {
     connection
         .create_channel()
@@ -297,17 +312,9 @@ impl Topology {
                     )
                     .await
                     .map(drop),
-                Part::Queue(_) | Part::DeadLetterQueue(_) => channel
-                    .queue_declare(
-                        name.as_str().into(),
-                        QueueDeclareOptions {
-                            passive: true,
-                            ..QueueDeclareOptions::default()
-                        },
-                        FieldTable::default(),
-                    )
-                    .await
-                    .map(drop),
+                Part::Queue(_) | Part::DeadLetterQueue(_) => {
+                    inspect_queue(&channel, &name).await.map(drop)
+                }
             };
             match checked {
                 Ok(()) => {}
@@ -410,9 +417,9 @@ impl Topology {
         }
     }
 
-    /// The arguments a work queue is declared with; also what deploy/rabbitmq/definitions.json
-    /// must give it (as queue arguments or as a policy), which a test checks.
-    pub fn work_queue_arguments_json(&self, queue: WorkQueue) -> serde_json::Value {
+    /// The arguments a work queue is declared with, as the definitions file writes them.
+    #[cfg(test)]
+    fn work_queue_arguments_json(&self, queue: WorkQueue) -> serde_json::Value {
         let mut args = serde_json::Map::new();
         for (key, value) in self.work_queue_arguments(queue).inner() {
             let value = match value {
