@@ -34,11 +34,24 @@ async fn survives(
     let published = publishing
         .await
         .unwrap_or_else(|e| panic!("publishing failed: {e}"));
-    env.wait_for_audit_count(
-        i64::try_from(total).unwrap_or(i64::MAX),
-        Duration::from_secs(180),
-    )
-    .await;
+    let expected = i64::try_from(total).unwrap_or(i64::MAX);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let stored = env.audit_count().await;
+        if stored >= expected {
+            break;
+        }
+        // An auditor that gave up never catches up: say so now, with its reason.
+        if auditor.is_finished() {
+            let ended = auditor.await;
+            panic!("the auditor stopped with {stored} of {expected} events stored: {ended:?}");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{stored} of {expected} events stored after 180 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let stored = env.audit_ids().await;

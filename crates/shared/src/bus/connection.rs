@@ -9,6 +9,7 @@
 //! publish again on the new link and consumers subscribe again on a new channel; deliveries of
 //! the old channel are redelivered by the broker.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,6 +24,22 @@ use super::BusError;
 use super::topology::Topology;
 use crate::backoff::Backoff;
 use crate::config::SecretUrl;
+
+/// How long a broker that accepted the connection may take to answer the set-up (topology
+/// check, publisher channel) before the link starts over: a broker that is booting or stopping
+/// can accept a connection and then never answer.
+const SET_UP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How long closing a channel or connection, or cancelling a consumer, waits for the broker's
+/// answer: lapin waits for ever when the connection died under it.
+const CLOSING_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Awaits a closing operation (close, cancel, the last confirms) for at most
+/// [`CLOSING_DEADLINE`], ignoring its outcome: whatever it leaves open, the broker reclaims
+/// with the connection.
+pub(crate) async fn closing<T>(operation: impl Future<Output = T>) {
+    let _ = tokio::time::timeout(CLOSING_DEADLINE, operation).await;
+}
 
 /// One connection's worth of state.
 pub(crate) struct Live {
@@ -90,7 +107,7 @@ impl Link {
                 "the connection to RabbitMQ was lost; reconnecting"
             );
             tokio::spawn(async move {
-                let _ = old.connection.close(200, "replaced".into()).await;
+                closing(old.connection.close(200, "replaced".into())).await;
             });
         }
         let live = Arc::new(self.connect().await?);
@@ -116,14 +133,53 @@ impl Link {
         self.closed.store(true, Ordering::Release);
         let live = self.live.lock().await.take();
         if let Some(live) = live {
-            let _ = live.publisher.wait_for_confirms().await;
-            let _ = live.connection.close(200, "shutting down".into()).await;
+            closing(live.publisher.wait_for_confirms()).await;
+            closing(live.connection.close(200, "shutting down".into())).await;
         }
     }
 
+    /// Connects and sets the connection up, starting over while the broker fails or stalls
+    /// midway (it is restarting): callers see a working link, a refusal, or shutdown.
     async fn connect(&self) -> Result<Live, BusError> {
-        let connection = connect_waiting(&self.url, &self.name, &self.shutdown).await?;
-        self.topology.ensure(&connection).await?;
+        let mut delays = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        let (connection, publisher) = loop {
+            let connection = connect_waiting(&self.url, &self.name, &self.shutdown).await?;
+            let failure =
+                match tokio::time::timeout(SET_UP_DEADLINE, self.set_up(&connection)).await {
+                    Ok(Ok(publisher)) => break (connection, publisher),
+                    Ok(Err(error)) if !went_away(&error) => return Err(error),
+                    Ok(Err(error)) => error.to_string(),
+                    Err(_) => format!(
+                        "no answer within {}s after connecting",
+                        SET_UP_DEADLINE.as_secs()
+                    ),
+                };
+            tokio::spawn(async move {
+                closing(connection.close(200, "set-up failed".into())).await;
+            });
+            let delay = delays.next_delay();
+            tracing::warn!(error = %failure, retry_in_ms = delay.as_millis() as u64, "RabbitMQ failed while the connection was set up; connecting again");
+            tokio::select! {
+                () = self.shutdown.cancelled() => return Err(BusError::Cancelled),
+                () = tokio::time::sleep(delay) => {}
+            }
+        };
+        let generation = self.generations.fetch_add(1, Ordering::AcqRel) + 1;
+        if generation > 1 {
+            super::metrics::reconnected();
+            tracing::info!(generation, "reconnected to RabbitMQ");
+        }
+        Ok(Live {
+            generation,
+            connection,
+            publisher,
+            broken: AtomicBool::new(false),
+        })
+    }
+
+    /// The topology (checked, and what is missing declared) and the publisher's confirm channel.
+    async fn set_up(&self, connection: &Connection) -> Result<Channel, BusError> {
+        self.topology.ensure(connection).await?;
         let publisher = connection
             .create_channel()
             .await
@@ -138,17 +194,7 @@ impl Link {
                 context: "enabling publisher confirms".into(),
                 source: e,
             })?;
-        let generation = self.generations.fetch_add(1, Ordering::AcqRel) + 1;
-        if generation > 1 {
-            super::metrics::reconnected();
-            tracing::info!(generation, "reconnected to RabbitMQ");
-        }
-        Ok(Live {
-            generation,
-            connection,
-            publisher,
-            broken: AtomicBool::new(false),
-        })
+        Ok(publisher)
     }
 }
 
@@ -221,6 +267,28 @@ async fn connect_waiting(
     }
 }
 
+/// Whether a set-up step failed because the connection went away under it (the broker is
+/// stopping or restarting), rather than because the broker refused the step (a queue declared
+/// with other arguments, a missing permission), which no new connection changes.
+fn went_away(error: &BusError) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPHardError};
+    let BusError::Broker { source, .. } = error else {
+        return false;
+    };
+    match source.kind() {
+        lapin::ErrorKind::IOError(_)
+        | lapin::ErrorKind::InvalidChannel(_)
+        | lapin::ErrorKind::InvalidChannelState(..)
+        | lapin::ErrorKind::InvalidConnectionState(_)
+        | lapin::ErrorKind::MissingHeartbeatError => true,
+        lapin::ErrorKind::ProtocolError(amqp) => matches!(
+            amqp.kind(),
+            AMQPErrorKind::Hard(AMQPHardError::CONNECTIONFORCED | AMQPHardError::INTERNALERROR)
+        ),
+        _ => false,
+    }
+}
+
 /// Broker unreachable, refusing connections while it starts, or closing them while it stops:
 /// worth waiting for. A broker that answers and refuses the login (ACCESS_REFUSED: user or
 /// password), the vhost (NOT_ALLOWED: it does not exist, or the user has no permission on it) or
@@ -261,4 +329,44 @@ fn broker_says(error: &lapin::protocol::AMQPError) -> String {
         .as_str()
         .trim_end_matches('.')
         .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use lapin::protocol::{AMQPError, AMQPErrorKind, AMQPHardError, AMQPSoftError};
+
+    use super::*;
+
+    fn broker(kind: lapin::ErrorKind) -> BusError {
+        BusError::Broker {
+            context: "checking a queue".into(),
+            source: kind.into(),
+        }
+    }
+
+    fn amqp(kind: AMQPErrorKind) -> BusError {
+        broker(lapin::ErrorKind::ProtocolError(AMQPError::new(
+            kind,
+            "said by the broker".into(),
+        )))
+    }
+
+    #[test]
+    fn a_connection_lost_during_set_up_is_connected_again_and_a_refusal_is_not() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(went_away(&broker(lapin::ErrorKind::IOError(reset.into()))));
+        assert!(went_away(&amqp(AMQPErrorKind::Hard(
+            AMQPHardError::CONNECTIONFORCED
+        ))));
+        assert!(!went_away(&amqp(AMQPErrorKind::Soft(
+            AMQPSoftError::PRECONDITIONFAILED
+        ))));
+        assert!(!went_away(&amqp(AMQPErrorKind::Soft(
+            AMQPSoftError::ACCESSREFUSED
+        ))));
+        assert!(!went_away(&BusError::TopologyMissing {
+            name: "auditor.events".into(),
+            missing: vec!["auditor.events".into()],
+        }));
+    }
 }

@@ -34,6 +34,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, Span};
 
 use super::BusError;
+use super::connection::closing;
 use super::dead_letter;
 use super::handle::Bus;
 use super::metrics::{self, Handled};
@@ -214,9 +215,7 @@ pub async fn consume<H: Handler>(
     };
     options.set_ready(false);
     if let Some((channel, tag)) = &subscription {
-        let _ = channel
-            .basic_cancel(tag.clone(), BasicCancelOptions::default())
-            .await;
+        closing(channel.basic_cancel(tag.clone(), BasicCancelOptions::default())).await;
     }
     tasks.close();
     if tokio::time::timeout(options.drain_timeout, tasks.wait())
@@ -229,7 +228,7 @@ pub async fn consume<H: Handler>(
         );
     }
     if let Some((channel, _)) = subscription {
-        let _ = channel.close(200, "consumer stopped".into()).await;
+        closing(channel.close(200, "consumer stopped".into())).await;
     }
     result
 }
@@ -654,10 +653,8 @@ pub async fn consume_batches<H: BatchHandler>(
         options.set_ready(true);
     };
     options.set_ready(false);
-    let _ = channel
-        .basic_cancel(consumer.tag(), BasicCancelOptions::default())
-        .await;
-    let _ = channel.close(200, "consumer stopped".into()).await;
+    closing(channel.basic_cancel(consumer.tag(), BasicCancelOptions::default())).await;
+    closing(channel.close(200, "consumer stopped".into())).await;
     result
 }
 

@@ -20,6 +20,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel};
 
 use super::BusError;
+use super::connection::closing;
 use super::consumer::received;
 use super::handle::Bus;
 use super::publisher::{Publisher, header_i64, header_str};
@@ -280,7 +281,7 @@ impl DeadLetterSession {
 
     /// Ends the session: what was taken and not removed goes back to the queue.
     pub async fn close(self, reason: &str) {
-        let _ = self.channel.close(200, reason.into()).await;
+        closing(self.channel.close(200, reason.into())).await;
     }
 }
 

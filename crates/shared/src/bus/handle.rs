@@ -10,7 +10,7 @@ use lapin::Channel;
 use tokio_util::sync::CancellationToken;
 
 use super::BusError;
-use super::connection::Link;
+use super::connection::{Link, closing};
 use super::publisher::Publisher;
 use super::topology::{Topology, WorkQueue};
 use crate::config::SecretUrl;
@@ -126,7 +126,7 @@ impl Bus {
                 });
             }
         }
-        let _ = channel.close(200, "queue depths read".into()).await;
+        closing(channel.close(200, "queue depths read".into())).await;
         Ok(depths)
     }
 

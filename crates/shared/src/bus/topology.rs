@@ -12,6 +12,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ExchangeKind, Queue};
 
 use super::BusError;
+use super::connection::closing;
 
 /// The exchanges of the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,7 +265,7 @@ impl Topology {
         }
         let channel = open_channel(connection).await?;
         let declared = self.declare_parts(&channel, &missing).await;
-        let _ = channel.close(200, "topology declared".into()).await;
+        closing(channel.close(200, "topology declared".into())).await;
         match declared {
             Err((name, error)) if access_refused(&error) => Err(BusError::TopologyMissing {
                 name,
@@ -325,7 +326,7 @@ impl Topology {
                 Err(error) => return Err(BusError::topology(format!("checking {name}"), error)),
             }
         }
-        let _ = channel.close(200, "topology checked".into()).await;
+        closing(channel.close(200, "topology checked".into())).await;
         Ok(missing)
     }
 
