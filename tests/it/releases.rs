@@ -78,3 +78,66 @@ async fn the_first_provisioned_tenant_releases_the_sets_and_an_edit_stops_the_se
         "{said}"
     );
 }
+
+/// A rolling upgrade: the next release's `tenantctl setup` adds a platform migration before the
+/// previous release's services restart. They start on it (platform migrations only add); a
+/// platform migration edited after it ran still stops them at once, instead of a wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_of_the_previous_release_starts_on_a_newer_platform_schema() {
+    let next = ScratchDir::new();
+    testkit::copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations"),
+        next.path(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for dir in ["platform", "platform/sqlite"] {
+        std::fs::write(
+            next.path()
+                .join(dir)
+                .join("20991231000000_add_tenants_next_release_note.up.sql"),
+            "ALTER TABLE tenants ADD COLUMN next_release_note TEXT;",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // The next release's setup.
+    let env = Env::with_migrations(next.path()).await;
+
+    let previous = shared::service::Context {
+        catalog: Arc::new(Catalog::load(None).unwrap_or_else(|e| panic!("{e}"))),
+        ..env.ctx.clone()
+    };
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        previous.wait_for_platform_schema(&Default::default()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the previous release still waits for its platform schema"))
+    .unwrap_or_else(|e| panic!("the previous release refused a newer platform schema: {e}"));
+
+    let first = previous
+        .catalog
+        .platform
+        .migrations
+        .first()
+        .map(|m| m.primary().file.clone())
+        .unwrap_or_else(|| panic!("no platform migrations"));
+    let file = next.path().join("platform").join(&first);
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, format!("{text}\n-- edited after it ran\n"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let edited = shared::service::Context {
+        catalog: Arc::new(Catalog::load(Some(next.path())).unwrap_or_else(|e| panic!("{e}"))),
+        ..env.ctx.clone()
+    };
+    let refused = tokio::time::timeout(
+        Duration::from_secs(20),
+        edited.wait_for_platform_schema(&Default::default()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("an edited platform migration is waited on, not refused"));
+    let said = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        said.contains(&first) && said.contains("edited after it was applied"),
+        "{said}"
+    );
+}

@@ -70,6 +70,18 @@ impl fmt::Display for Drift {
     }
 }
 
+impl Drift {
+    /// Whether this only says the history is ahead of these files: a version newer than every
+    /// file, recorded by a newer build. During a rolling upgrade that is the previous release
+    /// meeting the next one's migrations, not an edit or a deletion.
+    pub fn is_ahead_of(&self, set: &MigrationSet) -> bool {
+        match self {
+            Drift::Missing { version, .. } => set.latest().is_none_or(|latest| *version > latest),
+            Drift::Changed { .. } | Drift::OutOfOrder { .. } => false,
+        }
+    }
+}
+
 fn short(hex: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
@@ -441,6 +453,36 @@ mod tests {
                 version: v(3),
                 description: "m3".into()
             }])
+        );
+    }
+
+    #[test]
+    fn only_a_version_newer_than_every_file_is_the_history_being_ahead() {
+        let set = set_of(3, &[], &[]);
+        let mut history = applied(&set, &[1, 2, 3]);
+        history.push(AppliedMigration::succeeded(v(4), "m4", "00"));
+        let older = set_of(2, &[], &[]);
+        let drift = verify(&older, &history, PG);
+        let ahead: Vec<bool> = drift.iter().map(|d| d.is_ahead_of(&older)).collect();
+        // v3 and v4 are newer than the older build's files; nothing else is.
+        assert_eq!(ahead, vec![true, true]);
+
+        let deleted = MigrationSet::from_files(
+            SetKind::Tenant,
+            "test",
+            vec![
+                (format!("{}_m2.up.sql", v(2)), "SELECT 2;".to_owned()),
+                (format!("{}_m3.up.sql", v(3)), "SELECT 3;".to_owned()),
+            ],
+        )
+        .unwrap();
+        let drift = verify(&deleted, &applied(&set, &[1, 2, 3]), PG);
+        assert!(
+            drift.iter().any(
+                |d| matches!(d, Drift::Missing { version, .. } if *version == v(1))
+                    && !d.is_ahead_of(&deleted)
+            ),
+            "a deleted old file is drift, not a newer build: {drift:?}"
         );
     }
 

@@ -178,8 +178,9 @@ impl Context {
     }
 
     /// Waits until the platform database has every platform migration this build knows (a
-    /// service never runs against an older platform schema; `tenantctl deploy` or `up` apply
-    /// them), logging while it waits.
+    /// service never runs against an older platform schema; `tenantctl setup` or `up` apply
+    /// them), logging while it waits. Versions newer than this build (a rolling upgrade whose
+    /// setup ran first) are accepted; an edited or deleted one is not.
     ///
     /// # Errors
     /// Drift in the platform history, or `shutdown`.
@@ -207,15 +208,34 @@ impl Context {
                     unreachable!("the pool follows the URL")
                 }
             };
-            if standing.pending.is_empty() && standing.drift.is_empty() {
+            let set = &self.catalog.platform;
+            let (ahead, drift): (Vec<_>, Vec<_>) = standing
+                .drift
+                .iter()
+                .partition(|drift| drift.is_ahead_of(set));
+            if !drift.is_empty() {
+                // An edited or deleted platform migration: no wait will change that.
+                return Err(StartError::Engine(EngineError::Plan {
+                    target: Target::Platform,
+                    source: engine::plan::PlanError::Drift(drift.into_iter().cloned().collect()),
+                }));
+            }
+            if standing.pending.is_empty() {
+                if !ahead.is_empty() {
+                    // A rolling upgrade: the next release's setup ran first. Platform migrations
+                    // only add (docs/DEPLOYMENT.md), so the previous release runs on.
+                    tracing::warn!(
+                        newer = ahead.len(),
+                        "the platform database is ahead of this build: a newer release migrated it; running on it until this service is upgraded"
+                    );
+                }
                 self.check_released_sets().await?;
                 ready.send_replace(true);
                 return Ok(());
             }
             tracing::warn!(
                 pending = standing.pending.len(),
-                drift = standing.drift.len(),
-                "the platform database is behind this build: waiting for `tenantctl deploy` (or `tenantctl up`) to migrate it"
+                "the platform database is behind this build: waiting for `tenantctl setup` (or `tenantctl up`) to migrate it"
             );
             tokio::select! {
                 () = shutdown.cancelled() => return Err(StartError::Cancelled),
