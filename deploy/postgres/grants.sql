@@ -22,13 +22,15 @@ BEGIN
               ('tenancy_provisioner', 'SELECT, INSERT, UPDATE', 'tenants, provisioning_steps'),
               ('tenancy_provisioner', 'SELECT, INSERT', 'released_migrations'),
               ('tenancy_provisioner', 'SELECT', 'plans, deploys'),
+              -- Places each new tenant on a server, and reaches it there.
+              ('tenancy_provisioner', 'SELECT', 'tenant_servers'),
               -- A tenant activated during a deploy joins it.
               ('tenancy_provisioner', 'SELECT, INSERT', 'deploy_tenants'),
 
               -- Records each tenant's version and errors, and each deploy's per-tenant outcome.
               ('tenancy_migrator', 'SELECT, UPDATE', 'tenants'),
               ('tenancy_migrator', 'SELECT, INSERT, UPDATE', 'deploy_tenants'),
-              ('tenancy_migrator', 'SELECT', 'deploys, dlq_replays'),
+              ('tenancy_migrator', 'SELECT', 'deploys, dlq_replays, tenant_servers'),
               ('tenancy_migrator', 'SELECT, INSERT', 'released_migrations'),
 
               -- The audit trail: inserts, and reads an event id again to tell a redelivery from
@@ -36,17 +38,19 @@ BEGIN
               ('tenancy_auditor', 'SELECT, INSERT', 'audit_events'),
 
               -- Records deploys and follows them.
-              ('tenancy_deploy', 'SELECT', 'tenants, released_migrations, provisioning_steps'),
+              ('tenancy_deploy', 'SELECT', 'tenants, released_migrations, provisioning_steps, tenant_servers'),
               ('tenancy_deploy', 'SELECT, INSERT, UPDATE', 'deploys, deploy_tenants'),
 
               -- Deploys too, and rollbacks, dead-letter replays, provisioning retries.
               ('tenancy_sre', 'SELECT, UPDATE', 'tenants, provisioning_steps'),
               ('tenancy_sre', 'SELECT', 'released_migrations, audit_events'),
               ('tenancy_sre', 'SELECT, INSERT, UPDATE', 'deploys, deploy_tenants, dlq_replays'),
+              -- `tenantctl servers add|drain|open`.
+              ('tenancy_sre', 'SELECT, INSERT, UPDATE', 'tenant_servers'),
 
               -- Read commands. Not the platform domain (plans, invoices, platform users).
               ('tenancy_reader', 'SELECT',
-               'tenants, provisioning_steps, audit_events, released_migrations, deploys, deploy_tenants, dlq_replays')
+               'tenants, provisioning_steps, audit_events, released_migrations, deploys, deploy_tenants, dlq_replays, tenant_servers')
           ) AS g(role, privileges, tables)
          WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = g.role)
     LOOP

@@ -16,6 +16,7 @@
 pub mod isolation;
 pub mod message;
 pub mod provisioning;
+pub mod server;
 pub mod tenant;
 pub mod version;
 

@@ -445,6 +445,7 @@ mod tests {
 
     fn tenant(status: &str, schema_version: u8, needs_reprocessing: bool) -> MigrationTenant {
         MigrationTenant {
+            server: domain::server::ServerName::default_server(),
             slug: TenantSlug::parse("acme_towers").unwrap(),
             status: status.parse().unwrap(),
             isolation: Isolation::Schema,

@@ -29,13 +29,13 @@ mod tests;
 use std::sync::Arc;
 
 use domain::version::Version;
-use engine::{Catalog, EngineOptions, ServerSlots};
+use engine::{Catalog, EngineOptions};
 use recorder::Recorder;
 use shared::bus::consumer::{self, ConsumerOptions};
 use shared::bus::{EventPublisher, Publisher, WorkQueue};
 use shared::platform::{PlatformDb, ReleaseRecorder};
 use shared::service::Context;
-use shared::tenant_storage::TenantStorage;
+use shared::tenant_servers::{Connection, TenantServers};
 use tenants::TenantReader;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -46,10 +46,10 @@ pub use rollback::RollbackHandler;
 /// What both handlers share. `P` publishes the lifecycle events: the bus's [`Publisher`] in the
 /// service, an in-memory recorder in tests.
 pub struct Migrator<P = Publisher> {
-    storage: TenantStorage,
+    /// Every tenant server, each migrating on its own slots.
+    servers: TenantServers,
     catalog: Arc<Catalog>,
     publisher: P,
-    slots: ServerSlots,
     recorder: Recorder,
     tenants: TenantReader,
     metrics: metrics::Metrics,
@@ -61,9 +61,8 @@ pub struct Migrator<P = Publisher> {
 /// What a [`Migrator`] is made of.
 pub(crate) struct Parts<P> {
     pub platform: PlatformDb,
-    /// The tenant server, migrating on `slots` (see [`TenantStorage::connect_with_slots`]).
-    pub storage: TenantStorage,
-    pub slots: ServerSlots,
+    /// The tenant servers, connected with [`Connection::Slots`].
+    pub servers: TenantServers,
     pub catalog: Arc<Catalog>,
     pub publisher: P,
     pub shutdown: CancellationToken,
@@ -76,11 +75,10 @@ impl<P: EventPublisher> Migrator<P> {
         let (recorder, writer) = Recorder::spawn(parts.platform.clone());
         let (tenants, reader) = TenantReader::spawn(parts.platform.clone());
         let migrator = Migrator {
-            storage: parts.storage,
+            metrics: metrics::Metrics::new(parts.servers.clone()),
+            servers: parts.servers,
             catalog: parts.catalog,
             publisher: parts.publisher,
-            metrics: metrics::Metrics::new(parts.slots.usage_probe()),
-            slots: parts.slots,
             recorder,
             tenants,
             released: ReleaseRecorder::new(parts.platform, "migrator"),
@@ -96,19 +94,24 @@ impl<P: EventPublisher> Migrator<P> {
 /// The tenant server is not PostgreSQL or unreachable, or a consumer could not run.
 pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()> {
     let settings = ctx.config.migrator;
-    let Some(sessions) = ctx.config.tenant_session_options() else {
+    if ctx.config.tenant_session_options().is_none() {
         anyhow::bail!("TENANT_DATABASE_URL must be a PostgreSQL server for the migrator");
-    };
-    // A migration holds a slot, so no more than the slots ever need a connection at once.
-    let local = settings.concurrency.min(settings.server_slots);
-    let slots = ServerSlots::new(sessions, settings.server_slots, local, shutdown.clone());
-    let storage =
-        TenantStorage::connect_with_slots(&ctx.config, slots.clone(), EngineOptions::default())
-            .await?;
+    }
+    // A migration holds a slot of its server, so no more than the slots of a server ever need
+    // a connection there at once.
+    let servers = TenantServers::new(
+        ctx.platform.clone(),
+        ctx.config.clone(),
+        Connection::Slots {
+            slots: settings.server_slots,
+            local: settings.concurrency.min(settings.server_slots),
+            shutdown: shutdown.clone(),
+        },
+        EngineOptions::default(),
+    );
     let (migrator, workers) = Migrator::start(Parts {
         platform: ctx.platform.clone(),
-        storage,
-        slots: slots.clone(),
+        servers: servers.clone(),
         catalog: ctx.catalog.clone(),
         publisher: ctx.bus.publisher().clone(),
         shutdown: shutdown.clone(),
@@ -147,7 +150,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
     for worker in workers {
         let _ = worker.await;
     }
-    slots.close_idle().await;
+    servers.close_idle().await;
     migrations?;
     rollbacks?;
     Ok(())

@@ -1,9 +1,10 @@
 //! The migrator's instruments (docs/OBSERVABILITY.md): on `/metrics`, and over OTLP when an
 //! endpoint is set.
 
-use engine::{RunReport, SlotUsageProbe};
+use engine::RunReport;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, ObservableCounter, ObservableGauge};
+use shared::tenant_servers::TenantServers;
 
 /// Boundaries for one migration script on one tenant: most take milliseconds, a backfill
 /// minutes; the statement timeout caps them.
@@ -24,9 +25,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(slots: SlotUsageProbe) -> Self {
+    pub fn new(servers: TenantServers) -> Self {
         let meter = shared::telemetry::meter();
-        let in_use = slots.clone();
+        let in_use = servers.clone();
         Metrics {
             duration: meter
                 .f64_histogram("tenancy.migration.duration")
@@ -48,21 +49,22 @@ impl Metrics {
             _slots_in_use: meter
                 .u64_observable_gauge("tenancy.migrator.server_slots.in_use")
                 .with_unit("{slot}")
-                .with_description("tenant-server slots this process holds: busy migrating, or idle and kept for the next command")
+                .with_description("tenant-server slots this process holds, by server: busy migrating, or idle and kept for the next command")
                 .with_callback(move |observer| {
-                    if let Some(usage) = in_use.read() {
-                        observer.observe(usage.busy as u64, &[KeyValue::new("state", "busy")]);
-                        observer.observe(usage.idle as u64, &[KeyValue::new("state", "idle")]);
+                    for (server, usage) in in_use.slot_usage() {
+                        let server = KeyValue::new("server", server.as_str().to_owned());
+                        observer.observe(usage.busy as u64, &[KeyValue::new("state", "busy"), server.clone()]);
+                        observer.observe(usage.idle as u64, &[KeyValue::new("state", "idle"), server]);
                     }
                 })
                 .build(),
             _slot_waits: meter
                 .u64_observable_counter("tenancy.migrator.server_slot.waits")
                 .with_unit("{wait}")
-                .with_description("times this process found every slot of the tenant server taken and waited")
+                .with_description("times this process found every slot of a tenant server taken and waited, by server")
                 .with_callback(move |observer| {
-                    if let Some(usage) = slots.read() {
-                        observer.observe(usage.waits, &[]);
+                    for (server, usage) in servers.slot_usage() {
+                        observer.observe(usage.waits, &[KeyValue::new("server", server.as_str().to_owned())]);
                     }
                 })
                 .build(),

@@ -22,6 +22,7 @@ use engine::{EngineError, RunReport};
 use shared::bus::consumer::{Delivered, Handler};
 use shared::bus::{EventPublisher, Outcome, Publisher};
 use shared::platform::deploys::MigrationTenant;
+use shared::tenant_storage::TenantStorage;
 use tracing::Instrument as _;
 
 use crate::Migrator;
@@ -95,7 +96,8 @@ impl<P: EventPublisher> Migrator<P> {
             .filter(|m| m.version > tenant.schema_version && m.version <= target)
             .count();
         self.metrics.pending(pending);
-        let slot = self.database_slot(job.tenant_id, tenant.isolation).await?;
+        let storage = self.storage_of(tenant).await?;
+        let slot = self.database_slot(job.tenant_id, tenant).await?;
         // Confirmed while the migration runs; awaited before the command is acknowledged.
         let announced = self.emit_in_background(MigrationStarted {
             tenant_id: job.tenant_id,
@@ -103,7 +105,7 @@ impl<P: EventPublisher> Migrator<P> {
             from_version: tenant.schema_version,
             target_version: target,
         });
-        let applied = self.apply(tenant, target).await;
+        let applied = self.apply(&storage, tenant, target).await;
         drop(slot);
         let _ = announced.await;
         Ok(match applied {
@@ -116,20 +118,19 @@ impl<P: EventPublisher> Migrator<P> {
     /// `target` is the newest version; what completes is released.
     async fn apply(
         &self,
+        storage: &TenantStorage,
         tenant: &MigrationTenant,
         target: Version,
     ) -> Result<RunReport, EngineError> {
         let (set, seeds) = (&self.catalog.tenant, &self.catalog.tenant_seeds);
-        let report = self
-            .storage
+        let report = storage
             .apply(&tenant.slug, tenant.isolation, set, Some(target), &())
             .await?;
         if let Some(reached) = report.after {
             self.released.applied(set, reached).await;
         }
         if Some(target) == set.latest() && !seeds.migrations.is_empty() {
-            let seeded = self
-                .storage
+            let seeded = storage
                 .apply(&tenant.slug, tenant.isolation, seeds, None, &())
                 .await?;
             if let Some(reached) = seeded.after {

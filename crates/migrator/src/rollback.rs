@@ -68,11 +68,9 @@ impl<P: EventPublisher> Migrator<P> {
         command: &RollbackTenant,
         tenant: &MigrationTenant,
     ) -> Result<Result<RunReport, EngineError>, Outcome> {
-        let slot = self
-            .database_slot(command.tenant_id, tenant.isolation)
-            .await?;
-        let reverted = self
-            .storage
+        let storage = self.storage_of(tenant).await?;
+        let slot = self.database_slot(command.tenant_id, tenant).await?;
+        let reverted = storage
             .revert(
                 &tenant.slug,
                 tenant.isolation,

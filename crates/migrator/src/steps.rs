@@ -11,6 +11,7 @@ use engine::{EngineError, RunReport, SlotConn};
 use shared::bus::consumer::Delivered;
 use shared::bus::{EventPublisher, Outcome};
 use shared::platform::deploys::{MigrationResult, MigrationTenant, ResultStatus};
+use shared::tenant_storage::TenantStorage;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
@@ -113,24 +114,50 @@ impl<P: EventPublisher> Migrator<P> {
         }
     }
 
-    /// In database isolation, a server slot held beside the tenant database's connection (in
-    /// schema isolation the engine's session runs on a slot's connection itself), or the
-    /// command given back (shutdown, server unreachable).
+    /// The storage of the tenant's server, or the command given back while the server cannot
+    /// be reached (after the delivery limit it waits in the dead-letter queue with the reason).
+    pub(crate) async fn storage_of(
+        &self,
+        tenant: &MigrationTenant,
+    ) -> Result<TenantStorage, Outcome> {
+        self.servers
+            .storage(&tenant.server)
+            .await
+            .map_err(|error| Outcome::Retry {
+                reason: error.to_string(),
+            })
+    }
+
+    /// In database isolation, a slot of the tenant's server held beside the tenant database's
+    /// connection (in schema isolation the engine's session runs on a slot's connection
+    /// itself), or the command given back (shutdown, server unreachable).
     pub(crate) async fn database_slot(
         &self,
-        tenant: Uuid,
-        isolation: Isolation,
+        tenant_id: Uuid,
+        tenant: &MigrationTenant,
     ) -> Result<Option<SlotConn>, Outcome> {
-        if isolation == Isolation::Schema {
+        if tenant.isolation == Isolation::Schema {
             return Ok(None);
         }
-        match self.slots.acquire(tenant.as_u128()).await {
+        let slots = match self.servers.slots(&tenant.server).await {
+            Ok(Some(slots)) => slots,
+            Ok(None) => return Ok(None),
+            Err(error) => {
+                return Err(Outcome::Retry {
+                    reason: error.to_string(),
+                });
+            }
+        };
+        match slots.acquire(tenant_id.as_u128()).await {
             Ok(Some(slot)) => Ok(Some(slot)),
             Ok(None) => Err(Outcome::Retry {
                 reason: "shutting down".into(),
             }),
             Err(error) => Err(Outcome::Retry {
-                reason: format!("no migration slot on the tenant server: {error}"),
+                reason: format!(
+                    "no migration slot on tenant server `{}`: {error}",
+                    tenant.server
+                ),
             }),
         }
     }
@@ -287,7 +314,10 @@ impl<P: EventPublisher> Migrator<P> {
 
     /// The tenant's version as its history says now, if it can be read.
     async fn version_now(&self, tenant: &MigrationTenant) -> Option<Version> {
-        self.storage
+        self.servers
+            .storage(&tenant.server)
+            .await
+            .ok()?
             .status(&tenant.slug, tenant.isolation, &self.catalog.tenant)
             .await
             .ok()

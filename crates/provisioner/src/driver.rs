@@ -336,6 +336,7 @@ mod tests {
             name: "Acme Towers".into(),
             plan: None,
             isolation: Isolation::Schema,
+            server: None,
             admin_email: "ana@acme.example".into(),
             admin_name: "Ana Lima".into(),
         }

@@ -49,6 +49,18 @@ impl From<shared::platform::StoreError> for StepError {
     }
 }
 
+impl From<shared::platform::servers::PlacementError> for StepError {
+    fn from(error: shared::platform::servers::PlacementError) -> Self {
+        Self::classified(error.is_transient(), error.to_string())
+    }
+}
+
+impl From<shared::tenant_servers::ServerError> for StepError {
+    fn from(error: shared::tenant_servers::ServerError) -> Self {
+        Self::classified(error.is_transient(), error.to_string())
+    }
+}
+
 impl From<engine::EngineError> for StepError {
     fn from(error: engine::EngineError) -> Self {
         Self::classified(error.is_transient(), error.to_string())

@@ -18,7 +18,7 @@ use shared::bus::WorkQueue;
 use shared::bus::consumer::{self, ConsumerOptions, Delivered, Handler, Outcome};
 use shared::platform::tenants::TenantLock;
 use shared::service::Context;
-use shared::tenant_storage::TenantStorage;
+use shared::tenant_servers::{Connection, TenantServers};
 use sqlx::postgres::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -38,15 +38,20 @@ pub const CONCURRENCY: u16 = 8;
 /// tenant server is not PostgreSQL or unreachable, or the consumer could not run.
 pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()> {
     ctx.catalog.admin_user()?;
-    let storage = TenantStorage::connect(
-        &ctx.config,
-        u32::from(CONCURRENCY),
+    if ctx.config.tenant_session_options().is_none() {
+        anyhow::bail!("TENANT_DATABASE_URL must be a PostgreSQL server for the provisioner");
+    }
+    let servers = TenantServers::new(
+        ctx.platform.clone(),
+        ctx.config.clone(),
+        Connection::Pooled {
+            max_connections: u32::from(CONCURRENCY),
+        },
         EngineOptions::default(),
-    )
-    .await?;
+    );
     let provisioner = Provisioner::new(
         ctx.platform.clone(),
-        storage,
+        servers,
         ctx.catalog.clone(),
         ctx.bus.publisher().clone(),
     );

@@ -13,7 +13,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram};
 use shared::bus::Publisher;
 use shared::platform::PlatformDb;
-use shared::tenant_storage::TenantStorage;
+use shared::tenant_servers::TenantServers;
 use uuid::Uuid;
 
 use crate::effects::{Emitted, ProvisioningEffects};
@@ -85,12 +85,12 @@ impl Metrics {
 impl Provisioner {
     pub fn new(
         platform: PlatformDb,
-        storage: TenantStorage,
+        servers: TenantServers,
         catalog: Arc<Catalog>,
         publisher: Publisher,
     ) -> Self {
         Provisioner {
-            context: StepContext::new(platform, storage, catalog, publisher),
+            context: StepContext::new(platform, servers, catalog, publisher),
             metrics: Metrics::new(),
             unrecorded: Mutex::default(),
         }
@@ -193,7 +193,8 @@ impl ProvisioningEffects for Provisioner {
             Emitted::Provisioned => {
                 let standing = self
                     .context
-                    .storage
+                    .storage(request)
+                    .await?
                     .status(
                         &request.slug,
                         request.isolation,

@@ -5,6 +5,7 @@ use std::fmt;
 
 use domain::Isolation;
 use domain::message::TenantRegistered;
+use domain::server::ServerName;
 use domain::tenant::TenantSlug;
 use uuid::Uuid;
 
@@ -16,6 +17,8 @@ pub struct Request {
     pub name: String,
     pub plan: Option<String>,
     pub isolation: Isolation,
+    /// The tenant server the registration pins, if any.
+    pub server: Option<ServerName>,
     pub admin_email: String,
     pub admin_name: String,
 }
@@ -29,6 +32,7 @@ impl Request {
             name: registered.name.clone(),
             plan: registered.plan.clone(),
             isolation: registered.isolation.unwrap_or(default_isolation),
+            server: registered.server.clone(),
             admin_email: registered.admin.email.clone(),
             admin_name: registered.admin.name.clone(),
         }
@@ -42,6 +46,7 @@ impl fmt::Debug for Request {
             .field("tenant_id", &self.tenant_id)
             .field("slug", &self.slug)
             .field("isolation", &self.isolation)
+            .field("server", &self.server)
             .finish_non_exhaustive()
     }
 }

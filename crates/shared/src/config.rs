@@ -417,11 +417,19 @@ impl Config {
         let DatabaseUrl::Postgres { options, .. } = &self.tenant_database_url else {
             return None;
         };
-        let options = (**options).clone();
-        Some(match &self.tenant_owner_role {
+        Some(self.tenant_session_options_on(options))
+    }
+
+    /// Tenant sessions on `server`, any tenant server: as [`Config::tenant_session_options`].
+    pub fn tenant_session_options_on(
+        &self,
+        server: &sqlx::postgres::PgConnectOptions,
+    ) -> sqlx::postgres::PgConnectOptions {
+        let options = server.clone();
+        match &self.tenant_owner_role {
             Some(owner) => options.options([("role", owner.as_str())]),
             None => options,
-        })
+        }
     }
 
     /// Reads the process environment.

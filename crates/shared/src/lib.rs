@@ -19,4 +19,5 @@ pub mod platform;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tenant_servers;
 pub mod tenant_storage;

@@ -168,6 +168,11 @@ impl Context {
             .map_err(StartError::PlatformMigrations)?;
         if self.platform.owns_platform_tables().await? {
             self.platform.grant_service_roles().await?;
+            if let PlatformDb::Postgres(_) = self.platform {
+                self.platform
+                    .record_default_server_url(&self.config.tenant_database_url.redacted())
+                    .await?;
+            }
         } else {
             tracing::debug!(
                 "not the platform tables' owner: their grants are left to `tenantctl setup`"

@@ -9,6 +9,7 @@
 //! PostgreSQL only: the engine alone runs on SQLite.
 
 use sqlx::ConnectOptions;
+use sqlx::postgres::PgConnectOptions;
 
 use crate::config::{Config, DatabaseUrl};
 use domain::Isolation;
@@ -39,6 +40,19 @@ macro_rules! with_engine {
     };
 }
 
+/// `TENANT_DATABASE_URL`'s server (`default`).
+///
+/// # Errors
+/// The URL is not PostgreSQL.
+pub fn default_server(config: &Config) -> Result<PgConnectOptions, BackendError> {
+    match &config.tenant_database_url {
+        DatabaseUrl::Postgres { options, .. } => Ok((**options).clone()),
+        DatabaseUrl::Sqlite { .. } => Err(BackendError::InvalidScript(
+            "TENANT_DATABASE_URL must be a PostgreSQL server for the services (SQLite tenants are for the engine's tests)".into(),
+        )),
+    }
+}
+
 /// The tenant server, for both isolation modes.
 #[derive(Debug, Clone)]
 pub struct TenantStorage {
@@ -57,18 +71,23 @@ impl TenantStorage {
         max_connections: u32,
         options: EngineOptions,
     ) -> Result<Self, BackendError> {
-        let DatabaseUrl::Postgres {
-            options: server, ..
-        } = &config.tenant_database_url
-        else {
-            return Err(BackendError::InvalidScript(
-                "TENANT_DATABASE_URL must be a PostgreSQL server for the services (SQLite tenants are for the engine's tests)".into(),
-            ));
-        };
-        let server = (**server).clone().disable_statement_logging();
+        TenantStorage::connect_to(&default_server(config)?, config, max_connections, options).await
+    }
+
+    /// Like [`TenantStorage::connect`], for the tenant server `server` (the URL of a registered
+    /// server; its password, if any, from the password file).
+    ///
+    /// # Errors
+    /// The server is unreachable.
+    pub async fn connect_to(
+        server: &PgConnectOptions,
+        config: &Config,
+        max_connections: u32,
+        options: EngineOptions,
+    ) -> Result<Self, BackendError> {
+        let server = server.clone().disable_statement_logging();
         let sessions = config
-            .tenant_session_options()
-            .unwrap_or_else(|| server.clone())
+            .tenant_session_options_on(&server)
             .disable_statement_logging();
         let database = PgDatabaseBackend::connect(server).await?;
         Ok(TenantStorage {
@@ -94,11 +113,12 @@ impl TenantStorage {
     /// # Errors
     /// As [`TenantStorage::connect`].
     pub async fn connect_with_slots(
+        server: &PgConnectOptions,
         config: &Config,
         slots: ServerSlots,
         options: EngineOptions,
     ) -> Result<Self, BackendError> {
-        let storage = TenantStorage::connect(config, 1, options).await?;
+        let storage = TenantStorage::connect_to(server, config, 1, options).await?;
         // The plain pool only serves storage creation, which the migrator never does.
         storage.schema.backend().pool().close().await;
         let schema = storage.schema.backend().clone().with_slots(slots);

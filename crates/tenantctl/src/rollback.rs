@@ -24,7 +24,7 @@ use engine::{MigrationSet, RevertPreview};
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use shared::bus::{Bus, BusError};
 use shared::platform::{PlatformDb, TenantRecord};
-use shared::tenant_storage::TenantStorage;
+use shared::tenant_servers::TenantServers;
 use uuid::Uuid;
 
 use crate::follow::{self, Tally};
@@ -94,17 +94,20 @@ pub struct TenantPreview {
 
 /// Step 2: reads every tenant's down scripts back to `to`, in the order of `tenants`.
 pub async fn preview(
-    storage: &TenantStorage,
+    servers: &TenantServers,
     set: &MigrationSet,
     tenants: Vec<TenantRecord>,
     to: Version,
 ) -> Vec<TenantPreview> {
     stream::iter(tenants)
         .map(|tenant| async move {
-            let downs = storage
-                .preview_revert(&tenant.slug, tenant.isolation, set, to)
-                .await
-                .map_err(|e| e.to_string());
+            let downs = match servers.storage(&tenant.server).await {
+                Ok(storage) => storage
+                    .preview_revert(&tenant.slug, tenant.isolation, set, to)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
             TenantPreview { tenant, downs }
         })
         .buffered(READ_WINDOW)
@@ -299,6 +302,7 @@ mod tests {
             slug: TenantSlug::parse(slug).unwrap_or_else(|e| panic!("{e}")),
             status: domain::provisioning::TenantStatus::Active,
             isolation: domain::Isolation::Schema,
+            server: domain::server::ServerName::default_server(),
             schema_version: version(at),
             migration_error: migration_error.map(str::to_owned),
         }

@@ -581,6 +581,7 @@ async fn a_tenant_provisioned_during_a_deploy_ends_at_the_latest_version() {
         name: "Late Towers".into(),
         plan: None,
         isolation: None,
+        server: None,
         admin: domain::message::Admin {
             email: "late.admin@example.org".into(),
             name: "Late Admin".into(),

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::wire::{Fields, deserialize_via_from_data, ser};
 use super::{Event, ValidationError, rules};
 use crate::Isolation;
+use crate::server::ServerName;
 use crate::tenant::TenantSlug;
 
 /// A tenant to provision.
@@ -33,6 +34,14 @@ pub struct TenantRegistered {
     /// Isolation for this tenant; `None` uses `TENANT_ISOLATION`.
     #[serde(serialize_with = "ser::opt_isolation")]
     pub isolation: Option<Isolation>,
+    /// The tenant server to create it on (`tenantctl servers list`); `None` lets the provisioner
+    /// place it on the least loaded open server with room. Left out when `None`, so a consumer
+    /// of the previous release reads the message as before.
+    #[serde(
+        serialize_with = "ser::opt_server",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub server: Option<ServerName>,
     /// The tenant's first administrator (personal data).
     pub admin: Admin,
 }
@@ -96,6 +105,7 @@ impl Event for TenantRegistered {
             name: fields.req("name")?,
             plan: fields.opt("plan")?,
             isolation: fields.opt("isolation")?,
+            server: fields.opt("server")?,
             admin: Admin::read(&fields.object("admin")?)?,
         };
         event.validate()?;

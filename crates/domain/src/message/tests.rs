@@ -232,6 +232,7 @@ fn samples() -> Vec<Vec<u8>> {
                 name: "Acme Towers".into(),
                 plan: None,
                 isolation: Some(Isolation::Database),
+                server: None,
                 admin: Admin {
                     email: "ana@acme.example".into(),
                     name: "Ana Lima".into(),

@@ -76,6 +76,16 @@ impl Leaf for TenantSlug {
     }
 }
 
+impl Leaf for crate::server::ServerName {
+    const RULE: &'static str = "must be a tenant server name matching ^[a-z][a-z0-9_-]{0,39}$";
+
+    fn from_json(value: &Value) -> Option<Self> {
+        value
+            .as_str()
+            .and_then(|s| crate::server::ServerName::parse(s).ok())
+    }
+}
+
 impl Leaf for Isolation {
     const RULE: &'static str = "must be \"schema\" or \"database\"";
 
@@ -243,6 +253,16 @@ pub(crate) mod ser {
 
     pub(crate) fn isolation<S: Serializer>(isolation: &Isolation, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(isolation.as_str())
+    }
+
+    pub(crate) fn opt_server<S: Serializer>(
+        server: &Option<crate::server::ServerName>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match server {
+            Some(server) => s.serialize_some(server.as_str()),
+            None => s.serialize_none(),
+        }
     }
 
     pub(crate) fn opt_isolation<S: Serializer>(

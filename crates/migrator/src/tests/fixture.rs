@@ -8,15 +8,15 @@ use domain::Version;
 use domain::message::{CloudEvent, Event, MigrateTenant, RollbackTenant};
 use domain::tenant::TenantSlug;
 use engine::{
-    Catalog, Engine, EngineOptions, MigrationBackend as _, MigrationSet, PgSchemaBackend,
-    ServerSlots, SetKind, Target,
+    Catalog, Engine, EngineOptions, MigrationBackend as _, MigrationSet, PgSchemaBackend, SetKind,
+    Target,
 };
 use shared::bus::consumer::Delivered;
 use shared::bus::{EventPublisher as _, Handler as _, Outcome};
 use shared::config::Config;
 use shared::platform::PlatformDb;
 use shared::platform::deploys::NewDeploy;
-use shared::tenant_storage::TenantStorage;
+use shared::tenant_servers::{Connection, TenantServers};
 use sqlx::AssertSqlSafe;
 use testkit::SetBuilder;
 use testkit::pg::TestDatabase;
@@ -130,16 +130,20 @@ impl Fixture {
             .unwrap_or_else(|e| panic!("{e}"));
 
         let shutdown = CancellationToken::new();
-        let slots = ServerSlots::new(database.options(), 2, 2, CancellationToken::new());
-        let storage =
-            TenantStorage::connect_with_slots(&config, slots.clone(), EngineOptions::default())
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+        let servers = TenantServers::new(
+            platform.clone(),
+            Arc::new(config),
+            Connection::Slots {
+                slots: 2,
+                local: 2,
+                shutdown: CancellationToken::new(),
+            },
+            EngineOptions::default(),
+        );
         let published = RecordingPublisher::new("migrator");
         let (migrator, _batching) = Migrator::start(Parts {
             platform,
-            storage,
-            slots,
+            servers,
             catalog,
             publisher: published.clone(),
             shutdown: shutdown.clone(),

@@ -13,7 +13,8 @@ use crate::request::Request;
 
 pub(super) async fn run(context: &StepContext, request: &Request) -> Result<(), StepError> {
     let standing = context
-        .storage
+        .storage(request)
+        .await?
         .status(&request.slug, request.isolation, &context.catalog.tenant)
         .await?;
     if !standing.pending.is_empty() {

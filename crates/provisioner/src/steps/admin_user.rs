@@ -19,7 +19,8 @@ pub(super) async fn run(context: &StepContext, request: &Request) -> Result<(), 
         admin_name: &request.admin_name,
     };
     context
-        .storage
+        .storage(request)
+        .await?
         .insert_admin(
             &request.slug,
             request.isolation,

@@ -7,7 +7,8 @@ use crate::request::Request;
 
 pub(super) async fn run(context: &StepContext, request: &Request) -> Result<(), StepError> {
     context
-        .storage
+        .storage(request)
+        .await?
         .create(&request.slug, request.isolation)
         .await?;
     Ok(())

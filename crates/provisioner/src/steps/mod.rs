@@ -17,18 +17,19 @@ use engine::Catalog;
 use sha2::{Digest, Sha256};
 use shared::bus::Publisher;
 use shared::platform::{PlatformDb, ReleaseRecorder};
+use shared::tenant_servers::TenantServers;
 use shared::tenant_storage::TenantStorage;
 use uuid::Uuid;
 
 use crate::error::StepError;
 use crate::request::Request;
 
-/// What the steps work with: the platform database, the tenant server, the migration sets, the
+/// What the steps work with: the platform database, the tenant servers, the migration sets, the
 /// bus, and the record of released migrations. The provisioner publishes its lifecycle events
 /// through it too ([`StepContext::publish`]).
 pub(crate) struct StepContext {
     pub(crate) platform: PlatformDb,
-    pub(crate) storage: TenantStorage,
+    servers: TenantServers,
     pub(crate) catalog: Arc<Catalog>,
     publisher: Publisher,
     /// What this process applies joins the released record.
@@ -38,18 +39,36 @@ pub(crate) struct StepContext {
 impl StepContext {
     pub(crate) fn new(
         platform: PlatformDb,
-        storage: TenantStorage,
+        servers: TenantServers,
         catalog: Arc<Catalog>,
         publisher: Publisher,
     ) -> Self {
         let released = ReleaseRecorder::new(platform.clone(), "provisioner");
         StepContext {
             platform,
-            storage,
+            servers,
             catalog,
             publisher,
             released,
         }
+    }
+
+    /// The storage of the server the tenant was placed on (by step 1).
+    ///
+    /// # Errors
+    /// The tenant is not registered, or its server cannot be reached.
+    pub(crate) async fn storage(&self, request: &Request) -> Result<TenantStorage, StepError> {
+        let server = self
+            .platform
+            .server_of(request.tenant_id)
+            .await?
+            .ok_or_else(|| {
+                StepError::transient(format!(
+                    "tenant {} is not registered yet",
+                    request.tenant_id
+                ))
+            })?;
+        Ok(self.servers.storage(&server).await?)
     }
 
     /// Publishes `data` as an event whose id is derived from `key` and what it says, so that a

@@ -1,6 +1,7 @@
-//! Step 1: the tenant row, status `provisioning`. The same tenant id with the same slug is the
-//! same tenant (a redelivery); another tenant id asking for a taken slug is refused, and nothing
-//! is created.
+//! Step 1: the tenant row, status `provisioning`, and its server: the one the registration pins,
+//! or the least loaded open server with room (`shared::platform::servers`), recorded on the row.
+//! The same tenant id with the same slug is the same tenant (a redelivery), already placed;
+//! another tenant id asking for a taken slug is refused, and nothing is created.
 
 use shared::platform::tenants::Registration;
 
@@ -32,7 +33,15 @@ pub(super) async fn run(context: &StepContext, request: &Request) -> Result<(), 
                 request.tenant_id
             )))
         }
-        Registration::Registered { .. } => Ok(()),
+        Registration::Registered { .. } => {
+            // Placed once: a redelivery, or a crash after this, finds the same server.
+            let server = context
+                .platform
+                .place_tenant(request.tenant_id, request.server.as_ref())
+                .await?;
+            tracing::debug!(tenant.id = %request.tenant_id, %server, "placed");
+            Ok(())
+        }
         Registration::SlugTaken { owner } => Err(StepError::permanent(format!(
             "the slug {} belongs to another tenant ({owner}); nothing was created",
             request.slug

@@ -6,7 +6,8 @@ use crate::request::Request;
 
 pub(super) async fn run(context: &StepContext, request: &Request) -> Result<(), StepError> {
     let report = context
-        .storage
+        .storage(request)
+        .await?
         .apply(
             &request.slug,
             request.isolation,

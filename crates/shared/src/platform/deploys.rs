@@ -21,16 +21,13 @@ use super::{PlatformDb, StoreError, not_migrated};
 use domain::Isolation;
 use domain::Version;
 use domain::provisioning::TenantStatus;
+use domain::server::ServerName;
 use domain::tenant::TenantSlug;
 
 /// The key of the fleet lock (see the module documentation); the engine's migration locks use
 /// other keys.
 pub(crate) fn fleet_lock_key() -> i64 {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(b"tenancy/fleet");
-    let mut bytes = [0_u8; 8];
-    bytes.copy_from_slice(&digest[..8]);
-    i64::from_be_bytes(bytes)
+    super::advisory_key("tenancy/fleet")
 }
 
 /// A deploy about to be recorded.
@@ -92,6 +89,8 @@ pub struct MigrationResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationTenant {
     pub slug: TenantSlug,
+    /// The server it lives on.
+    pub server: ServerName,
     pub status: TenantStatus,
     pub isolation: Isolation,
     pub schema_version: Version,
@@ -316,7 +315,8 @@ impl PlatformDb {
         ids: &[Uuid],
     ) -> Result<HashMap<Uuid, MigrationTenant>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, slug, status, isolation, schema_version, migration_error FROM tenants WHERE id = ANY($1)",
+            "SELECT id, slug, coalesce(server, 'default') AS server, status, isolation, schema_version, migration_error
+               FROM tenants WHERE id = ANY($1)",
         )
         .bind(ids)
         .fetch_all(self.postgres()?)
@@ -325,6 +325,8 @@ impl PlatformDb {
             .map(|row| {
                 let tenant = MigrationTenant {
                     slug: TenantSlug::parse(&row.try_get::<String, _>("slug")?)
+                        .map_err(|e| StoreError::InvalidRow(e.to_string()))?,
+                    server: ServerName::parse(&row.try_get::<String, _>("server")?)
                         .map_err(|e| StoreError::InvalidRow(e.to_string()))?,
                     status: tenant_status(row.try_get("status")?)?,
                     isolation: row

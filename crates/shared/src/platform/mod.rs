@@ -6,6 +6,7 @@ pub mod deploys;
 pub mod fleet;
 mod grants;
 mod releases;
+pub mod servers;
 pub mod tenants;
 
 #[cfg(test)]
@@ -20,6 +21,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
 use crate::config::DatabaseUrl;
 use domain::Isolation;
+use domain::server::ServerName;
 use domain::Version;
 use domain::provisioning::TenantStatus;
 use domain::tenant::TenantSlug;
@@ -93,6 +95,8 @@ pub struct TenantRecord {
     pub slug: TenantSlug,
     pub status: TenantStatus,
     pub isolation: Isolation,
+    /// The server it lives on.
+    pub server: ServerName,
     /// Newest applied tenant migration, as recorded by the services (0 = none).
     pub schema_version: Version,
     /// Why the tenant's last migration or rollback failed for good; `Some` = needs
@@ -197,7 +201,7 @@ impl PlatformDb {
         slug: Option<&TenantSlug>,
     ) -> Result<Vec<TenantRecord>, StoreError> {
         // The id as text: a `uuid` on PostgreSQL, already text on SQLite.
-        const SQL: &str = "SELECT CAST(id AS text) AS id, slug, status, isolation, schema_version, migration_error
+        const SQL: &str = "SELECT CAST(id AS text) AS id, slug, status, isolation, coalesce(server, 'default') AS server, schema_version, migration_error
                            FROM tenants WHERE ($1 IS NULL OR slug = $1) ORDER BY slug";
         let filter = slug.map(TenantSlug::as_str);
         with_pool!(self, |pool| {
@@ -213,6 +217,7 @@ impl PlatformDb {
                         row.try_get("slug")?,
                         row.try_get("status")?,
                         row.try_get("isolation")?,
+                        row.try_get("server")?,
                         row.try_get("schema_version")?,
                         row.try_get("migration_error")?,
                     )
@@ -227,6 +232,7 @@ fn tenant_record(
     slug: String,
     status: String,
     isolation: String,
+    server: String,
     schema_version: i64,
     migration_error: Option<String>,
 ) -> Result<TenantRecord, StoreError> {
@@ -236,10 +242,21 @@ fn tenant_record(
         slug: TenantSlug::parse(&slug).map_err(|e| StoreError::InvalidRow(e.to_string()))?,
         status: tenants::tenant_status(status)?,
         isolation: isolation.parse().map_err(StoreError::InvalidRow)?,
+        server: ServerName::parse(&server).map_err(|e| StoreError::InvalidRow(e.to_string()))?,
         schema_version: Version::new(schema_version)
             .map_err(|e| StoreError::InvalidRow(e.to_string()))?,
         migration_error,
     })
+}
+
+/// The key of the advisory lock called `name`: the first 8 bytes of its SHA-256, so that
+/// locks of different purposes never share a key.
+pub(crate) fn advisory_key(name: &str) -> i64 {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let mut bytes = [0_u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
 }
 
 /// Maps "no such table" to [`StoreError::NotMigrated`].

@@ -10,7 +10,7 @@ use domain::tenant::TenantSlug;
 use engine::{EngineOptions, RevertPreview};
 use shared::config::Config;
 use shared::platform::{PlatformDb, TenantRecord};
-use shared::tenant_storage::TenantStorage;
+use shared::tenant_servers::{Connection, TenantServers};
 use tenantctl::rollback::{self, Outcome, Plan, Scope, TenantPreview};
 use uuid::Uuid;
 
@@ -74,8 +74,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let platform = PlatformDb::connect(&config.database_url, false, 2).await?;
     let tenants = rollback::select_tenants(&platform, &scope(&args)).await?;
-    let storage = TenantStorage::connect(&config, 8, EngineOptions::default()).await?;
-    let previews = rollback::preview(&storage, &catalog.tenant, tenants, to).await;
+    let servers = TenantServers::new(
+        platform.clone(),
+        std::sync::Arc::new(config.clone()),
+        Connection::Pooled { max_connections: 8 },
+        EngineOptions::default(),
+    );
+    let previews = rollback::preview(&servers, &catalog.tenant, tenants, to).await;
 
     print_previews(&previews, json);
     let plan = Plan::of(&previews);

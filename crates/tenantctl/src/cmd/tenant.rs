@@ -174,12 +174,17 @@ async fn show(config: &Config, slug: &TenantSlug, json: bool) -> anyhow::Result<
             .parse()
             .map_err(|e: String| anyhow::anyhow!(e))?;
         let catalog = engine::Catalog::load(config.migrations_dir.as_deref())?;
-        let storage = shared::tenant_storage::TenantStorage::connect(
-            config,
-            1,
+        let server = platform
+            .server_of(tenant.id)
+            .await?
+            .unwrap_or_else(domain::server::ServerName::default_server);
+        let servers = shared::tenant_servers::TenantServers::new(
+            platform.clone(),
+            std::sync::Arc::new(config.clone()),
+            shared::tenant_servers::Connection::Pooled { max_connections: 1 },
             engine::EngineOptions::default(),
-        )
-        .await?;
+        );
+        let storage = servers.storage(&server).await?;
         Some(storage.status(slug, isolation, &catalog.tenant).await?)
     } else {
         None

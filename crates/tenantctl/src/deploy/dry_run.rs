@@ -5,11 +5,11 @@ use domain::Version;
 use domain::provisioning::TenantStatus;
 use engine::plan::Standing;
 use engine::release::ReleaseConflict;
-use engine::{Catalog, Engine, EngineError, EngineOptions, PgSchemaBackend, Target};
+use engine::{Catalog, Engine, EngineOptions, PgSchemaBackend, Target};
 use futures_util::{StreamExt as _, stream};
 use shared::config::Config;
 use shared::platform::{PlatformDb, TenantRecord};
-use shared::tenant_storage::TenantStorage;
+use shared::tenant_servers::{Connection, TenantServers};
 
 use super::release_conflicts;
 
@@ -33,7 +33,8 @@ pub struct TenantPreview {
     pub tenant: TenantRecord,
     /// Where it stands, its `pending` cut at the target (what it would apply); or why it
     /// cannot be read.
-    pub standing: Result<Standing, EngineError>,
+    /// Or why it could not be read (its server unreachable, …).
+    pub standing: Result<Standing, String>,
 }
 
 /// Reads what a deploy to `target` would do.
@@ -56,7 +57,12 @@ pub async fn dry_run(
             .status(&Target::Platform, &catalog.platform)
             .await?
     };
-    let storage = TenantStorage::connect(config, 8, EngineOptions::default()).await?;
+    let servers = TenantServers::new(
+        platform.clone(),
+        std::sync::Arc::new(config.clone()),
+        Connection::Pooled { max_connections: 8 },
+        EngineOptions::default(),
+    );
     let tenants: Vec<TenantRecord> = platform
         .tenants(None)
         .await?
@@ -65,15 +71,19 @@ pub async fn dry_run(
         .collect();
     let tenants = stream::iter(tenants)
         .map(|tenant| {
-            let storage = &storage;
+            let servers = &servers;
             async move {
-                let standing = storage
-                    .status(&tenant.slug, tenant.isolation, &catalog.tenant)
-                    .await
-                    .map(|mut standing| {
-                        standing.pending.retain(|v| *v <= target);
-                        standing
-                    });
+                let standing = match servers.storage(&tenant.server).await {
+                    Ok(storage) => storage
+                        .status(&tenant.slug, tenant.isolation, &catalog.tenant)
+                        .await
+                        .map(|mut standing| {
+                            standing.pending.retain(|v| *v <= target);
+                            standing
+                        })
+                        .map_err(|e| e.to_string()),
+                    Err(error) => Err(error.to_string()),
+                };
                 TenantPreview { tenant, standing }
             }
         })

@@ -2,16 +2,14 @@
 
 use std::process::ExitCode;
 
-use domain::Isolation;
 use domain::Version;
 use domain::tenant::TenantSlug;
 use engine::plan::Standing;
-use engine::{
-    Engine, EngineOptions, MigrationSet, PgDatabaseBackend, PgSchemaBackend, SqliteBackend, Target,
-};
+use engine::{Engine, EngineOptions, MigrationSet, PgSchemaBackend, SqliteBackend, Target};
 use futures_util::{StreamExt, stream};
 use shared::config::{Config, DatabaseUrl};
 use shared::platform::{PlatformDb, TenantRecord};
+use shared::tenant_servers::{Connection, TenantServers};
 
 use super::load_catalog;
 use crate::cmd::OutputFormat;
@@ -40,50 +38,45 @@ pub struct Args {
 /// A tenant's schema and seeds standing, or why it could not be read.
 type TenantStanding = Result<(Standing, Standing), String>;
 
-/// The engines that can reach tenants, by where they live.
+/// The engines that can reach tenants, by where they live: each tenant's own server, or SQLite
+/// files beside the platform file.
 enum Engines {
-    Postgres {
-        schema: Box<Engine<PgSchemaBackend>>,
-        database: Box<Engine<PgDatabaseBackend>>,
-    },
+    Postgres(TenantServers),
     Sqlite(Engine<SqliteBackend>),
 }
 
 impl Engines {
-    async fn connect(config: &Config, parallelism: u32) -> anyhow::Result<Self> {
-        let options = EngineOptions::default();
-        Ok(match &config.tenant_database_url {
-            DatabaseUrl::Postgres {
-                options: server, ..
-            } => Engines::Postgres {
-                schema: Box::new(Engine::new(
-                    PgSchemaBackend::connect((**server).clone(), parallelism).await?,
-                    options,
-                )),
-                database: Box::new(Engine::new(
-                    PgDatabaseBackend::connect((**server).clone()).await?,
-                    options,
-                )),
-            },
+    fn connect(config: &Config, platform: &PlatformDb, parallelism: u32) -> Self {
+        match &config.tenant_database_url {
+            DatabaseUrl::Postgres { .. } => Engines::Postgres(TenantServers::new(
+                platform.clone(),
+                std::sync::Arc::new(config.clone()),
+                Connection::Pooled {
+                    max_connections: parallelism,
+                },
+                EngineOptions::default(),
+            )),
             DatabaseUrl::Sqlite { path } => Engines::Sqlite(Engine::new(
                 SqliteBackend::beside_platform_file(path),
-                options,
+                EngineOptions::default(),
             )),
-        })
+        }
     }
 
     async fn status(&self, tenant: &TenantRecord, set: &MigrationSet) -> Result<Standing, String> {
-        let target = Target::Tenant(tenant.slug.clone());
-        let standing = match (self, tenant.isolation) {
-            (Engines::Postgres { schema, .. }, Isolation::Schema) => {
-                schema.status(&target, set).await
-            }
-            (Engines::Postgres { database, .. }, Isolation::Database) => {
-                database.status(&target, set).await
-            }
-            (Engines::Sqlite(engine), _) => engine.status(&target, set).await,
-        };
-        standing.map_err(|e| e.to_string())
+        match self {
+            Engines::Postgres(servers) => servers
+                .storage(&tenant.server)
+                .await
+                .map_err(|e| e.to_string())?
+                .status(&tenant.slug, tenant.isolation, set)
+                .await
+                .map_err(|e| e.to_string()),
+            Engines::Sqlite(engine) => engine
+                .status(&Target::Tenant(tenant.slug.clone()), set)
+                .await
+                .map_err(|e| e.to_string()),
+        }
     }
 }
 
@@ -150,8 +143,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "there is no tenant {slug} in the platform database"
         );
     }
-    let engines =
-        Engines::connect(&config, u32::try_from(args.parallelism.max(1)).unwrap_or(8)).await?;
+    let engines = Engines::connect(
+        &config,
+        &platform,
+        u32::try_from(args.parallelism.max(1)).unwrap_or(8),
+    );
     let rows: Vec<(TenantRecord, TenantStanding)> = stream::iter(tenants)
         .map(|tenant| {
             let engines = &engines;
