@@ -239,10 +239,27 @@ impl TenantServers {
             .find(|registered| &registered.name == server)
             .map(|registered| registered.url)
             .ok_or_else(|| ServerError::Unknown(server.clone()))?;
-        url.parse::<PgConnectOptions>()
-            .map_err(|e| ServerError::InvalidUrl {
-                server: server.clone(),
-                reason: e.to_string(),
-            })
+        server_url(&url).map_err(|reason| ServerError::InvalidUrl {
+            server: server.clone(),
+            reason,
+        })
     }
+}
+
+/// A tenant server's URL as it may be registered: PostgreSQL, and no password in it (neither
+/// in the user information nor as a parameter), since it is stored in the platform database.
+///
+/// # Errors
+/// What is wrong with it, and what to do instead.
+pub fn server_url(url: &str) -> Result<PgConnectOptions, String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(
+            "a tenant server URL starts with postgres:// (e.g. postgres://tenancy_migrator@pg-2:5432/tenants)"
+                .to_owned(),
+        );
+    }
+    if crate::config::SecretUrl::new(url.to_owned()).redacted() != url {
+        return Err("the URL holds a password, and tenant server URLs are stored in the platform database: leave it out and put it in the PostgreSQL password file (PGPASSFILE) of every process that reaches the server".to_owned());
+    }
+    url.parse::<PgConnectOptions>().map_err(|e| e.to_string())
 }

@@ -1,7 +1,8 @@
-//! Step 1: the tenant row, status `provisioning`, and its server: the one the registration pins,
-//! or the least loaded open server with room (`shared::platform::servers`), recorded on the row.
-//! The same tenant id with the same slug is the same tenant (a redelivery), already placed;
-//! another tenant id asking for a taken slug is refused, and nothing is created.
+//! Step 1: the tenant row, status `provisioning`, on its server: the one the registration pins,
+//! or the least loaded open server with room (`shared::platform::servers`). The same tenant id
+//! with the same slug is the same tenant (a redelivery), already placed; another tenant id
+//! asking for a taken slug, or a registration no server can take, is refused, and nothing is
+//! created.
 
 use shared::platform::tenants::Registration;
 
@@ -18,6 +19,7 @@ pub(super) async fn run(context: &StepContext, request: &Request) -> Result<(), 
             &request.name,
             request.isolation,
             request.plan.as_deref(),
+            request.server.as_ref(),
         )
         .await?;
     match registration {
@@ -33,13 +35,8 @@ pub(super) async fn run(context: &StepContext, request: &Request) -> Result<(), 
                 request.tenant_id
             )))
         }
-        Registration::Registered { .. } => {
-            // Placed once: a redelivery, or a crash after this, finds the same server.
-            let server = context
-                .platform
-                .place_tenant(request.tenant_id, request.server.as_ref())
-                .await?;
-            tracing::debug!(tenant.id = %request.tenant_id, %server, "placed");
+        Registration::Registered { server, .. } => {
+            tracing::debug!(tenant.id = %request.tenant_id, %server, "registered and placed");
             Ok(())
         }
         Registration::SlugTaken { owner } => Err(StepError::permanent(format!(

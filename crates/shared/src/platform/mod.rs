@@ -21,9 +21,9 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
 use crate::config::DatabaseUrl;
 use domain::Isolation;
-use domain::server::ServerName;
 use domain::Version;
 use domain::provisioning::TenantStatus;
+use domain::server::ServerName;
 use domain::tenant::TenantSlug;
 use engine::sql::quote_ident;
 

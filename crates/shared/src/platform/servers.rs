@@ -4,9 +4,9 @@
 //! Placement is the least loaded open server with room: the fewest tenants relative to its
 //! capacity (a server without a capacity counts as having room for as many as the largest
 //! capacity, or is compared by tenant count alone when none has one), ties by name. It is made
-//! once per tenant and recorded on its row in the same transaction, placements taking turns, so
-//! concurrent placements never overfill a server and a redelivered registration finds the
-//! placement already made.
+//! once per tenant, in the transaction that inserts its row (`register_tenant`), placements
+//! taking turns: concurrent placements never overfill a server, a redelivered registration
+//! finds the placement already made, and a registration that cannot be placed leaves no row.
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -57,8 +57,6 @@ pub enum PlacementError {
         "the registration pins tenant server `{0}`, which is closed to new tenants: `tenantctl servers open {0}` reopens it"
     )]
     Closed(ServerName),
-    #[error("tenant {0} is not registered")]
-    UnknownTenant(Uuid),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -169,34 +167,17 @@ impl PlatformDb {
         Ok(())
     }
 
-    /// The tenant's server: the one it was placed on, or, the first time, the one chosen now
-    /// (`pinned`, or the least loaded open server with room), recorded on its row. Idempotent:
-    /// a tenant is placed once, whatever is asked later.
+    /// Chooses the server of a new tenant, inside the registering transaction `tx`:
+    /// `pinned`, or the least loaded open server with room. Placements take turns (a
+    /// transaction-scoped advisory lock, which needs no right on `tenant_servers`), so two never
+    /// both take a server's last place; each is one short read.
     ///
     /// # Errors
-    /// [`PlacementError`]: no room, a pinned server that is unknown or closed, an unknown tenant.
-    pub async fn place_tenant(
-        &self,
-        tenant: Uuid,
+    /// [`PlacementError`]: no room, a pinned server that is unknown or closed.
+    pub(crate) async fn choose_server(
+        tx: &mut sqlx::PgConnection,
         pinned: Option<&ServerName>,
     ) -> Result<ServerName, PlacementError> {
-        let pool = self.postgres()?;
-        let mut tx = pool.begin().await.map_err(StoreError::from)?;
-        let placed: Option<Option<String>> =
-            sqlx::query_scalar("SELECT server FROM tenants WHERE id = $1 FOR UPDATE")
-                .bind(tenant)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(StoreError::from)?;
-        let Some(placed) = placed else {
-            return Err(PlacementError::UnknownTenant(tenant));
-        };
-        if let Some(server) = placed {
-            return ServerName::parse(&server)
-                .map_err(|e| StoreError::InvalidRow(e.to_string()).into());
-        }
-        // Placements take turns (a transaction-scoped advisory lock, which needs no right on
-        // `tenant_servers`): two never both take a server's last place. Each is one short read.
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(placement_lock_key())
             .execute(&mut *tx)
@@ -211,7 +192,7 @@ impl PlatformDb {
         .bind(pinned.map(ServerName::as_str))
         .fetch_all(&mut *tx)
         .await
-        .map_err(StoreError::from)?;
+        .map_err(not_migrated("tenant_servers"))?;
         let mut choices = Vec::with_capacity(candidates.len());
         for row in &candidates {
             let state: String = row.try_get("state").map_err(StoreError::from)?;
@@ -225,8 +206,10 @@ impl PlatformDb {
             });
         }
         let chosen = match pinned {
-            Some(name) => {
-                let Some(candidate) = choices.first() else {
+            // Pinned is an operator's choice: a draining or full server takes it.
+            Some(name) => match choices.first() {
+                Some(candidate) => candidate.name.clone(),
+                None => {
                     let known: Option<String> =
                         sqlx::query_scalar("SELECT state FROM tenant_servers WHERE name = $1")
                             .bind(name.as_str())
@@ -237,21 +220,12 @@ impl PlatformDb {
                         Some(_) => PlacementError::Closed(name.clone()),
                         None => PlacementError::UnknownServer(name.clone()),
                     });
-                };
-                // Pinned is an operator's choice: a draining or full server takes it.
-                candidate.name.clone()
-            }
+                }
+            },
             None => least_loaded(&choices)
                 .ok_or(PlacementError::NoRoom)?
                 .to_owned(),
         };
-        sqlx::query("UPDATE tenants SET server = $2 WHERE id = $1")
-            .bind(tenant)
-            .bind(&chosen)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
-        tx.commit().await.map_err(StoreError::from)?;
         ServerName::parse(&chosen).map_err(|e| StoreError::InvalidRow(e.to_string()).into())
     }
 

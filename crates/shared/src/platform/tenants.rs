@@ -8,10 +8,12 @@ use sqlx::Row;
 use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
+use super::servers::PlacementError;
 use super::{PlatformDb, StoreError};
 use domain::Isolation;
 use domain::Version;
 use domain::provisioning::{Progress, Step, StepOutcome, StepStatus, TenantStatus};
+use domain::server::ServerName;
 use domain::tenant::TenantSlug;
 
 /// What registering a tenant found.
@@ -21,6 +23,8 @@ pub enum Registration {
     Registered {
         status: TenantStatus,
         isolation: Isolation,
+        /// Where it lives.
+        server: ServerName,
     },
     /// Another tenant owns the slug.
     SlugTaken { owner: Uuid },
@@ -57,6 +61,23 @@ pub struct TenantDetail {
     pub steps: Vec<StepRow>,
 }
 
+/// The tenant rows holding `id` or `slug`.
+async fn existing(
+    tx: &mut sqlx::PgConnection,
+    id: Uuid,
+    slug: &TenantSlug,
+) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
+    sqlx::query(
+        "SELECT id, slug, status, isolation, coalesce(server, 'default') AS server
+           FROM tenants WHERE id = $1 OR slug = $2",
+    )
+    .bind(id)
+    .bind(slug.as_str())
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(super::not_migrated("tenants"))
+}
+
 impl PlatformDb {
     pub(super) fn postgres(&self) -> Result<&PgPool, StoreError> {
         match self {
@@ -67,10 +88,12 @@ impl PlatformDb {
         }
     }
 
-    /// Creates the tenant row (status `provisioning`) unless it exists; reports what exists.
+    /// Creates the tenant row (status `provisioning`), placed on `pinned` or on the least loaded
+    /// open server with room, unless it exists; reports what exists. Nothing is written when the
+    /// tenant cannot be placed.
     ///
     /// # Errors
-    /// A database error.
+    /// [`PlacementError`]: no server for it, or a database error.
     pub async fn register_tenant(
         &self,
         id: Uuid,
@@ -78,42 +101,53 @@ impl PlatformDb {
         name: &str,
         isolation: Isolation,
         plan: Option<&str>,
-    ) -> Result<Registration, StoreError> {
+        pinned: Option<&ServerName>,
+    ) -> Result<Registration, PlacementError> {
         let pool = self.postgres()?;
-        sqlx::query(
-            "INSERT INTO tenants (id, slug, name, status, isolation, plan) VALUES ($1, $2, $3, $6, $4, $5)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .bind(slug.as_str())
-        .bind(name)
-        .bind(isolation.as_str())
-        .bind(plan)
-        .bind(TenantStatus::Provisioning.as_str())
-        .execute(pool)
-        .await
-        .map_err(super::not_migrated("tenants"))?;
-        let rows = sqlx::query(
-            "SELECT id, slug, status, isolation FROM tenants WHERE id = $1 OR slug = $2",
-        )
-        .bind(id)
-        .bind(slug.as_str())
-        .fetch_all(pool)
-        .await?;
+        let mut tx = pool.begin().await.map_err(StoreError::from)?;
+        let mut rows = existing(&mut tx, id, slug).await?;
+        if rows.is_empty() {
+            let server = PlatformDb::choose_server(&mut tx, pinned).await?;
+            sqlx::query(
+                "INSERT INTO tenants (id, slug, name, status, isolation, plan, server) VALUES ($1, $2, $3, $6, $4, $5, $7)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(slug.as_str())
+            .bind(name)
+            .bind(isolation.as_str())
+            .bind(plan)
+            .bind(TenantStatus::Provisioning.as_str())
+            .bind(server.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(super::not_migrated("tenants"))?;
+            rows = existing(&mut tx, id, slug).await?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
         for row in &rows {
-            let (row_id, row_slug): (Uuid, String) = (row.try_get("id")?, row.try_get("slug")?);
+            let (row_id, row_slug): (Uuid, String) = (
+                row.try_get("id").map_err(StoreError::from)?,
+                row.try_get("slug").map_err(StoreError::from)?,
+            );
             if row_id == id && row_slug == slug.as_str() {
-                let isolation: String = row.try_get("isolation")?;
+                let isolation: String = row.try_get("isolation").map_err(StoreError::from)?;
+                let server: String = row.try_get("server").map_err(StoreError::from)?;
                 return Ok(Registration::Registered {
-                    status: tenant_status(row.try_get("status")?)?,
+                    status: tenant_status(row.try_get("status").map_err(StoreError::from)?)?,
                     isolation: isolation.parse().map_err(StoreError::InvalidRow)?,
+                    server: ServerName::parse(&server)
+                        .map_err(|e| StoreError::InvalidRow(e.to_string()))?,
                 });
             }
         }
         // The id conflict is reported first: it means the message itself is inconsistent.
         let mut slug_owner = None;
         for row in &rows {
-            let (row_id, row_slug): (Uuid, String) = (row.try_get("id")?, row.try_get("slug")?);
+            let (row_id, row_slug): (Uuid, String) = (
+                row.try_get("id").map_err(StoreError::from)?,
+                row.try_get("slug").map_err(StoreError::from)?,
+            );
             if row_id == id {
                 return Ok(Registration::IdTaken { slug: row_slug });
             }
@@ -122,9 +156,7 @@ impl PlatformDb {
         if let Some(owner) = slug_owner {
             return Ok(Registration::SlugTaken { owner });
         }
-        Err(StoreError::InvalidRow(format!(
-            "tenant {id} neither inserted nor found"
-        )))
+        Err(StoreError::InvalidRow(format!("tenant {id} neither inserted nor found")).into())
     }
 
     /// The tenant's status and the recorded state of each step.

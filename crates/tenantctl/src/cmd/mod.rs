@@ -11,6 +11,7 @@ mod migrations;
 mod operator;
 mod progress;
 mod rollback;
+mod servers;
 mod setup;
 mod tenant;
 mod up;
@@ -83,6 +84,9 @@ enum Command {
     /// Register a tenant, show one, retry a failed provisioning.
     #[command(subcommand, after_long_help = tenant::EXAMPLES)]
     Tenant(tenant::TenantCommand),
+    /// The PostgreSQL servers that hold tenants: register one, list them, drain or reopen one.
+    #[command(subcommand, after_long_help = servers::EXAMPLES)]
+    Servers(servers::ServersCommand),
     /// Every tenant with its state, schema version and pending migrations (and the platform's).
     #[command(after_long_help = migrations::STATUS_EXAMPLES)]
     Status(migrations::StatusArgs),
@@ -150,6 +154,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Event(command) => event::run(command).await,
             Command::Migrations(command) => migrations::run(command).await,
             Command::Tenant(command) => tenant::run(command).await,
+            Command::Servers(command) => servers::run(command).await,
             Command::Status(args) => migrations::status(args).await,
         }
     }
@@ -173,6 +178,7 @@ impl Command {
             Command::Dlq(_) => "dlq",
             Command::Migrations(_) => "migrations",
             Command::Tenant(_) => "tenant",
+            Command::Servers(_) => "servers",
             Command::Status(_) => "status",
             Command::Healthcheck(_) => "healthcheck",
             Command::Completions { .. } => "completions",

@@ -53,6 +53,10 @@ pub enum TenantCommand {
         /// The tenant id [default: a new one].
         #[arg(long)]
         tenant_id: Option<uuid::Uuid>,
+        /// The tenant server to create it on [default: the least loaded open server with room;
+        /// `tenantctl servers list`].
+        #[arg(long)]
+        server: Option<domain::server::ServerName>,
     },
     /// A tenant's state, its provisioning steps with timings and errors, and its migrations.
     #[command(
@@ -92,6 +96,7 @@ pub async fn run(command: TenantCommand) -> anyhow::Result<ExitCode> {
             isolation,
             plan,
             tenant_id,
+            server,
         } => {
             let tenant_id = tenant_id.unwrap_or_else(uuid::Uuid::new_v4);
             let data = serde_json::json!({
@@ -100,6 +105,7 @@ pub async fn run(command: TenantCommand) -> anyhow::Result<ExitCode> {
                 "name": name,
                 "plan": plan,
                 "isolation": isolation,
+                "server": server.as_ref().map(domain::server::ServerName::as_str),
                 "admin": { "email": admin_email, "name": admin_name },
             });
             let registered = TenantRegistered::from_data(&data)
@@ -166,6 +172,10 @@ async fn show(config: &Config, slug: &TenantSlug, json: bool) -> anyhow::Result<
     let Some(tenant) = platform.tenant_detail(slug).await? else {
         anyhow::bail!("there is no tenant {slug}");
     };
+    let server = platform
+        .server_of(tenant.id)
+        .await?
+        .unwrap_or_else(domain::server::ServerName::default_server);
     let standing = if tenant.status == domain::provisioning::TenantStatus::Active
         || tenant.schema_version > 0
     {
@@ -174,10 +184,6 @@ async fn show(config: &Config, slug: &TenantSlug, json: bool) -> anyhow::Result<
             .parse()
             .map_err(|e: String| anyhow::anyhow!(e))?;
         let catalog = engine::Catalog::load(config.migrations_dir.as_deref())?;
-        let server = platform
-            .server_of(tenant.id)
-            .await?
-            .unwrap_or_else(domain::server::ServerName::default_server);
         let servers = shared::tenant_servers::TenantServers::new(
             platform.clone(),
             std::sync::Arc::new(config.clone()),
@@ -219,7 +225,8 @@ async fn show(config: &Config, slug: &TenantSlug, json: bool) -> anyhow::Result<
         });
         out::json(&serde_json::json!({
             "type": "tenant", "tenant_id": tenant.id, "slug": tenant.slug, "name": tenant.name,
-            "status": tenant.status.as_str(), "isolation": tenant.isolation, "plan": tenant.plan,
+            "status": tenant.status.as_str(), "isolation": tenant.isolation,
+            "server": server.as_str(), "plan": tenant.plan,
             "schema_version": tenant.schema_version, "registered_at": tenant.created_at,
             "activated_at": tenant.activated_at,
             "activation_ms": tenant.activated_at.map(|at| (at - tenant.created_at).num_milliseconds()),
@@ -238,6 +245,7 @@ async fn show(config: &Config, slug: &TenantSlug, json: bool) -> anyhow::Result<
     facts.row(Tone::Plain, ["name", tenant.name.as_str()]);
     facts.row(status_tone, ["status", tenant.status.as_str()]);
     facts.row(Tone::Plain, ["isolation", tenant.isolation.as_str()]);
+    facts.row(Tone::Plain, ["server", server.as_str()]);
     facts.row(Tone::Plain, ["plan", tenant.plan.as_deref().unwrap_or("-")]);
     let version = if tenant.schema_version == 0 {
         "-".to_owned()

@@ -182,10 +182,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else if args.tenant.is_some() {
         for (tenant, standing) in &rows {
             outln!(
-                "\ntenant {} ({}, {}, {})",
+                "\ntenant {} ({}, {}, on {}, {})",
                 tenant.slug,
                 tenant.id,
                 tenant.isolation,
+                tenant.server,
                 tenant.status
             );
             if let Some(error) = &tenant.migration_error {
@@ -231,6 +232,7 @@ fn print_table(rows: &[(TenantRecord, TenantStanding)]) {
     outln!();
     let mut table = Table::new(&[
         "TENANT",
+        "SERVER",
         "ISOLATION",
         "STATE",
         "VERSION",
@@ -238,7 +240,7 @@ fn print_table(rows: &[(TenantRecord, TenantStanding)]) {
         "SEEDS",
         "PROBLEMS",
     ])
-    .right(&[4, 5]);
+    .right(&[5, 6]);
     for (tenant, standing) in rows {
         let (version, pending, seeds, problems) = match standing {
             Ok((schema, seeds)) => {
@@ -284,6 +286,7 @@ fn print_table(rows: &[(TenantRecord, TenantStanding)]) {
             tone,
             [
                 tenant.slug.to_string(),
+                tenant.server.to_string(),
                 tenant.isolation.to_string(),
                 tenant.status.to_string(),
                 version,
@@ -352,6 +355,7 @@ fn tenant_json(tenant: &TenantRecord, standing: &TenantStanding) -> serde_json::
     };
     serde_json::json!({
         "type": "tenant", "tenant_id": tenant.id, "slug": tenant.slug.as_str(),
+        "server": tenant.server.as_str(),
         "isolation": tenant.isolation.to_string(), "status": tenant.status.as_str(),
         "schema_version": tenant.schema_version.get(),
         "migration_error": tenant.migration_error,
