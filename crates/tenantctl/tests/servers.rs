@@ -343,8 +343,37 @@ async fn tenants_spread_over_three_servers_and_each_path_reaches_them_on_their_o
         }
     }
 
-    // One deploy reaches every active tenant on its own server.
+    // A canary server first: only pg-b's tenants. Then one deploy reaches every active tenant
+    // on its own server, and its summary counts each server.
     let migrator = fleet.start_migrator();
+    let canary = fleet
+        .tenantctl(&[
+            "deploy",
+            "--server",
+            "pg-b",
+            "--wait",
+            "--timeout",
+            "120",
+            "--output",
+            "json",
+        ])
+        .await;
+    let summary = json_lines(&canary).pop().unwrap_or_default();
+    assert_eq!(
+        (
+            summary["tenants"].clone(),
+            summary["servers"][0]["server"].clone()
+        ),
+        (3.into(), "pg-b".into()),
+        "{}",
+        text(&canary)
+    );
+    let unknown = fleet.tenantctl(&["deploy", "--server", "pg-q"]).await;
+    assert!(
+        !unknown.status.success() && text(&unknown).contains("no tenant server pg-q"),
+        "{}",
+        text(&unknown)
+    );
     let deploy = fleet
         .tenantctl(&["deploy", "--wait", "--timeout", "120", "--output", "json"])
         .await;
@@ -355,6 +384,26 @@ async fn tenants_spread_over_three_servers_and_each_path_reaches_them_on_their_o
         "{}",
         text(&deploy)
     );
+    let per_server: HashMap<String, (u64, u64)> = summary["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            (
+                s["server"].as_str().unwrap_or_default().to_owned(),
+                (
+                    s["tenants"].as_u64().unwrap_or_default(),
+                    s["migrated"].as_u64().unwrap_or_default(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(
+        per_server.get("pg-b"),
+        Some(&(3, 0)),
+        "pg-b's tenants were already at the target: {summary}"
+    );
+    assert_eq!(per_server.len(), 3, "{summary}");
     for (_, slug, server, status, isolation) in &tenants {
         let Some(server) = server.as_deref().filter(|_| status == "active") else {
             continue;

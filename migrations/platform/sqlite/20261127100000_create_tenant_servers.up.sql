@@ -13,3 +13,6 @@ INSERT INTO tenant_servers (name, url) VALUES ('default', 'TENANT_DATABASE_URL')
 
 ALTER TABLE tenants ADD COLUMN server TEXT REFERENCES tenant_servers (name);
 UPDATE tenants SET server = 'default';
+
+-- A deploy or its canary limited to one server (`tenantctl deploy --server`); NULL: every server.
+ALTER TABLE deploys ADD COLUMN server TEXT REFERENCES tenant_servers (name);

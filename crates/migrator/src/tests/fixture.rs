@@ -125,6 +125,7 @@ impl Fixture {
                 platform_version: catalog.platform.latest().unwrap_or(Version::ZERO),
                 operator: "sre-ana".into(),
                 canary: 0,
+                server: None,
             })
             .await
             .unwrap_or_else(|e| panic!("{e}"));

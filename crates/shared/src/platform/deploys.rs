@@ -38,6 +38,8 @@ pub struct NewDeploy {
     pub platform_version: Version,
     pub operator: String,
     pub canary: u32,
+    /// Only the tenants of this server; `None`: every server.
+    pub server: Option<ServerName>,
 }
 
 /// A tenant of a deploy, as listed when it was recorded.
@@ -45,6 +47,7 @@ pub struct NewDeploy {
 pub struct DeployTenant {
     pub id: Uuid,
     pub slug: TenantSlug,
+    pub server: ServerName,
     pub schema_version: Version,
 }
 
@@ -102,6 +105,8 @@ pub struct MigrationTenant {
 pub struct DeployResultRow {
     pub tenant_id: Uuid,
     pub slug: String,
+    /// The server the tenant lives on.
+    pub server: String,
     pub status: String,
     pub from_version: Option<i64>,
     pub to_version: Option<i64>,
@@ -139,28 +144,36 @@ impl PlatformDb {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO deploys (id, target_version, platform_version, operator, canary) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO deploys (id, target_version, platform_version, operator, canary, server) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(deploy.id)
         .bind(deploy.target_version.get())
         .bind(deploy.platform_version.get())
         .bind(&deploy.operator)
         .bind(i32::try_from(deploy.canary).unwrap_or(i32::MAX))
+        .bind(deploy.server.as_ref().map(ServerName::as_str))
         .execute(&mut *tx)
         .await
         .map_err(not_migrated("deploys"))?;
+        // In turns across the servers (each server's first tenant, then each one's second, …),
+        // so that publishing in this order keeps every server busy from the start, and a canary
+        // covers every server.
         let rows = sqlx::query(
             "WITH listed AS (
                  INSERT INTO deploy_tenants (deploy_id, tenant_id, from_version)
-                 SELECT $1, id, schema_version FROM tenants WHERE status IN ($2, $3)
+                 SELECT $1, id, schema_version FROM tenants
+                  WHERE status IN ($2, $3) AND ($4::text IS NULL OR coalesce(server, 'default') = $4)
                  RETURNING tenant_id
              )
-             SELECT t.id, t.slug, t.schema_version FROM listed JOIN tenants t ON t.id = listed.tenant_id
-             ORDER BY t.slug",
+             SELECT t.id, t.slug, t.schema_version, coalesce(t.server, 'default') AS server,
+                    row_number() OVER (PARTITION BY coalesce(t.server, 'default') ORDER BY t.slug) AS turn
+               FROM listed JOIN tenants t ON t.id = listed.tenant_id
+             ORDER BY turn, server",
         )
         .bind(deploy.id)
         .bind(TenantStatus::Active.as_str())
         .bind(TenantStatus::Suspended.as_str())
+        .bind(deploy.server.as_ref().map(ServerName::as_str))
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -169,6 +182,8 @@ impl PlatformDb {
                 Ok(DeployTenant {
                     id: row.try_get("id")?,
                     slug: TenantSlug::parse(&row.try_get::<String, _>("slug")?)
+                        .map_err(|e| StoreError::InvalidRow(e.to_string()))?,
+                    server: ServerName::parse(&row.try_get::<String, _>("server")?)
                         .map_err(|e| StoreError::InvalidRow(e.to_string()))?,
                     schema_version: version(row.try_get("schema_version")?)?,
                 })
@@ -254,7 +269,7 @@ impl PlatformDb {
         only: Option<&[Uuid]>,
     ) -> Result<Vec<DeployResultRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT d.tenant_id, t.slug, d.status, d.from_version, d.to_version, d.applied,
+            "SELECT d.tenant_id, t.slug, coalesce(t.server, 'default') AS server, d.status, d.from_version, d.to_version, d.applied,
                     d.attempts, d.error, d.duration_ms
                FROM deploy_tenants d JOIN tenants t ON t.id = d.tenant_id
               WHERE d.deploy_id = $1 AND ($2::uuid[] IS NULL OR d.tenant_id = ANY($2))
@@ -269,6 +284,7 @@ impl PlatformDb {
                 Ok(DeployResultRow {
                     tenant_id: row.try_get("tenant_id")?,
                     slug: row.try_get("slug")?,
+                    server: row.try_get("server")?,
                     status: row.try_get("status")?,
                     from_version: row.try_get("from_version")?,
                     to_version: row.try_get("to_version")?,

@@ -310,7 +310,150 @@ fn server_row(row: &sqlx::postgres::PgRow) -> Result<TenantServer, StoreError> {
 
 #[cfg(test)]
 mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+
+    use domain::Isolation;
+    use domain::Version;
+    use domain::tenant::TenantSlug;
+    use engine::{Catalog, Engine, EngineOptions, PgSchemaBackend, Target};
+    use testkit::pg::TestDatabase;
+
     use super::*;
+    use crate::platform::deploys::NewDeploy;
+    use crate::platform::tenants::Registration;
+
+    async fn migrated() -> (TestDatabase, PlatformDb) {
+        let database = TestDatabase::create().await;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(database.options())
+            .await
+            .unwrap();
+        let catalog = Catalog::load(None).unwrap();
+        Engine::new(PgSchemaBackend::new(pool.clone()), EngineOptions::default())
+            .apply(&Target::Platform, &catalog.platform, None, &())
+            .await
+            .unwrap();
+        (database, PlatformDb::Postgres(pool))
+    }
+
+    async fn register(
+        platform: &PlatformDb,
+        pinned: Option<&str>,
+    ) -> Result<ServerName, PlacementError> {
+        let id = Uuid::new_v4();
+        let slug = TenantSlug::parse(&format!("t_{}", &id.simple().to_string()[..12])).unwrap();
+        let pinned = pinned.map(|p| ServerName::parse(p).unwrap());
+        match platform
+            .register_tenant(
+                id,
+                &slug,
+                "Fixture",
+                Isolation::Schema,
+                None,
+                pinned.as_ref(),
+            )
+            .await?
+        {
+            Registration::Registered { server, .. } => {
+                sqlx::query("UPDATE tenants SET status = 'active' WHERE id = $1")
+                    .bind(id)
+                    .execute(platform.postgres().unwrap())
+                    .await
+                    .unwrap();
+                Ok(server)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_placements_never_overfill_a_server() {
+        let (_database, platform) = migrated().await;
+        let name = |s: &str| ServerName::parse(s).unwrap();
+        platform
+            .add_tenant_server(&name("small"), "postgres://x@small/t", Some(4))
+            .await
+            .unwrap();
+        platform
+            .set_tenant_server_state(&ServerName::default_server(), ServerState::Draining)
+            .await
+            .unwrap();
+        // Sixteen registrations at once for four places: four placed, twelve refused, no row.
+        let placed =
+            futures_util::future::join_all((0..16).map(|_| register(&platform, None))).await;
+        let ok = placed.iter().filter(|p| p.is_ok()).count();
+        let refused = placed
+            .iter()
+            .filter(|p| matches!(p, Err(PlacementError::NoRoom)))
+            .count();
+        assert_eq!((ok, refused), (4, 12), "{placed:?}");
+        let servers = platform.tenant_servers().await.unwrap();
+        let small = servers.iter().find(|s| s.name.as_str() == "small").unwrap();
+        assert_eq!(small.tenants, 4);
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
+            .fetch_one(platform.postgres().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(rows, 4, "a registration no server can take leaves no row");
+
+        // Pinned: a draining server takes it; an unknown one or a closed one does not.
+        assert_eq!(
+            register(&platform, Some("default")).await.unwrap().as_str(),
+            "default"
+        );
+        assert!(matches!(
+            register(&platform, Some("nowhere")).await,
+            Err(PlacementError::UnknownServer(_))
+        ));
+        platform
+            .set_tenant_server_state(&name("small"), ServerState::Closed)
+            .await
+            .unwrap();
+        assert!(matches!(
+            register(&platform, Some("small")).await,
+            Err(PlacementError::Closed(_))
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deploy_lists_its_tenants_in_turns_across_the_servers_or_one_servers_only() {
+        let (_database, platform) = migrated().await;
+        for server in ["pg-a", "pg-b"] {
+            platform
+                .add_tenant_server(
+                    &ServerName::parse(server).unwrap(),
+                    "postgres://x@h/t",
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        for _ in 0..3 {
+            register(&platform, Some("pg-a")).await.unwrap();
+        }
+        register(&platform, Some("pg-b")).await.unwrap();
+        register(&platform, Some("default")).await.unwrap();
+        let deploy = |server: Option<&str>| NewDeploy {
+            id: Uuid::new_v4(),
+            target_version: Version::new(20_300_101_000_000).unwrap(),
+            platform_version: Version::ZERO,
+            operator: "sre-ana".into(),
+            canary: 0,
+            server: server.map(|s| ServerName::parse(s).unwrap()),
+        };
+        let listed: Vec<String> = platform
+            .record_deploy(&deploy(None))
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.server.to_string())
+            .collect();
+        assert_eq!(listed, ["default", "pg-a", "pg-b", "pg-a", "pg-a"]);
+        let only_a = platform.record_deploy(&deploy(Some("pg-a"))).await.unwrap();
+        assert_eq!(only_a.len(), 3);
+        assert!(only_a.iter().all(|t| t.server.as_str() == "pg-a"));
+    }
 
     fn server(name: &str, capacity: Option<u64>, tenants: u64) -> Candidate {
         Candidate {

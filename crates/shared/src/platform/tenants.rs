@@ -290,10 +290,15 @@ impl PlatformDb {
         .bind(TenantStatus::Active.as_str())
         .execute(&mut *tx)
         .await?;
+        // The latest deploy that covers the tenant's server (a deploy may be limited to one).
         let latest: Option<(Uuid, i64)> = sqlx::query_as(
-            "SELECT id, target_version FROM deploys WHERE status <> 'canary_failed'
+            "SELECT id, target_version FROM deploys
+              WHERE status <> 'canary_failed'
+                AND (server IS NULL
+                     OR server = (SELECT coalesce(server, 'default') FROM tenants WHERE id = $1))
               ORDER BY created_at DESC LIMIT 1",
         )
+        .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
         let mut enqueued = None;

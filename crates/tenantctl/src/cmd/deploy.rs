@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use domain::Version;
+use domain::server::ServerName;
 use engine::Catalog;
 use engine::release::ReleaseRefused;
 use shared::config::Config;
@@ -28,6 +29,7 @@ pub const EXAMPLES: &str = "Examples:
   tenantctl deploy --wait                      # every tenant, with progress and a per-tenant summary
   tenantctl deploy --canary 20 --wait          # 20 tenants first; any failure stops the rollout
   tenantctl deploy --to 20270101000000 --wait  # up to a version
+  tenantctl deploy --server pg-2 --wait        # one server's tenants first (a canary server)
   tenantctl deploy --follow <DEPLOY_ID>        # attach to a running deploy
   tenantctl deploy --wait --output json | jq 'select(.type == \"summary\")'";
 
@@ -53,6 +55,10 @@ pub struct Args {
     /// Follow an earlier deploy instead of starting one (as `--wait` does).
     #[arg(long, value_name = "DEPLOY_ID", conflicts_with_all = ["to", "canary", "dry_run"])]
     follow: Option<Uuid>,
+    /// Only the tenants of this server (a canary server); a tenant activated on it while the
+    /// deploy runs joins it, one on another server does not.
+    #[arg(long, conflicts_with = "follow")]
+    server: Option<ServerName>,
     /// Who deploys, a handle recorded with the deploy [default: $TENANCY_OPERATOR, else $USER,
     /// else $LOGNAME].
     #[arg(long)]
@@ -121,7 +127,18 @@ async fn roll_out(
     let ctx = Context::connect_existing(config, "tenantctl", &shutdown)
         .await
         .context("connecting to PostgreSQL and RabbitMQ")?;
-    let started = deploy::start(&ctx, catalog, target, operator, args.canary).await?;
+    if let Some(server) = &args.server {
+        super::servers::ensure_registered(&ctx.platform, server).await?;
+    }
+    let started = deploy::start(
+        &ctx,
+        catalog,
+        target,
+        operator,
+        args.canary,
+        args.server.clone(),
+    )
+    .await?;
     print_started(&started, args.output);
 
     let (canary, rest) = started.canary_split();
@@ -241,6 +258,18 @@ async fn follow(
     })
 }
 
+/// The counts of each server's tenants, by server name.
+fn by_server(rows: &[DeployResultRow]) -> Vec<(String, Counts)> {
+    let mut servers: std::collections::BTreeMap<&str, Vec<DeployResultRow>> = Default::default();
+    for row in rows {
+        servers.entry(&row.server).or_default().push(row.clone());
+    }
+    servers
+        .into_iter()
+        .map(|(server, rows)| (server.to_owned(), Counts::of(&rows)))
+        .collect()
+}
+
 fn version_text(version: Option<i64>) -> String {
     match version {
         None => "-".to_owned(),
@@ -271,7 +300,7 @@ fn summarize(
         for row in rows {
             out::json(&serde_json::json!({
                 "type": "tenant", "deploy_id": deploy, "tenant_id": row.tenant_id,
-                "slug": row.slug, "status": row.status, "from_version": row.from_version,
+                "slug": row.slug, "server": row.server, "status": row.status, "from_version": row.from_version,
                 "to_version": row.to_version, "applied": row.applied, "attempts": row.attempts,
                 "error": row.error, "duration_ms": row.duration_ms,
             }));
@@ -281,6 +310,11 @@ fn summarize(
             "target_version": target.get(), "tenants": tenants, "succeeded": succeeded,
             "failed": failed, "canceled": canceled, "unfinished": unfinished,
             "seconds": took.as_secs_f64(),
+            "servers": by_server(rows).iter().map(|(server, counts)| serde_json::json!({
+                "server": server, "tenants": counts.tenants, "succeeded": counts.succeeded,
+                "migrated": counts.migrated, "failed": counts.failed, "canceled": counts.canceled,
+                "unfinished": counts.unfinished,
+            })).collect::<Vec<_>>(),
         }));
         return;
     }
@@ -323,6 +357,19 @@ fn summarize(
     outln!("\n{scope} {deploy} to {target}:");
     if !table.is_empty() {
         table.print();
+    }
+    let servers = by_server(rows);
+    if servers.len() > 1 {
+        for (server, counts) in &servers {
+            outln!(
+                "  {server}: {} tenant(s), {} migrated, {} already at the target, {} failed, {} unfinished",
+                counts.tenants,
+                counts.migrated,
+                counts.succeeded - counts.migrated,
+                counts.failed + counts.canceled,
+                counts.unfinished
+            );
+        }
     }
     let up_to_date = succeeded - migrated;
     outln!(

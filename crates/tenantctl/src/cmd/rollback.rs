@@ -23,6 +23,7 @@ pub const EXAMPLES: &str = "Examples:
   tenantctl rollback --tenant acme_towers --to 20261124110700 --dry-run
   tenantctl rollback --tenant acme_towers --to 20261124110700 --allow-data-loss --wait
   tenantctl rollback --deploy <DEPLOY_ID> --to 20261124110800   # the tenants that deploy migrated
+  tenantctl rollback --all --server pg-2 --to 20261124110800     # one server's tenants only
   TENANCY_OPERATOR=ana.sre tenantctl rollback --all --to 20261124110800 --output json";
 
 #[derive(Debug, clap::Args)]
@@ -37,6 +38,9 @@ pub struct Args {
     /// Every active or suspended tenant.
     #[arg(long)]
     all: bool,
+    /// Only the tenants of this server (with `--all` or `--deploy`: a canary server).
+    #[arg(long, conflicts_with = "tenant")]
+    server: Option<domain::server::ServerName>,
     /// Revert every migration after this version (0 reverts them all).
     #[arg(long)]
     to: Version,
@@ -73,7 +77,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "--to {to}: there is no tenant migration with this version (use 0 to revert everything)"
     );
     let platform = PlatformDb::connect(&config.database_url, false, 2).await?;
-    let tenants = rollback::select_tenants(&platform, &scope(&args)).await?;
+    let mut tenants = rollback::select_tenants(&platform, &scope(&args)).await?;
+    if let Some(server) = &args.server {
+        super::servers::ensure_registered(&platform, server).await?;
+        tenants.retain(|tenant| &tenant.server == server);
+    }
     let servers = TenantServers::new(
         platform.clone(),
         std::sync::Arc::new(config.clone()),

@@ -106,6 +106,22 @@ pub async fn run(command: ServersCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Refuses a server that is not registered, naming the ones that are.
+///
+/// # Errors
+/// The server is not registered, or a database error.
+pub async fn ensure_registered(platform: &PlatformDb, name: &ServerName) -> anyhow::Result<()> {
+    let servers = platform.tenant_servers().await?;
+    if servers.iter().any(|server| &server.name == name) {
+        return Ok(());
+    }
+    let known: Vec<String> = servers.iter().map(|s| s.name.to_string()).collect();
+    anyhow::bail!(
+        "there is no tenant server {name} (registered: {}); `tenantctl servers list` shows them",
+        known.join(", ")
+    )
+}
+
 fn json(server: &TenantServer) -> serde_json::Value {
     serde_json::json!({
         "type": "server",

@@ -131,6 +131,7 @@ mod tests {
         DeployResultRow {
             tenant_id: Uuid::new_v4(),
             slug: "acme_towers".to_owned(),
+            server: "default".to_owned(),
             status: status.to_owned(),
             from_version: None,
             to_version: None,

@@ -21,6 +21,7 @@ mod publish;
 
 use anyhow::Context as _;
 use domain::Version;
+use domain::server::ServerName;
 use engine::Catalog;
 use shared::platform::PlatformDb;
 use shared::platform::deploys::{DeployTenant, NewDeploy};
@@ -68,6 +69,7 @@ pub async fn start(
     target: Version,
     operator: String,
     canary: u32,
+    server: Option<ServerName>,
 ) -> anyhow::Result<Started> {
     // Before anything is applied or published: the files must be the ones already released
     // (completed on some tenant; the migrators and the provisioner record them).
@@ -85,6 +87,7 @@ pub async fn start(
             platform_version: platform_run.after.unwrap_or(Version::ZERO),
             operator,
             canary,
+            server,
         })
         .await?;
     let canary = usize::try_from(canary)
