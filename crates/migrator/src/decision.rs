@@ -17,6 +17,7 @@
 //!   record; a result that could not be written gives the message back.
 
 use domain::Version;
+use domain::server::ServerName;
 use domain::provisioning::TenantStatus;
 use engine::{EngineError, MigrationSet};
 use shared::bus::Outcome;
@@ -70,9 +71,15 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
-    pub(crate) fn of(error: &EngineError) -> Self {
+    /// `error`, on the tenant server `server`: named in the reason unless it is the only one
+    /// a fleet may have (`default`), so that an operator sees which server failed.
+    pub(crate) fn of(error: &EngineError, server: &ServerName) -> Self {
         Failure {
-            reason: error.to_string(),
+            reason: if server.is_default() {
+                error.to_string()
+            } else {
+                format!("{error} (on tenant server {server})")
+            },
             transient: error.is_transient(),
             refused: matches!(
                 error,

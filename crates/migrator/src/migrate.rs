@@ -145,7 +145,7 @@ impl<P: EventPublisher> Migrator<P> {
         let end = match &run {
             Run::NothingToDo => RunEnd::NothingToDo,
             Run::Applied(_) => RunEnd::Reached,
-            Run::Failed(error) => RunEnd::Failed(Failure::of(error)),
+            Run::Failed(error) => RunEnd::Failed(Failure::of(error, &tenant.server)),
         };
         let decision = decide(job.situation(end, self.shutdown.is_cancelled()));
         match run {

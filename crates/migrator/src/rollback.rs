@@ -94,7 +94,7 @@ impl<P: EventPublisher> Migrator<P> {
     ) -> Outcome {
         let end = match &reverted {
             Ok(_) => RunEnd::Reached,
-            Err(error) => RunEnd::Failed(Failure::of(error)),
+            Err(error) => RunEnd::Failed(Failure::of(error, &tenant.server)),
         };
         let decision = decide(job.situation(end, self.shutdown.is_cancelled()));
         match reverted {

@@ -37,13 +37,17 @@ struct Fleet {
 }
 
 impl Fleet {
-    async fn new() -> Fleet {
+    /// A fleet whose next release creates `notice_board`, after `before` (SQL run first).
+    async fn new(before: &str) -> Fleet {
         shared::telemetry::init_for_tests();
         let database = TestDatabase::create().await;
         let namespace = testkit::unique_namespace();
+        let up = format!(
+            "{before}CREATE TABLE notice_board (id bigint PRIMARY KEY, body text NOT NULL);\n"
+        );
         let sets = testkit::migration_sets_with(&[(
             "20270101000000_create_notice_board",
-            "CREATE TABLE notice_board (id bigint PRIMARY KEY, body text NOT NULL);\n",
+            &up,
             Some("DROP TABLE notice_board;\n"),
         )]);
         let ctx = Context::connect(
@@ -225,7 +229,7 @@ async fn storage_on(url: &str, slug: &str, isolation: &str) -> (bool, bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_spread_over_three_servers_and_each_path_reaches_them_on_their_own() {
-    let fleet = Fleet::new().await;
+    let fleet = Fleet::new("").await;
     let (a, b) = tokio::join!(PrivatePostgres::start(), PrivatePostgres::start());
     let urls: HashMap<&str, String> = HashMap::from([
         ("default", fleet.database.url()),
@@ -425,5 +429,108 @@ async fn tenants_spread_over_three_servers_and_each_path_reaches_them_on_their_o
         "status reads every tenant on its own server: {}",
         text(&status)
     );
+    testkit::stop_service(migrator).await;
+}
+
+/// A server stopped in the middle of a deploy: the other servers' tenants finish meanwhile; the
+/// stopped server's commands are given back until they wait in the dead-letter queue with the
+/// reason, and complete once it is back and they are replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stopped_during_a_deploy_holds_back_only_its_own_tenants() {
+    let fleet = Fleet::new("SELECT pg_sleep(0.2);\n").await;
+    let (a, mut b) = tokio::join!(PrivatePostgres::start(), PrivatePostgres::start());
+    for (name, url) in [("pg-a", a.url()), ("pg-b", b.url())] {
+        let added = fleet.tenantctl(&["servers", "add", name, &url]).await;
+        assert!(added.status.success(), "{}", text(&added));
+    }
+    let provisioner = fleet.start_provisioner();
+    for _ in 0..12 {
+        fleet.register("schema", None).await;
+    }
+    fleet.wait_until_settled(12).await;
+    testkit::stop_service(provisioner).await;
+    let tenants = fleet.tenants().await;
+    let on_b: Vec<Uuid> = tenants
+        .iter()
+        .filter(|t| t.2.as_deref() == Some("pg-b"))
+        .map(|t| t.0)
+        .collect();
+    assert_eq!(on_b.len(), 4, "{tenants:?}");
+
+    let migrator = fleet.start_migrator();
+    let deploy = fleet.tenantctl(&["deploy", "--output", "json"]).await;
+    assert!(deploy.status.success(), "{}", text(&deploy));
+    let deploy_id = json_lines(&deploy)
+        .iter()
+        .find_map(|l| l["deploy_id"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("{}", text(&deploy)));
+    b.stop().await;
+
+    // Every tenant of default and pg-a reaches the target while pg-b is down; pg-b's end in
+    // the dead-letter queue, with a reason naming their server.
+    let results = |status: &'static str| {
+        let database = &fleet.database;
+        let deploy_id = deploy_id.clone();
+        async move {
+            let mut conn = database.connect().await;
+            sqlx::query_scalar::<_, Uuid>(
+                "SELECT tenant_id FROM deploy_tenants WHERE deploy_id = $1::uuid AND status = $2",
+            )
+            .bind(deploy_id)
+            .bind(status)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+        }
+    };
+    testkit::wait_until(
+        Duration::from_secs(90),
+        "the other servers' 8 tenants succeeded",
+        || async {
+            results("succeeded")
+                .await
+                .iter()
+                .filter(|t| !on_b.contains(t))
+                .count()
+                == 8
+        },
+    )
+    .await;
+    assert!(!b.is_running(), "pg-b was down all along");
+    testkit::wait_until(
+        Duration::from_secs(120),
+        "pg-b's commands dead-lettered",
+        || async {
+            let failed = results("failed").await;
+            let succeeded = results("succeeded").await;
+            on_b.iter()
+                .all(|t| failed.contains(t) || succeeded.contains(t))
+                && !on_b.iter().all(|t| succeeded.contains(t))
+        },
+    )
+    .await;
+    let dead = fleet
+        .tenantctl(&["dlq", "list", "migrator", "--output", "json"])
+        .await;
+    assert!(text(&dead).contains("pg-b"), "{}", text(&dead));
+
+    b.start_again().await;
+    let replay = fleet
+        .tenantctl(&["dlq", "replay", "migrator", "--all"])
+        .await;
+    assert!(replay.status.success(), "{}", text(&replay));
+    testkit::wait_until(Duration::from_secs(60), "all 12 succeeded", || async {
+        results("succeeded").await.len() == 12
+    })
+    .await;
+    for (_, slug, server, _, isolation) in &fleet.tenants().await {
+        let url = match server.as_deref() {
+            Some("pg-a") => a.url(),
+            Some("pg-b") => b.url(),
+            _ => fleet.database.url(),
+        };
+        let (_, board) = storage_on(&url, slug, isolation).await;
+        assert!(board, "tenant_{slug} migrated");
+    }
     testkit::stop_service(migrator).await;
 }
