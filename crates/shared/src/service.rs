@@ -286,7 +286,8 @@ impl Context {
 /// The environment every service reads, for its `--help`.
 pub const ENVIRONMENT_HELP: &str = "Environment (docs/CONFIG.md):
   DATABASE_URL                 the platform database (postgres://… or sqlite://<file>)
-  TENANT_DATABASE_URL          the server holding tenant schemas or databases [default: DATABASE_URL]
+  TENANT_DATABASE_URL          the tenant server `default` [default: DATABASE_URL]
+  PGPASSFILE                   passwords of the other tenant servers (`tenantctl servers add`)
   TENANT_ISOLATION             schema or database, for tenants that do not say [default: schema]
   TENANT_OWNER_ROLE            the role owning every tenant's storage, tenant sessions run as it
                                [default: the connecting user]
