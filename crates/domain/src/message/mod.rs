@@ -387,7 +387,8 @@ pub struct AnyEvent {
 
 /// The fields of `tenant.registered` the audit trail keeps; everything else (the `admin` block,
 /// and any field a newer publisher adds, which nobody has vetted for personal data) is left out.
-const TENANT_REGISTERED_AUDITED: [&str; 5] = ["tenant_id", "slug", "name", "plan", "isolation"];
+const TENANT_REGISTERED_AUDITED: [&str; 6] =
+    ["tenant_id", "slug", "name", "plan", "isolation", "server"];
 
 impl AnyEvent {
     /// The data as the audit trail stores it, with no personal data (contract §2.3):
