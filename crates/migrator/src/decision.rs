@@ -17,8 +17,8 @@
 //!   record; a result that could not be written gives the message back.
 
 use domain::Version;
-use domain::server::ServerName;
 use domain::provisioning::TenantStatus;
+use domain::server::ServerName;
 use engine::{EngineError, MigrationSet};
 use shared::bus::Outcome;
 use shared::platform::deploys::{MigrationTenant, ResultStatus};

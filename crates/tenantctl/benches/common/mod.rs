@@ -1,0 +1,112 @@
+//! What the fleet benchmarks share: the migration sets they deploy, a fleet of schemas at
+//! version 1, and stopping a service process.
+#![allow(dead_code, reason = "each benchmark uses a part")]
+
+use std::path::Path;
+use std::process::Command;
+
+use domain::tenant::TenantSlug;
+use engine::{Catalog, Engine, EngineOptions, MigrationBackend as _, PgSchemaBackend, Target};
+use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+use sqlx::postgres::PgConnectOptions;
+
+pub type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+pub const V1: &str = "20270101000000_create_notes";
+pub const V1_SQL: &str = "CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL);\n";
+pub const V2: &str = "20270102000000_create_note_tags";
+pub const V2_SQL: &str = "CREATE TABLE note_tags (note_id bigint NOT NULL REFERENCES notes (id), tag text NOT NULL, PRIMARY KEY (note_id, tag));\n";
+
+/// `slugs` as schemas of the database `options` names, at version 1.
+pub async fn create_fleet(
+    options: PgConnectOptions,
+    slugs: &[TenantSlug],
+    base: &Catalog,
+    connections: usize,
+) -> BenchResult<()> {
+    let engine = Engine::new(
+        PgSchemaBackend::connect(options, connections as u32).await?,
+        EngineOptions::default(),
+    );
+    stream::iter(slugs)
+        .map(|slug| engine.backend().create_storage(slug))
+        .buffer_unordered(connections)
+        .try_collect::<()>()
+        .await?;
+    for (target, result) in engine
+        .apply_many(
+            slugs.iter().map(|s| Target::Tenant(s.clone())),
+            &base.tenant,
+            None,
+            connections,
+            &(),
+        )
+        .await
+    {
+        result.map_err(|e| format!("{target}: {e}"))?;
+    }
+    // Its connections would otherwise sit through the measurements, each one more backend for
+    // every catalog invalidation to reach.
+    engine.backend().pool().close().await;
+    Ok(())
+}
+
+/// The built-in platform set, the first `versions` versions of the tenant set (1 and 2 as
+/// above, then one small table each), no seeds and no administrator.
+pub fn write_sets(dir: &Path, versions: usize) -> BenchResult<()> {
+    let platform = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/platform");
+    testkit::copy_dir(&platform, &dir.join("platform"))?;
+    std::fs::create_dir_all(dir.join("tenant-seeds/sqlite"))?;
+    for seeds in ["tenant-seeds", "tenant-seeds/sqlite"] {
+        std::fs::write(
+            dir.join(seeds).join("admin_user.sql"),
+            "-- The benchmark's tenants have no administrator.\n",
+        )?;
+    }
+    let mut tenant = vec![
+        (
+            V1.to_owned(),
+            V1_SQL.to_owned(),
+            "DROP TABLE notes;\n".to_owned(),
+        ),
+        (
+            V2.to_owned(),
+            V2_SQL.to_owned(),
+            "DROP TABLE note_tags;\n".to_owned(),
+        ),
+    ];
+    for n in 3..=versions {
+        tenant.push((
+            format!("202701{n:02}000000_create_note_log_{n}"),
+            format!("CREATE TABLE note_log_{n} (note_id bigint NOT NULL REFERENCES notes (id), at timestamptz NOT NULL);\n"),
+            format!("DROP TABLE note_log_{n};\n"),
+        ));
+    }
+    tenant.truncate(versions);
+    for sub in ["tenant", "tenant/sqlite"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+        for (name, up, down) in &tenant {
+            std::fs::write(dir.join(sub).join(format!("{name}.up.sql")), up)?;
+            std::fs::write(dir.join(sub).join(format!("{name}.down.sql")), down)?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn stop(mut child: std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+}
+
+/// Peak resident memory of a running process, in MiB.
+pub fn peak_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
