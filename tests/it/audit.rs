@@ -383,15 +383,18 @@ async fn our_own_events_emitted_again_with_other_content_are_not_taken_for_confl
     .await;
     env.wait_for_audit_count(11, Duration::from_secs(30)).await;
 
-    // The platform sends it again while the tenants table is busy: refused again, after a
+    // The platform sends it again while the slug's row is locked: refused again, after a
     // longer step, so the step event says another duration.
     let mut busy = env.sql().await;
-    for sql in ["BEGIN", "LOCK TABLE tenants IN SHARE MODE"] {
-        sqlx::query(sql)
-            .execute(&mut busy)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
+    sqlx::query("BEGIN")
+        .execute(&mut busy)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("SELECT 1 FROM tenants WHERE slug = $1 FOR UPDATE")
+        .bind(slug.as_str())
+        .execute(&mut busy)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     env.publish(&refused).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     sqlx::query("COMMIT")

@@ -429,6 +429,17 @@ async fn tenants_spread_over_three_servers_and_each_path_reaches_them_on_their_o
         "status reads every tenant on its own server: {}",
         text(&status)
     );
+    let table = fleet.tenantctl(&["status"]).await;
+    let header = text(&table)
+        .lines()
+        .find(|l| l.starts_with("TENANT"))
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
+    assert_eq!(
+        header.as_deref(),
+        Some("TENANT SERVER"),
+        "tenants on several servers: status shows where each lives: {}",
+        text(&table)
+    );
     testkit::stop_service(migrator).await;
 }
 

@@ -61,7 +61,8 @@ pub struct TenantDetail {
     pub steps: Vec<StepRow>,
 }
 
-/// The tenant rows holding `id` or `slug`.
+/// The tenant rows holding `id` or `slug`, locked until the registering transaction ends (a
+/// concurrent change to them waits, so the registration's answer holds when it is given).
 async fn existing(
     tx: &mut sqlx::PgConnection,
     id: Uuid,
@@ -69,7 +70,7 @@ async fn existing(
 ) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
     sqlx::query(
         "SELECT id, slug, status, isolation, coalesce(server, 'default') AS server
-           FROM tenants WHERE id = $1 OR slug = $2",
+           FROM tenants WHERE id = $1 OR slug = $2 FOR SHARE",
     )
     .bind(id)
     .bind(slug.as_str())

@@ -24,6 +24,9 @@ pub enum ServersCommand {
     /// Register a PostgreSQL server for tenants, open to new ones. The URL holds no password:
     /// every process that reaches the server finds it in its PostgreSQL password file
     /// (PGPASSFILE). The server is connected to first, with this process's password file.
+    #[command(
+        after_long_help = "Examples:\n  tenantctl servers add pg-2 postgres://tenancy_provisioner@pg-2.internal:5432/tenants\n  tenantctl servers add pg-3 postgres://tenancy_provisioner@pg-3.internal:5432/tenants --capacity 5000"
+    )]
     Add {
         /// Its name: 1 to 40 of a-z, 0-9, `_` and `-`, starting with a letter.
         name: ServerName,
@@ -38,15 +41,26 @@ pub enum ServersCommand {
         no_check: bool,
     },
     /// Every tenant server: its state, its tenants and its capacity.
+    #[command(
+        after_long_help = "Examples:\n  tenantctl servers list\n  tenantctl servers list --output json | jq 'select(.state == \"open\")'"
+    )]
     List {
         /// `text` for people; `json`: one JSON object per server.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
     /// Stop placing new tenants on a server; its tenants stay and keep being migrated.
-    Drain { name: ServerName },
+    #[command(after_long_help = "Examples:\n  tenantctl servers drain pg-1")]
+    Drain {
+        /// The server's name (`tenantctl servers list`).
+        name: ServerName,
+    },
     /// Place new tenants on a server again.
-    Open { name: ServerName },
+    #[command(after_long_help = "Examples:\n  tenantctl servers open pg-1")]
+    Open {
+        /// The server's name (`tenantctl servers list`).
+        name: ServerName,
+    },
 }
 
 pub async fn run(command: ServersCommand) -> anyhow::Result<ExitCode> {

@@ -230,17 +230,27 @@ fn needs_attention(tenant: &TenantRecord, standing: &TenantStanding) -> bool {
 
 fn print_table(rows: &[(TenantRecord, TenantStanding)]) {
     outln!();
-    let mut table = Table::new(&[
-        "TENANT",
-        "SERVER",
+    // The server column only once tenants live on more than one: a one-server fleet's table
+    // stays as it was.
+    let servers: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(|(tenant, _)| tenant.server.as_str())
+        .collect();
+    let several = servers.len() > 1;
+    let mut header = vec!["TENANT"];
+    if several {
+        header.push("SERVER");
+    }
+    header.extend([
         "ISOLATION",
         "STATE",
         "VERSION",
         "PENDING",
         "SEEDS",
         "PROBLEMS",
-    ])
-    .right(&[5, 6]);
+    ]);
+    let shift = usize::from(several);
+    let mut table = Table::new(&header).right(&[4 + shift, 5 + shift]);
     for (tenant, standing) in rows {
         let (version, pending, seeds, problems) = match standing {
             Ok((schema, seeds)) => {
@@ -282,19 +292,19 @@ fn print_table(rows: &[(TenantRecord, TenantStanding)]) {
         } else {
             Tone::Warn
         };
-        table.row(
-            tone,
-            [
-                tenant.slug.to_string(),
-                tenant.server.to_string(),
-                tenant.isolation.to_string(),
-                tenant.status.to_string(),
-                version,
-                pending,
-                seeds,
-                problems,
-            ],
-        );
+        let mut cells = vec![tenant.slug.to_string()];
+        if several {
+            cells.push(tenant.server.to_string());
+        }
+        cells.extend([
+            tenant.isolation.to_string(),
+            tenant.status.to_string(),
+            version,
+            pending,
+            seeds,
+            problems,
+        ]);
+        table.row(tone, cells);
     }
     table.print();
     outln!("{} tenant(s)", rows.len());
