@@ -96,7 +96,10 @@ impl<P: EventPublisher> Migrator<P> {
             .filter(|m| m.version > tenant.schema_version && m.version <= target)
             .count();
         self.metrics.pending(pending);
-        let storage = self.storage_of(tenant).await?;
+        let storage = match self.storage_of(tenant).await {
+            Ok(storage) => storage,
+            Err(unreachable) => return Ok(Run::Failed(unreachable)),
+        };
         let slot = self.database_slot(job.tenant_id, tenant).await?;
         // Confirmed while the migration runs; awaited before the command is acknowledged.
         let announced = self.emit_in_background(MigrationStarted {

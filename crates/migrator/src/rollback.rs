@@ -68,7 +68,10 @@ impl<P: EventPublisher> Migrator<P> {
         command: &RollbackTenant,
         tenant: &MigrationTenant,
     ) -> Result<Result<RunReport, EngineError>, Outcome> {
-        let storage = self.storage_of(tenant).await?;
+        let storage = match self.storage_of(tenant).await {
+            Ok(storage) => storage,
+            Err(unreachable) => return Ok(Err(unreachable)),
+        };
         let slot = self.database_slot(command.tenant_id, tenant).await?;
         let reverted = storage
             .revert(

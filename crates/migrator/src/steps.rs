@@ -114,18 +114,16 @@ impl<P: EventPublisher> Migrator<P> {
         }
     }
 
-    /// The storage of the tenant's server, or the command given back while the server cannot
-    /// be reached (after the delivery limit it waits in the dead-letter queue with the reason).
+    /// The storage of the tenant's server, or why it cannot be reached (a failure of the run,
+    /// retried, recorded and in the end dead-lettered like any other).
     pub(crate) async fn storage_of(
         &self,
         tenant: &MigrationTenant,
-    ) -> Result<TenantStorage, Outcome> {
+    ) -> Result<TenantStorage, EngineError> {
         self.servers
             .storage(&tenant.server)
             .await
-            .map_err(|error| Outcome::Retry {
-                reason: error.to_string(),
-            })
+            .map_err(|error| error.into_engine_error(&tenant.slug))
     }
 
     /// In database isolation, a slot of the tenant's server held beside the tenant database's

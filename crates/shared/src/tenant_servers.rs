@@ -9,9 +9,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use domain::server::ServerName;
+use domain::tenant::TenantSlug;
 use engine::backend::BackendError;
 use engine::backend::slots::{SlotUsage, SlotUsageProbe};
-use engine::{EngineOptions, ServerSlots};
+use engine::{EngineError, EngineOptions, ServerSlots, Target};
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::{Mutex, OnceCell};
 use tokio_util::sync::CancellationToken;
@@ -19,6 +20,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::platform::{PlatformDb, StoreError};
 use crate::tenant_storage::{TenantStorage, default_server};
+
+/// How long the first connection to a tenant server may take before the server counts as
+/// unreachable (and the command is given back).
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a tenant's server could not be reached.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +45,21 @@ pub enum ServerError {
 }
 
 impl ServerError {
+    /// As the engine's error about the tenant's storage, so that a command whose server cannot
+    /// be reached fails, is retried and is recorded like any other: transient while the server
+    /// or the platform database is unreachable, permanent for an invalid or unknown server.
+    pub fn into_engine_error(self, tenant: &TenantSlug) -> EngineError {
+        let source = match self {
+            ServerError::Backend { source, .. } => source,
+            ServerError::Store(StoreError::Sql(source)) => BackendError::Sql { source, line: None },
+            other => BackendError::InvalidScript(other.to_string()),
+        };
+        EngineError::Backend {
+            target: Target::Tenant(tenant.clone()),
+            source: Box::new(source),
+        }
+    }
+
     /// Whether a retry may succeed (the server or the platform database is unreachable).
     pub fn is_transient(&self) -> bool {
         match self {
@@ -179,6 +199,24 @@ impl TenantServers {
             server: server.clone(),
             source,
         };
+        // One plain connection first: a server that is down says so at once (a pool's first
+        // connection would keep trying for its whole acquire timeout, holding the command).
+        let probe = tokio::time::timeout(
+            PROBE_TIMEOUT,
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(
+                &inner.config.tenant_session_options_on(&options),
+            ),
+        )
+        .await;
+        match probe {
+            Ok(Ok(connection)) => {
+                let _ = sqlx::Connection::close(connection).await;
+            }
+            Ok(Err(error)) => return Err(backend(BackendError::from(error))),
+            Err(_) => {
+                return Err(backend(BackendError::from(sqlx::Error::PoolTimedOut)));
+            }
+        }
         Ok(match &inner.connection {
             Connection::Pooled { max_connections } => Reached {
                 storage: TenantStorage::connect_to(

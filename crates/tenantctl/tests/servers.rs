@@ -443,11 +443,11 @@ async fn tenants_spread_over_three_servers_and_each_path_reaches_them_on_their_o
     testkit::stop_service(migrator).await;
 }
 
-/// A server stopped in the middle of a deploy: the other servers' tenants finish meanwhile; the
-/// stopped server's commands are given back until they wait in the dead-letter queue with the
-/// reason, and complete once it is back and they are replayed.
+/// A server down during a deploy: the other servers' tenants finish meanwhile; the stopped
+/// server's commands are given back until they wait in the dead-letter queue with the reason,
+/// and complete once it is back and they are replayed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_stopped_during_a_deploy_holds_back_only_its_own_tenants() {
+async fn a_server_down_during_a_deploy_holds_back_only_its_own_tenants() {
     let fleet = Fleet::new("SELECT pg_sleep(0.2);\n").await;
     let (a, mut b) = tokio::join!(PrivatePostgres::start(), PrivatePostgres::start());
     for (name, url) in [("pg-a", a.url()), ("pg-b", b.url())] {
@@ -468,6 +468,9 @@ async fn a_server_stopped_during_a_deploy_holds_back_only_its_own_tenants() {
         .collect();
     assert_eq!(on_b.len(), 4, "{tenants:?}");
 
+    // pg-b goes down as the deploy starts (stopping it once the deploy runs would race with
+    // its four tenants' few hundred milliseconds of work).
+    b.stop().await;
     let migrator = fleet.start_migrator();
     let deploy = fleet.tenantctl(&["deploy", "--output", "json"]).await;
     assert!(deploy.status.success(), "{}", text(&deploy));
@@ -475,7 +478,6 @@ async fn a_server_stopped_during_a_deploy_holds_back_only_its_own_tenants() {
         .iter()
         .find_map(|l| l["deploy_id"].as_str().map(str::to_owned))
         .unwrap_or_else(|| panic!("{}", text(&deploy)));
-    b.stop().await;
 
     // Every tenant of default and pg-a reaches the target while pg-b is down; pg-b's end in
     // the dead-letter queue, with a reason naming their server.
@@ -513,10 +515,7 @@ async fn a_server_stopped_during_a_deploy_holds_back_only_its_own_tenants() {
         "pg-b's commands dead-lettered",
         || async {
             let failed = results("failed").await;
-            let succeeded = results("succeeded").await;
-            on_b.iter()
-                .all(|t| failed.contains(t) || succeeded.contains(t))
-                && !on_b.iter().all(|t| succeeded.contains(t))
+            on_b.iter().all(|t| failed.contains(t))
         },
     )
     .await;
