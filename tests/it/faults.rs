@@ -193,3 +193,43 @@ async fn a_recovered_broker_restart_logs_warnings_not_errors() {
         "the outage is reported as a warning:\n{text}"
     );
 }
+
+/// `AMQP_URL` listing two nodes: when the node the services are connected to stops, they
+/// connect to the other (declaring the topology there) and carry on; nothing published after
+/// the failover is lost or stored twice. The nodes are not clustered, so each phase lets the
+/// auditor catch up before a node stops (a cluster's quorum queues would keep what a stopped
+/// node held).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_nodes_listed_the_services_fail_over_when_theirs_stops() {
+    let (first, second) = tokio::join!(PrivateBroker::start(), PrivateBroker::start());
+    let database = TestDatabase::create().await;
+    let url = database.url();
+    let nodes = format!("{},{}", first.amqp_url(), second.amqp_url());
+    let env = Env::on(Some(database), &url, &nodes).await;
+    let (stop, auditor) = env.start_auditor();
+    let mut published = Vec::new();
+    let phase = |round: usize| {
+        let bus = env.ctx.bus.clone();
+        async move { publish_many(&bus, 100, |i| registration(&format!("fo_{round}_{i:03}"))).await }
+    };
+    published.extend(phase(0).await);
+    env.wait_for_audit_count(100, Duration::from_secs(60)).await;
+    // Whichever node the services use, after these two stops they have used the other.
+    first.stop_app().await;
+    published.extend(phase(1).await);
+    env.wait_for_audit_count(200, Duration::from_secs(60)).await;
+    first.start_app().await;
+    second.stop_app().await;
+    published.extend(phase(2).await);
+    env.wait_for_audit_count(300, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let stored = env.audit_ids().await;
+    let missing = published
+        .iter()
+        .filter(|id| !stored.contains_key(id))
+        .count();
+    let duplicated = stored.values().filter(|n| **n > 1).count();
+    assert_eq!((missing, duplicated, stored.len()), (0, 0, 300));
+    testkit::stop_service((stop, auditor)).await;
+}

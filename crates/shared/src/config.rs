@@ -42,10 +42,47 @@ impl SecretUrl {
         &self.0
     }
 
+    /// The nodes of a list of URLs (`amqp://…,amqp://…`, the form `AMQP_URL` takes for a
+    /// RabbitMQ cluster), in order; a single URL is a list of one. A node starts at a comma
+    /// followed by a scheme (`amqp://`, `amqps://`, or any other, which validation then
+    /// refuses), so a comma elsewhere, as in a password, does not split a URL.
+    pub fn nodes(&self) -> Vec<SecretUrl> {
+        let text = self.0.as_str();
+        let starts_a_url = |rest: &str| {
+            rest.split_once("://").is_some_and(|(scheme, _)| {
+                scheme
+                    .trim_start()
+                    .starts_with(|c: char| c.is_ascii_alphabetic())
+                    && scheme
+                        .trim_start()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-'))
+            })
+        };
+        let mut nodes = Vec::new();
+        let mut from = 0;
+        for (at, _) in text.match_indices(',') {
+            if starts_a_url(&text[at + 1..]) {
+                nodes.push(SecretUrl::new(text[from..at].trim()));
+                from = at + 1;
+            }
+        }
+        nodes.push(SecretUrl::new(text[from..].trim()));
+        nodes
+    }
+
     /// The URL with every credential masked: the password of its user information, and the
     /// value of every query parameter that carries one (`?password=…`, `sslpassword`, tokens,
-    /// secrets, API keys), wherever it sits.
+    /// secrets, API keys), wherever it sits; in a list of AMQP URLs, in each.
     pub fn redacted(&self) -> String {
+        let nodes = self.nodes();
+        if nodes.len() > 1 {
+            return nodes
+                .iter()
+                .map(SecretUrl::redacted)
+                .collect::<Vec<_>>()
+                .join(",");
+        }
         let Some((scheme, rest)) = self.0.split_once("://") else {
             return mask_query(&self.0);
         };
@@ -472,11 +509,16 @@ impl Config {
 
         let amqp_url =
             SecretUrl::new(get("AMQP_URL").unwrap_or_else(|| DEFAULT_AMQP_URL.to_owned()));
-        if !(amqp_url.expose().starts_with("amqp://") || amqp_url.expose().starts_with("amqps://"))
-        {
-            problems.push(format!(
-                "AMQP_URL: `{amqp_url}` must start with amqp:// or amqps://"
-            ));
+        for node in amqp_url.nodes() {
+            if !(node.expose().starts_with("amqp://") || node.expose().starts_with("amqps://")) {
+                problems.push(format!(
+                    "AMQP_URL: `{node}` must start with amqp:// or amqps:// (several nodes: amqp://…,amqp://…)"
+                ));
+            } else if let Err(reason) = node.expose().parse::<lapin::uri::AMQPUri>() {
+                problems.push(format!(
+                    "AMQP_URL: `{node}` is not a valid AMQP URL: {reason}"
+                ));
+            }
         }
 
         let namespace = get("TENANCY_NAMESPACE").unwrap_or_default();
@@ -597,6 +639,50 @@ mod tests {
                 "{bad}: {problems:?}"
             );
         }
+    }
+
+    #[test]
+    fn amqp_url_may_list_the_nodes_of_a_cluster_each_shown_without_its_password() {
+        let list = "amqp://svc:s3cret@mq-0:5672/tenancy,amqps://svc:s3cret@mq-1:5671/tenancy, amqp://svc:p,w@mq-2/tenancy";
+        let nodes = SecretUrl::new(list).nodes();
+        let shown: Vec<String> = nodes.iter().map(SecretUrl::redacted).collect();
+        assert_eq!(
+            shown,
+            [
+                "amqp://svc:***@mq-0:5672/tenancy",
+                "amqps://svc:***@mq-1:5671/tenancy",
+                "amqp://svc:***@mq-2/tenancy"
+            ],
+            "a comma inside a password does not split a node"
+        );
+        let whole = SecretUrl::new(list).redacted();
+        assert!(
+            !whole.contains("s3cret") && !whole.contains("p,w"),
+            "{whole}"
+        );
+        assert_eq!(
+            SecretUrl::new("amqp://guest:guest@127.0.0.1:5672/%2f")
+                .nodes()
+                .len(),
+            1
+        );
+
+        let configured = config(&[("AMQP_URL", list)]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(configured.amqp_url.nodes().len(), 3);
+        let problems = config(&[("AMQP_URL", "amqp://svc:s3cret@mq-0/tenancy,http://mq-1")])
+            .err()
+            .map(|e| e.problems)
+            .unwrap_or_default();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("http://mq-1") && p.contains("amqp://")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().all(|p| !p.contains("s3cret")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lapin::options::ConfirmSelectOptions;
@@ -198,72 +198,113 @@ impl Link {
     }
 }
 
-/// Waits until the broker accepts a connection, logging each failed attempt.
+/// Where the next connection attempt of this process starts in a list of nodes: it moves on at
+/// every attempt, and starts at a different node in each process, so that replicas spread over
+/// the nodes instead of all piling onto the first.
+static NEXT_NODE: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+fn first_node(nodes: usize) -> usize {
+    let _ = NEXT_NODE.compare_exchange(
+        usize::MAX,
+        std::process::id() as usize,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    );
+    NEXT_NODE.fetch_add(1, Ordering::AcqRel) % nodes.max(1)
+}
+
+/// Waits until a broker node accepts a connection, logging each failed attempt: the nodes of
+/// `url` in turn (a node that does not answer moves on to the next at once), then, after a
+/// whole round without success, with backoff. A node that refuses the user or the vhost ends
+/// the wait: users, permissions and vhosts are the same on every node of a cluster.
 async fn connect_waiting(
     url: &SecretUrl,
     name: &str,
     shutdown: &CancellationToken,
 ) -> Result<Connection, BusError> {
-    let shown = url.redacted();
-    let uri = url
-        .expose()
-        .parse::<AMQPUri>()
-        .map_err(|reason| BusError::InvalidUrl {
-            url: shown.clone(),
-            reason,
-        })?;
-    let address = (uri.authority.host, uri.authority.port);
-    let login = (uri.authority.userinfo.username, uri.vhost);
+    let nodes = url
+        .nodes()
+        .into_iter()
+        .map(|node| {
+            let uri = node
+                .expose()
+                .parse::<AMQPUri>()
+                .map_err(|reason| BusError::InvalidUrl {
+                    url: node.redacted(),
+                    reason,
+                })?;
+            Ok((node, uri))
+        })
+        .collect::<Result<Vec<_>, BusError>>()?;
     let mut delays = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut attempt = 0_u32;
+    let mut index = first_node(nodes.len());
+    let mut last = None;
     loop {
-        if shutdown.is_cancelled() {
-            return Err(BusError::Cancelled);
-        }
-        attempt += 1;
-        let properties = ConnectionProperties::default().with_connection_name(name.into());
-        // A closed port answers at once; a half-started broker may accept TCP and then hang, so
-        // the AMQP handshake has a deadline too.
-        let outcome = match tokio::net::TcpStream::connect((address.0.as_str(), address.1)).await {
-            Ok(_) => match tokio::time::timeout(
-                Duration::from_secs(15),
-                Connection::connect(url.expose(), properties),
-            )
-            .await
-            {
-                Ok(result) => result,
-                Err(_) => Err(lapin::ErrorKind::IOError(
-                    std::io::Error::from(std::io::ErrorKind::TimedOut).into(),
-                )
-                .into()),
-            },
-            Err(error) => Err(lapin::ErrorKind::IOError(error.into()).into()),
-        };
-        match outcome {
-            Ok(connection) => {
-                if attempt > 1 {
-                    tracing::info!(broker = %shown, attempt, "connected to RabbitMQ");
-                }
-                return Ok(connection);
+        for _ in 0..nodes.len() {
+            if shutdown.is_cancelled() {
+                return Err(BusError::Cancelled);
             }
-            Err(error) if retryable(&error) => {
-                let delay = delays.next_delay();
-                tracing::warn!(broker = %shown, attempt, retry_in_ms = delay.as_millis() as u64, %error, "RabbitMQ is not reachable yet; waiting for it");
-                tokio::select! {
-                    () = shutdown.cancelled() => return Err(BusError::Cancelled),
-                    () = tokio::time::sleep(delay) => {}
+            attempt += 1;
+            let (node, uri) = &nodes[index % nodes.len()];
+            index += 1;
+            match connect_to(node, uri, name).await {
+                Ok(connection) => {
+                    if attempt > 1 || nodes.len() > 1 {
+                        tracing::info!(broker = %node, attempt, "connected to RabbitMQ");
+                    }
+                    return Ok(connection);
+                }
+                Err(error) if retryable(&error) => {
+                    if nodes.len() > 1 {
+                        tracing::warn!(broker = %node, attempt, %error, "RabbitMQ node not reachable; trying the next one");
+                    }
+                    last = Some(error);
+                }
+                Err(source) => {
+                    let reason = refusal(&source).unwrap_or_else(|| source.to_string());
+                    return Err(BusError::Refused {
+                        broker: format!("{}:{}", uri.authority.host, uri.authority.port),
+                        user: uri.authority.userinfo.username.clone(),
+                        vhost: uri.vhost.clone(),
+                        reason,
+                    });
                 }
             }
-            Err(source) => {
-                let reason = refusal(&source).unwrap_or_else(|| source.to_string());
-                return Err(BusError::Refused {
-                    broker: format!("{}:{}", address.0, address.1),
-                    user: login.0.clone(),
-                    vhost: login.1.clone(),
-                    reason,
-                });
-            }
         }
+        let delay = delays.next_delay();
+        let error = last.take().map(|e| e.to_string()).unwrap_or_default();
+        tracing::warn!(broker = %url, attempt, retry_in_ms = delay.as_millis() as u64, %error, "RabbitMQ is not reachable yet; waiting for it");
+        tokio::select! {
+            () = shutdown.cancelled() => return Err(BusError::Cancelled),
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// One attempt on one node. A closed port answers at once; a half-started broker may accept
+/// TCP and then hang, so the AMQP handshake has a deadline too.
+async fn connect_to(
+    node: &SecretUrl,
+    uri: &AMQPUri,
+    name: &str,
+) -> Result<Connection, lapin::Error> {
+    let host = (uri.authority.host.as_str(), uri.authority.port);
+    if let Err(error) = tokio::net::TcpStream::connect(host).await {
+        return Err(lapin::ErrorKind::IOError(error.into()).into());
+    }
+    let properties = ConnectionProperties::default().with_connection_name(name.into());
+    match tokio::time::timeout(
+        Duration::from_secs(15),
+        Connection::connect(node.expose(), properties),
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => Err(lapin::ErrorKind::IOError(
+            std::io::Error::from(std::io::ErrorKind::TimedOut).into(),
+        )
+        .into()),
     }
 }
 
