@@ -291,7 +291,8 @@ pub const ENVIRONMENT_HELP: &str = "Environment (docs/CONFIG.md):
   TENANT_ISOLATION             schema or database, for tenants that do not say [default: schema]
   TENANT_OWNER_ROLE            the role owning every tenant's storage, tenant sessions run as it
                                [default: the connecting user]
-  AMQP_URL                     RabbitMQ [default: amqp://guest:guest@127.0.0.1:5672/%2f]
+  AMQP_URL                     RabbitMQ; a cluster's nodes separated by commas
+                               [default: amqp://guest:guest@127.0.0.1:5672/%2f]
   TENANCY_NAMESPACE            prefix of every exchange and queue name
   MIGRATIONS_DIR               migration sets replacing the ones built in
   HEALTH_ADDR                  where /healthz, /readyz and /metrics are served [default: 127.0.0.1:8080]
