@@ -100,7 +100,11 @@ impl<P: EventPublisher> Migrator<P> {
             Ok(storage) => storage,
             Err(unreachable) => return Ok(Run::Failed(unreachable)),
         };
-        let slot = self.database_slot(job.tenant_id, tenant).await?;
+        let slot = match self.database_slot(job.tenant_id, tenant).await {
+            Ok(slot) => slot,
+            Err(Ok(given_back)) => return Err(given_back),
+            Err(Err(unreachable)) => return Ok(Run::Failed(unreachable)),
+        };
         // Confirmed while the migration runs; awaited before the command is acknowledged.
         let announced = self.emit_in_background(MigrationStarted {
             tenant_id: job.tenant_id,

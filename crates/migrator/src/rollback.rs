@@ -72,7 +72,11 @@ impl<P: EventPublisher> Migrator<P> {
             Ok(storage) => storage,
             Err(unreachable) => return Ok(Err(unreachable)),
         };
-        let slot = self.database_slot(command.tenant_id, tenant).await?;
+        let slot = match self.database_slot(command.tenant_id, tenant).await {
+            Ok(slot) => slot,
+            Err(Ok(given_back)) => return Err(given_back),
+            Err(Err(unreachable)) => return Ok(Err(unreachable)),
+        };
         let reverted = storage
             .revert(
                 &tenant.slug,

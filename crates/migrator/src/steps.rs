@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use domain::message::{CloudEvent, Event, MigrationFailed};
 use domain::{Isolation, Version};
-use engine::{EngineError, RunReport, SlotConn};
+use engine::backend::BackendError;
+use engine::{EngineError, RunReport, SlotConn, Target};
 use shared::bus::consumer::Delivered;
 use shared::bus::{EventPublisher, Outcome};
 use shared::platform::deploys::{MigrationResult, MigrationTenant, ResultStatus};
@@ -128,35 +129,34 @@ impl<P: EventPublisher> Migrator<P> {
 
     /// In database isolation, a slot of the tenant's server held beside the tenant database's
     /// connection (in schema isolation the engine's session runs on a slot's connection
-    /// itself), or the command given back (shutdown, server unreachable).
+    /// itself). `Err(Ok(outcome))`: the command is given back (shutdown); `Err(Err(error))`:
+    /// the server cannot be reached, a failure of the run like any other (retried, recorded,
+    /// in the end dead-lettered).
     pub(crate) async fn database_slot(
         &self,
         tenant_id: Uuid,
         tenant: &MigrationTenant,
-    ) -> Result<Option<SlotConn>, Outcome> {
+    ) -> Result<Option<SlotConn>, Result<Outcome, EngineError>> {
         if tenant.isolation == Isolation::Schema {
             return Ok(None);
         }
         let slots = match self.servers.slots(&tenant.server).await {
             Ok(Some(slots)) => slots,
             Ok(None) => return Ok(None),
-            Err(error) => {
-                return Err(Outcome::Retry {
-                    reason: error.to_string(),
-                });
-            }
+            Err(error) => return Err(Err(error.into_engine_error(&tenant.slug))),
         };
         match slots.acquire(tenant_id.as_u128()).await {
             Ok(Some(slot)) => Ok(Some(slot)),
-            Ok(None) => Err(Outcome::Retry {
+            Ok(None) => Err(Ok(Outcome::Retry {
                 reason: "shutting down".into(),
-            }),
-            Err(error) => Err(Outcome::Retry {
-                reason: format!(
-                    "no migration slot on tenant server `{}`: {error}",
-                    tenant.server
-                ),
-            }),
+            })),
+            Err(error) => Err(Err(EngineError::Backend {
+                target: Target::Tenant(tenant.slug.clone()),
+                source: Box::new(BackendError::Sql {
+                    source: error,
+                    line: None,
+                }),
+            })),
         }
     }
 
