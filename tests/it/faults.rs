@@ -16,13 +16,14 @@ use uuid::Uuid;
 use crate::support::{Env, publish_many, registration};
 
 /// Publishes `total` events while `fault` strikes once `strike_at` of them are stored, then
-/// checks every published event is stored exactly once.
-async fn survives(
+/// checks every published event is stored exactly once. Returns whether the publishing was
+/// still under way when the fault struck (else only the consuming was).
+pub(crate) async fn survives(
     env: &Env,
     total: usize,
     strike_at: i64,
     fault: impl std::future::Future<Output = ()>,
-) {
+) -> bool {
     let (stop, auditor) = env.start_auditor();
     let bus = env.ctx.bus.clone();
     let publishing = tokio::spawn(async move {
@@ -30,6 +31,7 @@ async fn survives(
     });
     env.wait_for_audit_count(strike_at, Duration::from_secs(120))
         .await;
+    let struck_while_publishing = !publishing.is_finished();
     fault.await;
     let published = publishing
         .await
@@ -66,6 +68,7 @@ async fn survives(
         "every event stored exactly once"
     );
     testkit::stop_service((stop, auditor)).await;
+    struck_while_publishing
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 
 mod audit;
 mod broker_refusals;
+mod cluster;
 mod consumer;
 mod content_modes;
 mod deploy_records;

@@ -69,10 +69,17 @@ impl PrivateBroker {
     /// connection opens (3-4 s on an idle two-core machine, up to 8 s under load). Panics with
     /// the node's log if it cannot.
     pub async fn start() -> PrivateBroker {
+        Self::start_with_cookie(None).await
+    }
+
+    /// [`start`](Self::start), with the Erlang cookie `cookie` (nodes that are to form a
+    /// cluster share one) or, when `None`, a cookie of its own.
+    pub(crate) async fn start_with_cookie(cookie: Option<String>) -> PrivateBroker {
         blocking(sweep_stale).await;
         let mut failures = Vec::new();
         for _ in 0..BOOT_ATTEMPTS {
-            let mut broker = blocking(PrivateBroker::prepare).await;
+            let cookie = cookie.clone();
+            let mut broker = blocking(move || PrivateBroker::prepare(cookie.as_deref())).await;
             match broker.boot().await {
                 Ok(()) => return broker,
                 Err(failure) if failure.port_clash => failures.push(failure.report),
@@ -184,6 +191,14 @@ impl PrivateBroker {
         self.wait_gone(pid).await;
     }
 
+    /// Sends SIGKILL to the node's beam without waiting for it to go: for tearing down many
+    /// nodes at once (the drop then waits for each and removes its directory).
+    pub(crate) fn kill_without_waiting(&mut self) {
+        if let Some(pid) = self.beam_pid.take() {
+            signal(pid, "KILL");
+        }
+    }
+
     /// Stops the whole node cleanly (`rabbitmqctl stop`); returns once its process is gone.
     pub async fn stop(&mut self) {
         let pid = self
@@ -216,7 +231,7 @@ impl PrivateBroker {
     }
 
     /// Creates the directory and its files, and picks the node name and ports.
-    fn prepare() -> PrivateBroker {
+    fn prepare(cookie: Option<&str>) -> PrivateBroker {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
@@ -264,10 +279,14 @@ impl PrivateBroker {
             ),
         );
         // Erlang refuses a cookie file that others can read.
-        let cookie = broker.dir.join(".erlang.cookie");
-        write(".erlang.cookie", &uuid::Uuid::new_v4().simple().to_string());
-        std::fs::set_permissions(&cookie, std::os::unix::fs::PermissionsExt::from_mode(0o400))
-            .unwrap_or_else(|e| panic!("chmod {}: {e}", cookie.display()));
+        let cookie_file = broker.dir.join(".erlang.cookie");
+        let own_cookie = uuid::Uuid::new_v4().simple().to_string();
+        write(".erlang.cookie", cookie.unwrap_or(&own_cookie));
+        std::fs::set_permissions(
+            &cookie_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o400),
+        )
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", cookie_file.display()));
         broker
     }
 
@@ -574,21 +593,30 @@ fn kill_leftover_node(dir: &Path) {
     }
 }
 
-/// Deletes the exchanges and queues of `namespace` on the broker at `amqp_url`, from a thread
-/// of its own (so it can run in `Drop` inside a runtime). Quorum queues are never auto-deleted:
-/// a test that declared a topology removes it, or the broker fills up with them. Best effort.
+/// Deletes the exchanges and queues of `namespace` on the broker at `amqp_url` (a URL, or a
+/// cluster's comma-separated list: the first node that answers), from a thread of its own (so
+/// it can run in `Drop` inside a runtime). Quorum queues are never auto-deleted: a test that
+/// declared a topology removes it, or the broker fills up with them. Best effort.
 pub fn delete_topology_now(amqp_url: &str, namespace: &str) {
-    let (url, namespace) = (amqp_url.to_owned(), namespace.to_owned());
+    let (urls, namespace) = (amqp_url.to_owned(), namespace.to_owned());
     let worker = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .ok()?;
         runtime.block_on(async {
-            let connection =
-                lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
-                    .await
-                    .ok()?;
+            let mut connection = None;
+            for url in urls.split(',').map(str::trim) {
+                let attempt = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    lapin::Connection::connect(url, lapin::ConnectionProperties::default()),
+                );
+                if let Ok(Ok(connected)) = attempt.await {
+                    connection = Some(connected);
+                    break;
+                }
+            }
+            let connection = connection?;
             let channel = connection.create_channel().await.ok()?;
             let _ = shared::bus::Topology::new(namespace).delete(&channel).await;
             let _ = connection.close(200, "test done".into()).await;

@@ -12,6 +12,8 @@
 //! - [`cluster::PrivatePostgres`] and [`broker::PrivateBroker`]: a PostgreSQL cluster or a
 //!   RabbitMQ node of the test's own, on free ports, for fault tests that stop, kill or
 //!   disconnect servers without disturbing the tests running beside them.
+//! - [`broker_cluster::PrivateCluster`]: three such RabbitMQ nodes joined in one cluster, for
+//!   failover tests.
 //! - [`otlp::OtlpReceiver`]: a local OTLP collector (HTTP and gRPC, plain or TLS) that records
 //!   what a service exports.
 //! - [`prometheus::PrivatePrometheus`]: a Prometheus of the test's own scraping the given
@@ -20,6 +22,7 @@
 
 pub mod bench;
 pub mod broker;
+pub mod broker_cluster;
 pub mod cluster;
 pub mod dashboards;
 pub mod otlp;

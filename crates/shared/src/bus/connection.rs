@@ -44,6 +44,8 @@ pub(crate) async fn closing<T>(operation: impl Future<Output = T>) {
 /// One connection's worth of state.
 pub(crate) struct Live {
     pub(crate) generation: u64,
+    /// The node connected to, redacted, for the logs.
+    node: String,
     pub(crate) connection: Connection,
     pub(crate) publisher: Channel,
     broken: AtomicBool,
@@ -104,6 +106,7 @@ impl Link {
         if let Some(old) = slot.take() {
             tracing::warn!(
                 generation = old.generation,
+                broker = %old.node,
                 "the connection to RabbitMQ was lost; reconnecting"
             );
             tokio::spawn(async move {
@@ -142,11 +145,11 @@ impl Link {
     /// midway (it is restarting): callers see a working link, a refusal, or shutdown.
     async fn connect(&self) -> Result<Live, BusError> {
         let mut delays = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-        let (connection, publisher) = loop {
-            let connection = connect_waiting(&self.url, &self.name, &self.shutdown).await?;
+        let (node, connection, publisher) = loop {
+            let (node, connection) = connect_waiting(&self.url, &self.name, &self.shutdown).await?;
             let failure =
                 match tokio::time::timeout(SET_UP_DEADLINE, self.set_up(&connection)).await {
-                    Ok(Ok(publisher)) => break (connection, publisher),
+                    Ok(Ok(publisher)) => break (node, connection, publisher),
                     Ok(Err(error)) if !went_away(&error) => return Err(error),
                     Ok(Err(error)) => error.to_string(),
                     Err(_) => format!(
@@ -171,6 +174,7 @@ impl Link {
         }
         Ok(Live {
             generation,
+            node,
             connection,
             publisher,
             broken: AtomicBool::new(false),
@@ -221,7 +225,7 @@ async fn connect_waiting(
     url: &SecretUrl,
     name: &str,
     shutdown: &CancellationToken,
-) -> Result<Connection, BusError> {
+) -> Result<(String, Connection), BusError> {
     let nodes = url
         .nodes()
         .into_iter()
@@ -253,7 +257,7 @@ async fn connect_waiting(
                     if attempt > 1 || nodes.len() > 1 {
                         tracing::info!(broker = %node, attempt, "connected to RabbitMQ");
                     }
-                    return Ok(connection);
+                    return Ok((node.redacted(), connection));
                 }
                 Err(error) if retryable(&error) => {
                     if nodes.len() > 1 {
