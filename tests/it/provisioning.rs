@@ -15,7 +15,7 @@ use provisioner::{Emitted, ProvisioningEffects, Request, StepError};
 use provisioner::{ProvisionHandler, Provisioner};
 use shared::bus::consumer;
 use shared::bus::{Exchange, WorkQueue};
-use shared::tenant_servers::{Connection, TenantServers};
+use shared::tenant_servers::TenantServers;
 use shared::tenant_storage::TenantStorage;
 use sqlx::Connection as _;
 use tenantctl::dead_letters::DeadLetterQueue;
@@ -205,12 +205,7 @@ async fn a_provisioner_killed_in_the_middle_of_each_step_resumes_and_converges()
     let env = Env::new().await;
     for step in Step::ALL {
         let (tenant, slug) = env.register(None).await;
-        let servers = TenantServers::new(
-            env.ctx.platform.clone(),
-            env.ctx.config.clone(),
-            Connection::Pooled { max_connections: 4 },
-            EngineOptions::default(),
-        );
+        let servers = TenantServers::pooled(env.ctx.platform.clone(), env.ctx.config.clone(), 4);
         // The doomed provisioner is a process of its own: its own connection to the broker and
         // its own lock connections, all of which die with it.
         let bus = Arc::new(

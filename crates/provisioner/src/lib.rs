@@ -12,13 +12,12 @@ use std::time::{Duration, Instant};
 
 use domain::Isolation;
 use domain::message::{CloudEvent, TenantRegistered};
-use engine::EngineOptions;
 use shared::backoff::Backoff;
 use shared::bus::WorkQueue;
 use shared::bus::consumer::{self, ConsumerOptions, Delivered, Handler, Outcome};
 use shared::platform::tenants::TenantLock;
 use shared::service::Context;
-use shared::tenant_servers::{Connection, TenantServers};
+use shared::tenant_servers::TenantServers;
 use sqlx::postgres::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -41,13 +40,10 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
     if ctx.config.tenant_session_options().is_none() {
         anyhow::bail!("TENANT_DATABASE_URL must be a PostgreSQL server for the provisioner");
     }
-    let servers = TenantServers::new(
+    let servers = TenantServers::pooled(
         ctx.platform.clone(),
         ctx.config.clone(),
-        Connection::Pooled {
-            max_connections: u32::from(CONCURRENCY),
-        },
-        EngineOptions::default(),
+        u32::from(CONCURRENCY),
     );
     let provisioner = Provisioner::new(
         ctx.platform.clone(),

@@ -134,6 +134,17 @@ impl TenantServers {
         }
     }
 
+    /// Every server reached through a pool of up to `max_connections` (the provisioner's and
+    /// the operators' tools; the migrator uses [`Connection::Slots`]).
+    pub fn pooled(platform: PlatformDb, config: Arc<Config>, max_connections: u32) -> Self {
+        TenantServers::new(
+            platform,
+            config,
+            Connection::Pooled { max_connections },
+            EngineOptions::default(),
+        )
+    }
+
     /// The storage of `server`, connecting to it the first time.
     ///
     /// # Errors
@@ -151,7 +162,7 @@ impl TenantServers {
     }
 
     /// The slots of every server reached so far, by name (metrics).
-    pub async fn reached_slots(&self) -> Vec<(ServerName, ServerSlots)> {
+    async fn reached_slots(&self) -> Vec<(ServerName, ServerSlots)> {
         self.inner
             .connected
             .lock()

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use domain::Version;
 use domain::tenant::TenantSlug;
-use engine::{EngineOptions, RevertPreview};
+use engine::RevertPreview;
 use shared::config::Config;
 use shared::platform::{PlatformDb, TenantRecord};
-use shared::tenant_servers::{Connection, TenantServers};
+use shared::tenant_servers::TenantServers;
 use tenantctl::rollback::{self, Outcome, Plan, Scope, TenantPreview};
 use uuid::Uuid;
 
@@ -82,12 +82,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         super::servers::ensure_registered(&platform, server).await?;
         tenants.retain(|tenant| &tenant.server == server);
     }
-    let servers = TenantServers::new(
-        platform.clone(),
-        std::sync::Arc::new(config.clone()),
-        Connection::Pooled { max_connections: 8 },
-        EngineOptions::default(),
-    );
+    let servers = TenantServers::pooled(platform.clone(), std::sync::Arc::new(config.clone()), 8);
     let previews = rollback::preview(&servers, &catalog.tenant, tenants, to).await;
 
     print_previews(&previews, json);

@@ -184,11 +184,10 @@ async fn show(config: &Config, slug: &TenantSlug, json: bool) -> anyhow::Result<
             .parse()
             .map_err(|e: String| anyhow::anyhow!(e))?;
         let catalog = engine::Catalog::load(config.migrations_dir.as_deref())?;
-        let servers = shared::tenant_servers::TenantServers::new(
+        let servers = shared::tenant_servers::TenantServers::pooled(
             platform.clone(),
             std::sync::Arc::new(config.clone()),
-            shared::tenant_servers::Connection::Pooled { max_connections: 1 },
-            engine::EngineOptions::default(),
+            1,
         );
         let storage = servers.storage(&server).await?;
         Some(storage.status(slug, isolation, &catalog.tenant).await?)

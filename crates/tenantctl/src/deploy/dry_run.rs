@@ -9,7 +9,7 @@ use engine::{Catalog, Engine, EngineOptions, PgSchemaBackend, Target};
 use futures_util::{StreamExt as _, stream};
 use shared::config::Config;
 use shared::platform::{PlatformDb, TenantRecord};
-use shared::tenant_servers::{Connection, TenantServers};
+use shared::tenant_servers::TenantServers;
 
 use super::release_conflicts;
 
@@ -57,12 +57,7 @@ pub async fn dry_run(
             .status(&Target::Platform, &catalog.platform)
             .await?
     };
-    let servers = TenantServers::new(
-        platform.clone(),
-        std::sync::Arc::new(config.clone()),
-        Connection::Pooled { max_connections: 8 },
-        EngineOptions::default(),
-    );
+    let servers = TenantServers::pooled(platform.clone(), std::sync::Arc::new(config.clone()), 8);
     let tenants: Vec<TenantRecord> = platform
         .tenants(None)
         .await?

@@ -9,7 +9,7 @@ use engine::{Engine, EngineOptions, MigrationSet, PgSchemaBackend, SqliteBackend
 use futures_util::{StreamExt, stream};
 use shared::config::{Config, DatabaseUrl};
 use shared::platform::{PlatformDb, TenantRecord};
-use shared::tenant_servers::{Connection, TenantServers};
+use shared::tenant_servers::TenantServers;
 
 use super::load_catalog;
 use crate::cmd::OutputFormat;
@@ -48,13 +48,10 @@ enum Engines {
 impl Engines {
     fn connect(config: &Config, platform: &PlatformDb, parallelism: u32) -> Self {
         match &config.tenant_database_url {
-            DatabaseUrl::Postgres { .. } => Engines::Postgres(TenantServers::new(
+            DatabaseUrl::Postgres { .. } => Engines::Postgres(TenantServers::pooled(
                 platform.clone(),
                 std::sync::Arc::new(config.clone()),
-                Connection::Pooled {
-                    max_connections: parallelism,
-                },
-                EngineOptions::default(),
+                parallelism,
             )),
             DatabaseUrl::Sqlite { path } => Engines::Sqlite(Engine::new(
                 SqliteBackend::beside_platform_file(path),
