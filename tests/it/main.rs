@@ -15,6 +15,7 @@ mod observability_stack;
 mod personal_data;
 mod provisioning;
 mod provisioning_faults;
+mod publisher;
 mod releases;
 mod support;
 mod trace;

@@ -47,7 +47,8 @@ pub(crate) struct Live {
     /// The node connected to, redacted, for the logs.
     node: String,
     pub(crate) connection: Connection,
-    pub(crate) publisher: Channel,
+    /// The confirm channel publishes go through; replaced by [`Link::renew_publisher`].
+    publisher: std::sync::Mutex<Channel>,
     broken: AtomicBool,
 }
 
@@ -55,7 +56,15 @@ impl Live {
     fn usable(&self) -> bool {
         !self.broken.load(Ordering::Acquire)
             && self.connection.status().connected()
-            && self.publisher.status().connected()
+            && self.publisher().status().connected()
+    }
+
+    /// The publisher channel now (a cheap handle).
+    pub(crate) fn publisher(&self) -> Channel {
+        self.publisher
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -123,6 +132,46 @@ impl Link {
         live.broken.store(true, Ordering::Release);
     }
 
+    /// Replaces `live`'s publisher channel by a new one, unless another publish already did
+    /// (`nacked` is no longer the current channel). RabbitMQ 3.10 can leave a channel nacking
+    /// every publish to a quorum queue whose leader moved to another node, while a new channel
+    /// on the same connection publishes at once (seen on a three-node cluster). The old channel
+    /// is closed once its outstanding confirms are in. A connection that cannot open a channel
+    /// is marked broken: the next publish reconnects.
+    pub(crate) async fn renew_publisher(&self, live: &Live, nacked: &Channel) {
+        if live.publisher().id() != nacked.id() {
+            return;
+        }
+        let renewed = match self.confirm_channel(&live.connection).await {
+            Ok(channel) => channel,
+            Err(error) => {
+                tracing::debug!(%error, "could not open a new publisher channel; reconnecting");
+                self.invalidate(live);
+                return;
+            }
+        };
+        let old = {
+            let mut current = live
+                .publisher
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if current.id() != nacked.id() {
+                // Renewed meanwhile by another publish: keep that one.
+                None
+            } else {
+                Some(std::mem::replace(&mut *current, renewed.clone()))
+            }
+        };
+        let to_close = old.map_or(renewed, |old| {
+            tracing::debug!(broker = %live.node, "publishing on a new channel after a nack");
+            old
+        });
+        tokio::spawn(async move {
+            closing(to_close.wait_for_confirms()).await;
+            closing(to_close.close(200, "replaced".into())).await;
+        });
+    }
+
     /// Whether the connection is up right now; does not reconnect.
     pub(crate) fn is_connected(&self) -> bool {
         self.live
@@ -136,7 +185,7 @@ impl Link {
         self.closed.store(true, Ordering::Release);
         let live = self.live.lock().await.take();
         if let Some(live) = live {
-            closing(live.publisher.wait_for_confirms()).await;
+            closing(live.publisher().wait_for_confirms()).await;
             closing(live.connection.close(200, "shutting down".into())).await;
         }
     }
@@ -176,7 +225,7 @@ impl Link {
             generation,
             node,
             connection,
-            publisher,
+            publisher: std::sync::Mutex::new(publisher),
             broken: AtomicBool::new(false),
         })
     }
@@ -184,6 +233,11 @@ impl Link {
     /// The topology (checked, and what is missing declared) and the publisher's confirm channel.
     async fn set_up(&self, connection: &Connection) -> Result<Channel, BusError> {
         self.topology.ensure(connection).await?;
+        self.confirm_channel(connection).await
+    }
+
+    /// A new channel in confirm mode.
+    async fn confirm_channel(&self, connection: &Connection) -> Result<Channel, BusError> {
         let publisher = connection
             .create_channel()
             .await

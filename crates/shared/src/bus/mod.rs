@@ -71,7 +71,7 @@ pub enum BusError {
         source: lapin::Error,
     },
     #[error(
-        "the broker refused the message published to {exchange} with routing key {routing_key} (nack): the queue may be full"
+        "the broker refused the message published to {exchange} with routing key {routing_key} (nack) for a minute: a queue it routes to may be full (x-max-length) or without a leader (a quorum queue that lost its majority)"
     )]
     Nacked {
         exchange: String,

@@ -1,10 +1,13 @@
 //! Confirmed publishing: `publish` returns only once the broker has the message.
 //!
 //! Every message is persistent, published with the `mandatory` flag on a channel in confirm
-//! mode. A nack (e.g. a full queue refusing publishes) or a returned message (no queue bound) is
-//! an error to the caller, never a silent loss. When the connection drops, the publish waits for
-//! the bus to reconnect and is sent again: the broker may then hold it twice, which is why every
-//! consumer is idempotent by message id.
+//! mode. A returned message (no queue bound) is an error to the caller, never a silent loss. A
+//! nack is published again, on a new channel, after a pause: a quorum queue nacks while it
+//! elects a new leader after a cluster node died (and RabbitMQ 3.10 may keep nacking on the
+//! channel that saw it), and a full queue (`reject-publish`) nacks until consumers make room;
+//! only a nack that lasts a minute is an error. When the connection drops, the publish
+//! waits for the bus to reconnect and is sent again. Either way the broker may hold the message
+//! twice, which is why every consumer is idempotent by message id.
 //!
 //! Handlers publish through [`EventPublisher`], which [`Publisher`] implements: tests give them
 //! an in-memory recorder instead (`testkit::publisher::RecordingPublisher`).
@@ -26,8 +29,13 @@ use super::topology::{Topology, route_of};
 use crate::telemetry;
 use domain::message::{AnyEvent, CloudEvent, Event, encode};
 
-/// How long a publish keeps trying through reconnections before it reports failure.
+/// How long a publish keeps trying through reconnections and nacks before it reports failure.
 const PUBLISH_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The first pause before a nacked message is published again; it doubles up to
+/// [`NACK_PAUSE_MAX`].
+const NACK_PAUSE: Duration = Duration::from_millis(50);
+const NACK_PAUSE_MAX: Duration = Duration::from_secs(2);
 
 /// Publishing events, as a service's handlers need it: make an event from data, with this
 /// process's `source`, and publish it with confirmation. The seam between the handlers and the
@@ -109,8 +117,8 @@ impl Publisher {
     ///
     /// # Errors
     /// The event breaks the contract (it would only be dead-lettered by its consumer: better to
-    /// fail where it is made), the broker refused or returned the message, or it could not be
-    /// published through reconnections within a minute.
+    /// fail where it is made), the broker returned the message, or it could not be published
+    /// through reconnections and nacks within a minute.
     pub async fn publish<T: Event>(&self, event: &CloudEvent<T>) -> Result<(), BusError> {
         event.validate().map_err(|e| BusError::InvalidEvent {
             event_type: T::TYPE,
@@ -176,10 +184,11 @@ impl Publisher {
     ) -> Result<(), BusError> {
         let properties = properties.with_delivery_mode(2);
         let started = Instant::now();
+        let mut nack_pause = NACK_PAUSE;
         loop {
             let live = self.link.current().await?;
-            let error = match live
-                .publisher
+            let channel = live.publisher();
+            let error = match channel
                 .basic_publish(
                     exchange.into(),
                     routing_key.into(),
@@ -201,10 +210,22 @@ impl Publisher {
                         });
                     }
                     Ok(Confirmation::Nack(_)) => {
-                        return Err(BusError::Nacked {
-                            exchange: exchange.to_owned(),
-                            routing_key: routing_key.to_owned(),
-                        });
+                        if started.elapsed() + nack_pause > PUBLISH_DEADLINE {
+                            return Err(BusError::Nacked {
+                                exchange: exchange.to_owned(),
+                                routing_key: routing_key.to_owned(),
+                            });
+                        }
+                        tracing::debug!(
+                            exchange,
+                            routing_key,
+                            pause_ms = nack_pause.as_millis(),
+                            "the broker nacked a message; publishing it again"
+                        );
+                        self.link.renew_publisher(&live, &channel).await;
+                        tokio::time::sleep(nack_pause).await;
+                        nack_pause = (nack_pause * 2).min(NACK_PAUSE_MAX);
+                        continue;
                     }
                     Ok(Confirmation::NotRequested) => {
                         unreachable!(
