@@ -30,7 +30,7 @@ const ACTIVE_WITHIN: Duration = Duration::from_secs(60);
 
 /// Checks what provisioning must leave behind: every step succeeded once, one admin, the
 /// schema at the latest version.
-async fn assert_provisioned(env: &Env, tenant: Uuid, slug: &domain::tenant::TenantSlug) {
+pub(crate) async fn assert_provisioned(env: &Env, tenant: Uuid, slug: &domain::tenant::TenantSlug) {
     let mut conn = env.sql().await;
     let steps: Vec<(String, String)> = sqlx::query_as(
         "SELECT step, status FROM provisioning_steps WHERE tenant_id = $1 ORDER BY started_at",

@@ -17,6 +17,7 @@ use shared::config::Config;
 use shared::service::Context;
 use tenantctl::dead_letters::DeadLetterQueue;
 use testkit::ScratchDir;
+use testkit::broker_cluster::PrivateCluster;
 use testkit::output_text as text;
 use testkit::pg::TestDatabase;
 use tokio::task::JoinHandle;
@@ -53,17 +54,28 @@ struct Fleet {
     ctx: Context,
     sets: ScratchDir,
     tenants: Vec<(Uuid, TenantSlug)>,
+    /// `AMQP_URL`: the machine's broker, or a private cluster's nodes.
+    amqp_url: String,
 }
 
 impl Fleet {
     /// `count` active tenants in schema isolation, at the newest built-in migration, and a
     /// migrations directory with `extra` migrations on top.
     async fn new(count: usize, extra: &[(&str, &str, Option<&str>)]) -> Fleet {
+        Fleet::on_broker(count, extra, BROKER).await
+    }
+
+    /// As [`Fleet::new`], with the broker (or the list of a cluster's nodes) at `amqp_url`.
+    async fn on_broker(
+        count: usize,
+        extra: &[(&str, &str, Option<&str>)],
+        amqp_url: &str,
+    ) -> Fleet {
         shared::telemetry::init_for_tests();
         let database = TestDatabase::create().await;
         let namespace = testkit::unique_namespace();
         let sets = testkit::migration_sets_with(extra);
-        let config = config(&database.url(), &namespace, Some(sets.path()));
+        let config = config(&database.url(), amqp_url, &namespace, Some(sets.path()));
         let ctx = Context::connect(config, "deploy-test", &CancellationToken::new())
             .await
             .unwrap_or_else(|e| panic!("is RabbitMQ running? {e}"));
@@ -78,6 +90,7 @@ impl Fleet {
             ctx,
             sets,
             tenants: Vec::new(),
+            amqp_url: amqp_url.to_owned(),
         };
         fleet.add_tenants(count).await;
         fleet
@@ -143,7 +156,7 @@ impl Fleet {
     fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("DATABASE_URL", self.database.url()),
-            ("AMQP_URL", BROKER.to_owned()),
+            ("AMQP_URL", self.amqp_url.clone()),
             ("TENANCY_NAMESPACE", self.namespace.clone()),
             ("MIGRATIONS_DIR", self.sets.path().display().to_string()),
             ("HEALTH_ADDR", "127.0.0.1:0".to_owned()),
@@ -201,14 +214,19 @@ impl Fleet {
 
 impl Drop for Fleet {
     fn drop(&mut self) {
-        testkit::broker::delete_topology_now(BROKER, &self.namespace);
+        testkit::broker::delete_topology_now(&self.amqp_url, &self.namespace);
     }
 }
 
-fn config(database_url: &str, namespace: &str, migrations: Option<&Path>) -> Config {
+fn config(
+    database_url: &str,
+    amqp_url: &str,
+    namespace: &str,
+    migrations: Option<&Path>,
+) -> Config {
     let mut values = HashMap::from([
         ("DATABASE_URL", database_url.to_owned()),
-        ("AMQP_URL", BROKER.to_owned()),
+        ("AMQP_URL", amqp_url.to_owned()),
         ("TENANCY_NAMESPACE", namespace.to_owned()),
         ("HEALTH_ADDR", "127.0.0.1:0".to_owned()),
     ]);
@@ -333,7 +351,7 @@ async fn two_migrators_share_a_deploy_and_no_tenant_is_migrated_twice() {
     let first = fleet.start_migrator();
     // The second instance has connections of its own, as another replica would.
     let other = Context::connect(
-        config(&fleet.database.url(), &fleet.namespace, None),
+        config(&fleet.database.url(), BROKER, &fleet.namespace, None),
         "deploy-test-2",
         &CancellationToken::new(),
     )
@@ -830,6 +848,102 @@ async fn a_migrator_killed_mid_deploy_is_redelivered_and_the_deploy_completes() 
         .args(["-TERM", &second.id().to_string()])
         .status();
     let _ = second.wait();
+}
+
+/// A RabbitMQ node killed (SIGKILL) in the middle of a 500-tenant deploy, on a private
+/// three-node cluster: the node the migrator is connected to dies while tenants are migrating.
+/// The migrator (and the deploy, if it was on that node) fail over to a surviving node, the
+/// quorum queue keeps every command, and every tenant is migrated, each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_node_killed_mid_deploy_of_500_tenants_loses_and_repeats_no_tenant() {
+    const TENANTS: usize = 500;
+    let mut cluster = PrivateCluster::start().await;
+    let slow = (
+        "20270101000000_create_notice_board",
+        // 0.2 s a tenant at 16 slots: 6 s at least in all, so the kill lands mid-deploy.
+        "CREATE TABLE notice_board (id bigint PRIMARY KEY);\nSELECT pg_sleep(0.2);\n",
+        Some("DROP TABLE notice_board;\n"),
+    );
+    let fleet = Fleet::on_broker(TENANTS, &[slow], &cluster.amqp_urls()).await;
+    // Only the fleet's connection, which the in-process migrator shares, is open yet.
+    let migrators = cluster.connected_nodes().await;
+    assert_eq!(
+        migrators.len(),
+        1,
+        "one connection, to one node: {migrators:?}"
+    );
+    let (stop, migrator) = fleet.start_migrator();
+
+    let mut command = fleet.command(&[
+        "deploy",
+        "--canary",
+        "50",
+        "--wait",
+        "--timeout",
+        "300",
+        "--output",
+        "json",
+    ]);
+    command.stdout(std::process::Stdio::piped());
+    command.stderr(std::process::Stdio::piped());
+    let deploy = command.spawn().unwrap_or_else(|e| panic!("{e}"));
+    let target: i64 = NOTICE_BOARD.parse().unwrap_or_default();
+    let migrated = || async {
+        fleet
+            .versions()
+            .await
+            .values()
+            .filter(|v| **v == target)
+            .count()
+    };
+    testkit::wait_until(Duration::from_secs(120), "20 tenants migrated", || async {
+        migrated().await >= 20
+    })
+    .await;
+    cluster.kill_node(migrators[0]).await;
+    let done_at_kill = migrated().await;
+    assert!(
+        done_at_kill < TENANTS,
+        "the node died mid-deploy ({done_at_kill} of {TENANTS} done): slow the migration down"
+    );
+
+    let deploy = tokio::task::spawn_blocking(move || deploy.wait_with_output())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(deploy.status.success(), "{}", text(&deploy));
+    let per_tenant: HashMap<String, String> = json_lines(&deploy)
+        .into_iter()
+        .filter(|l| l["type"] == "tenant")
+        .filter_map(|l| {
+            Some((
+                l["slug"].as_str()?.to_owned(),
+                l["status"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    assert_eq!(per_tenant.len(), TENANTS, "{}", text(&deploy));
+    assert!(
+        per_tenant.values().all(|status| status == "succeeded"),
+        "{per_tenant:?}"
+    );
+    let mut conn = fleet.database.connect().await;
+    for (_, slug) in &fleet.tenants {
+        let runs: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM \"tenant_{slug}\"._tenancy_history WHERE version = {NOTICE_BOARD} AND success"
+        )))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(runs, 1, "{slug} applied the migration once");
+    }
+    assert!(fleet.versions().await.values().all(|v| *v == target));
+    eprintln!("{done_at_kill} of {TENANTS} tenants migrated when the node was killed");
+    testkit::stop_service((stop, migrator)).await;
+    // The cluster goes first: deleting the namespace's quorum queues would wait for the killed
+    // member.
+    drop(cluster);
+    drop(fleet);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1481,7 +1595,7 @@ async fn a_platform_database_restored_from_pg_dump_takes_the_next_deploy() {
 
     let namespace = testkit::unique_namespace();
     let ctx = Context::connect(
-        config(&restored.url(), &namespace, Some(fleet.sets.path())),
+        config(&restored.url(), BROKER, &namespace, Some(fleet.sets.path())),
         "restore-test",
         &CancellationToken::new(),
     )
