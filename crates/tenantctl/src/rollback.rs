@@ -27,7 +27,7 @@ use shared::platform::{PlatformDb, TenantRecord};
 use shared::tenant_servers::TenantServers;
 use uuid::Uuid;
 
-use crate::follow::{self, Tally};
+use crate::follow::{self, Mark, Standing, Tally};
 
 /// Tenants read at once.
 const READ_WINDOW: usize = 8;
@@ -237,7 +237,7 @@ pub async fn follow<'a>(
     tenants: &[&'a TenantRecord],
     to: Version,
     deadline: Instant,
-    on_progress: impl FnMut(&Tally),
+    on_progress: impl FnMut(&Standing),
 ) -> anyhow::Result<Followed<'a>> {
     let poll = || async move {
         // One read of the registry per poll, whatever the number of tenants.
@@ -251,8 +251,9 @@ pub async fn follow<'a>(
             .iter()
             .map(|t| (*t, Outcome::of(now.get(&t.id), to)))
             .collect();
-        let tally = tally_of(&outcomes);
-        Ok((tally, (tally, outcomes)))
+        let standing = standing_of(&outcomes);
+        let tally = standing.all;
+        Ok((standing, (tally, outcomes)))
     };
     let (finished, (tally, outcomes)) =
         follow::until_done(Some(deadline), poll, on_progress).await?;
@@ -263,20 +264,19 @@ pub async fn follow<'a>(
     })
 }
 
-/// Rolled back (or gone) counts as done, failed as failed, the rest as unfinished.
-fn tally_of(outcomes: &[(&TenantRecord, Outcome)]) -> Tally {
-    let mut tally = Tally {
-        total: outcomes.len() as u64,
-        ..Tally::default()
-    };
-    for (_, outcome) in outcomes {
-        match outcome {
-            Outcome::RolledBack(_) | Outcome::Gone => tally.succeeded += 1,
-            Outcome::Failed(..) => tally.failed += 1,
-            Outcome::Pending(_) => tally.unfinished += 1,
-        }
+/// Rolled back (or gone) counts as done, failed as failed, the rest as unfinished; on the
+/// server each tenant lives on.
+fn standing_of(outcomes: &[(&TenantRecord, Outcome)]) -> Standing {
+    let mut standing = Standing::default();
+    for (tenant, outcome) in outcomes {
+        let mark = match outcome {
+            Outcome::RolledBack(_) | Outcome::Gone => Mark::Succeeded,
+            Outcome::Failed(..) => Mark::Failed,
+            Outcome::Pending(_) => Mark::Unfinished,
+        };
+        standing.add(tenant.server.as_str(), mark, 1);
     }
-    tally
+    standing
 }
 
 #[cfg(test)]
@@ -288,7 +288,7 @@ mod tests {
     use shared::platform::TenantRecord;
     use uuid::Uuid;
 
-    use super::{Outcome, Plan, TenantPreview, tally_of};
+    use super::{Outcome, Plan, TenantPreview, standing_of};
     use crate::follow::Tally;
 
     /// The `n`th version of a small tenant set.
@@ -402,6 +402,6 @@ mod tests {
             failed: 1,
             unfinished: 1,
         };
-        assert_eq!(tally_of(&outcomes), expected);
+        assert_eq!(standing_of(&outcomes).all, expected);
     }
 }

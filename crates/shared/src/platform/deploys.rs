@@ -245,18 +245,26 @@ impl PlatformDb {
         Ok(())
     }
 
-    /// How many of a deploy's tenants are in each status.
+    /// How many of a deploy's tenants are in each status, on each server: `(server, status)`.
     ///
     /// # Errors
     /// A database error.
-    pub async fn deploy_progress(&self, deploy: Uuid) -> Result<BTreeMap<String, i64>, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT status, count(*) FROM deploy_tenants WHERE deploy_id = $1 GROUP BY status",
+    pub async fn deploy_progress(
+        &self,
+        deploy: Uuid,
+    ) -> Result<BTreeMap<(String, String), i64>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT coalesce(t.server, 'default'), d.status, count(*)
+               FROM deploy_tenants d JOIN tenants t ON t.id = d.tenant_id
+              WHERE d.deploy_id = $1 GROUP BY 1, 2",
         )
         .bind(deploy)
         .fetch_all(self.postgres()?)
         .await?;
-        Ok(rows.into_iter().collect())
+        Ok(rows
+            .into_iter()
+            .map(|(server, status, count)| ((server, status), count))
+            .collect())
     }
 
     /// Every tenant of a deploy (`only` restricts to some), ordered by slug.

@@ -231,8 +231,8 @@ async fn follow(
     let started = Instant::now();
     let deadline = args.timeout.map(|s| started + Duration::from_secs(s));
     let mut progress = Progress::new();
-    let followed = deploy::follow(platform, deploy, only, deadline, |tally| {
-        progress.show(tally);
+    let followed = deploy::follow(platform, deploy, only, deadline, |standing| {
+        progress.show(standing);
     })
     .await?;
     progress.finish();

@@ -239,8 +239,8 @@ async fn wait(
 ) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut progress = Progress::new();
-    let followed = rollback::follow(platform, tenants, to, started + timeout, |tally| {
-        progress.show(tally);
+    let followed = rollback::follow(platform, tenants, to, started + timeout, |standing| {
+        progress.show(standing);
     })
     .await?;
     progress.finish();

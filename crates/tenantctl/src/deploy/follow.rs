@@ -9,7 +9,7 @@ use shared::platform::PlatformDb;
 use shared::platform::deploys::DeployResultRow;
 use uuid::Uuid;
 
-use crate::follow::{self, Tally};
+use crate::follow::{self, Mark, Standing};
 
 /// `deploy_tenants.status` of a tenant that reached the target.
 const SUCCEEDED: &str = "succeeded";
@@ -73,7 +73,7 @@ impl Counts {
 }
 
 /// Follows `deploy` (or only the tenants of `only`: the canary) until every tenant is done or
-/// `deadline` passes, telling `on_progress` each tally; then reads each tenant's result.
+/// `deadline` passes, telling `on_progress` where it stands; then reads each tenant's result.
 ///
 /// # Errors
 /// A database error.
@@ -82,7 +82,7 @@ pub async fn follow(
     deploy: Uuid,
     only: Option<&[Uuid]>,
     deadline: Option<Instant>,
-    on_progress: impl FnMut(&Tally),
+    on_progress: impl FnMut(&Standing),
 ) -> anyhow::Result<Followed> {
     let poll = || async move {
         let counts = match only {
@@ -90,31 +90,30 @@ pub async fn follow(
             Some(ids) => {
                 let mut counts = BTreeMap::new();
                 for row in platform.deploy_results(deploy, Some(ids)).await? {
-                    *counts.entry(row.status).or_insert(0) += 1;
+                    *counts.entry((row.server, row.status)).or_insert(0) += 1;
                 }
                 counts
             }
         };
-        Ok((tally_of(&counts), ()))
+        Ok((standing_of(&counts), ()))
     };
     let (finished, ()) = follow::until_done(deadline, poll, on_progress).await?;
     let rows = platform.deploy_results(deploy, only).await?;
     Ok(Followed { finished, rows })
 }
 
-/// Counts by `deploy_tenants.status`, as progress.
-fn tally_of(counts: &BTreeMap<String, i64>) -> Tally {
-    let mut tally = Tally::default();
-    for (status, count) in counts {
-        let count = u64::try_from(*count).unwrap_or(0);
-        tally.total += count;
-        match status.as_str() {
-            SUCCEEDED => tally.succeeded += count,
-            FAILED | CANCELED => tally.failed += count,
-            _ => tally.unfinished += count,
-        }
+/// Counts by server and `deploy_tenants.status`, as progress.
+fn standing_of(counts: &BTreeMap<(String, String), i64>) -> Standing {
+    let mut standing = Standing::default();
+    for ((server, status), count) in counts {
+        let mark = match status.as_str() {
+            SUCCEEDED => Mark::Succeeded,
+            FAILED | CANCELED => Mark::Failed,
+            _ => Mark::Unfinished,
+        };
+        standing.add(server, mark, u64::try_from(*count).unwrap_or(0));
     }
-    tally
+    standing
 }
 
 #[cfg(test)]
@@ -124,7 +123,7 @@ mod tests {
     use shared::platform::deploys::DeployResultRow;
     use uuid::Uuid;
 
-    use super::{Counts, Followed, tally_of};
+    use super::{Counts, Followed, standing_of};
     use crate::follow::Tally;
 
     fn row(status: &str, applied: i32) -> DeployResultRow {
@@ -144,21 +143,25 @@ mod tests {
 
     #[test]
     fn progress_counts_canceled_tenants_as_failed_and_every_other_status_as_unfinished() {
+        let on = |server: &str, status: &str| (server.to_owned(), status.to_owned());
         let counts = BTreeMap::from([
-            ("succeeded".to_owned(), 5),
-            ("failed".to_owned(), 1),
-            ("canceled".to_owned(), 2),
-            ("pending".to_owned(), 3),
-            ("published".to_owned(), 4),
-            ("retrying".to_owned(), 1),
+            (on("default", "succeeded"), 5),
+            (on("default", "failed"), 1),
+            (on("pg-b", "canceled"), 2),
+            (on("pg-b", "pending"), 3),
+            (on("default", "published"), 4),
+            (on("pg-b", "retrying"), 1),
         ]);
-        let expected = Tally {
-            total: 16,
-            succeeded: 5,
-            failed: 3,
-            unfinished: 8,
+        let standing = standing_of(&counts);
+        let tally = |total, succeeded, failed, unfinished| Tally {
+            total,
+            succeeded,
+            failed,
+            unfinished,
         };
-        assert_eq!(tally_of(&counts), expected);
+        assert_eq!(standing.all, tally(16, 5, 3, 8));
+        assert_eq!(standing.servers["default"], tally(10, 5, 1, 4));
+        assert_eq!(standing.servers["pg-b"], tally(6, 0, 2, 4));
     }
 
     #[test]
