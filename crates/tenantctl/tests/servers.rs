@@ -408,6 +408,16 @@ async fn tenants_spread_over_three_servers_and_each_path_reaches_them_on_their_o
         "pg-b's tenants were already at the target: {summary}"
     );
     assert_eq!(per_server.len(), 3, "{summary}");
+    // The progress on stderr counts each server (its last line: everything done).
+    let stderr = String::from_utf8_lossy(&deploy.stderr);
+    let last_progress = stderr
+        .lines()
+        .rfind(|line| line.contains(" done: "))
+        .unwrap_or_else(|| panic!("no progress line:\n{stderr}"));
+    assert!(
+        last_progress.ends_with("| default 5/5, pg-a 4/4, pg-b 3/3"),
+        "{last_progress}"
+    );
     for (_, slug, server, status, isolation) in &tenants {
         let Some(server) = server.as_deref().filter(|_| status == "active") else {
             continue;
