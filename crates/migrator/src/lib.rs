@@ -21,6 +21,7 @@ mod metrics;
 mod migrate;
 mod recorder;
 mod rollback;
+mod shares;
 mod steps;
 mod tenants;
 #[cfg(test)]
@@ -36,6 +37,7 @@ use shared::bus::{EventPublisher, Publisher, WorkQueue};
 use shared::platform::{PlatformDb, ReleaseRecorder};
 use shared::service::Context;
 use shared::tenant_servers::{Connection, TenantServers};
+use shares::ServerShares;
 use tenants::TenantReader;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -55,6 +57,8 @@ pub struct Migrator<P = Publisher> {
     metrics: metrics::Metrics,
     /// What this process applies joins the released record.
     released: ReleaseRecorder,
+    /// Each server's share of the commands in hand: a slow server gives way to the others.
+    shares: ServerShares,
     shutdown: CancellationToken,
 }
 
@@ -65,6 +69,8 @@ pub(crate) struct Parts<P> {
     pub servers: TenantServers,
     pub catalog: Arc<Catalog>,
     pub publisher: P,
+    /// The slots this process may hold on one server.
+    pub local_slots: u16,
     pub shutdown: CancellationToken,
 }
 
@@ -82,6 +88,7 @@ impl<P: EventPublisher> Migrator<P> {
             recorder,
             tenants,
             released: ReleaseRecorder::new(parts.platform, "migrator"),
+            shares: ServerShares::new(parts.local_slots),
             shutdown: parts.shutdown,
         };
         (migrator, [writer, reader])
@@ -99,12 +106,13 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
     }
     // A migration holds a slot of its server, so no more than the slots of a server ever need
     // a connection there at once.
+    let local_slots = settings.concurrency.min(settings.server_slots);
     let servers = TenantServers::new(
         ctx.platform.clone(),
         ctx.config.clone(),
         Connection::Slots {
             slots: settings.server_slots,
-            local: settings.concurrency.min(settings.server_slots),
+            local: local_slots,
             shutdown: shutdown.clone(),
         },
         EngineOptions::default(),
@@ -114,6 +122,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
         servers: servers.clone(),
         catalog: ctx.catalog.clone(),
         publisher: ctx.bus.publisher().clone(),
+        local_slots,
         shutdown: shutdown.clone(),
     });
     let migrator = Arc::new(migrator);

@@ -88,7 +88,8 @@ impl Metrics {
     }
 
     /// One command ended: `outcome` is `noop`, `applied`, `reverted`, `retried` (given back or
-    /// to be tried again) or `failed` (for good: dead-lettered).
+    /// to be tried again), `put_back` (its server had its share in hand: republished at the
+    /// end of the queue) or `failed` (for good: dead-lettered).
     pub fn command(&self, command: &'static str, outcome: &'static str) {
         self.commands.add(
             1,

@@ -5,7 +5,9 @@
 //!    that knows it.
 //! 2. **Read the tenant** (one batched read of its row) and **admit** the command: at the
 //!    target already and healthy, there is nothing to do and the tenant server is not touched.
-//! 3. **Apply**: on a server slot (see [`engine::ServerSlots`]) through the engine, which
+//! 3. **Apply**: within the server's share of the commands in hand (a crowded server's
+//!    command goes back to the end of the queue while other servers have work, see
+//!    [`crate::shares`]), on a server slot (see [`engine::ServerSlots`]) through the engine, which
 //!    locks the tenant, verifies checksums and applies with timeouts; then the structural seed
 //!    when the target is the newest version. `migration.started` is published meanwhile.
 //! 4. **Record and announce** what the policy ([`crate::decision`]) makes of the run's end.
@@ -15,6 +17,7 @@
 //! until the delivery limit, then dead-lettered the same way.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use domain::Version;
 use domain::message::{CloudEvent, MigrateTenant, MigrationCompleted, MigrationStarted};
@@ -72,12 +75,36 @@ impl<P: EventPublisher> Migrator<P> {
         let run = match admit(&tenant, target) {
             Err(decision) => return self.end_before_running(&job, decision).await,
             Ok(Admission::NothingToDo) => Run::NothingToDo,
-            Ok(Admission::Run) => match self.apply_on_a_slot(&job, &tenant, target).await {
-                Ok(run) => run,
-                Err(outcome) => return outcome,
-            },
+            Ok(Admission::Run) => {
+                let Some(_share) = self.shares.enter(&tenant.server, Instant::now()) else {
+                    return self.put_back(message, &tenant).await;
+                };
+                match self.apply_on_a_slot(&job, &tenant, target).await {
+                    Ok(run) => run,
+                    Err(outcome) => return outcome,
+                }
+            }
         };
         self.record_and_announce(&job, &tenant, run).await
+    }
+
+    /// Puts a command of a crowded server (see [`crate::shares`]) at the end of the queue: the
+    /// same event published again, then this delivery acknowledged; no attempt is spent.
+    async fn put_back(
+        &self,
+        message: &Delivered<CloudEvent<MigrateTenant>>,
+        tenant: &MigrationTenant,
+    ) -> Outcome {
+        match self.publisher.publish(&message.event).await {
+            Ok(()) => {
+                tracing::debug!(server = %tenant.server, "the server has its share of commands in hand; put back at the end of the queue");
+                self.metrics.command("migrate", "put_back");
+                Outcome::Ack
+            }
+            Err(error) => Outcome::Retry {
+                reason: format!("putting the command back in the queue failed: {error}"),
+            },
+        }
     }
 
     /// Takes the tenant's server slot and applies, announcing the start meanwhile; or gives

@@ -11,7 +11,7 @@ use std::time::Duration;
 use domain::message::{Event as _, TenantRegistered};
 use domain::tenant::TenantSlug;
 use engine::Catalog;
-use shared::config::Config;
+use shared::config::{Config, MigratorConfig};
 use shared::service::Context;
 use sqlx::Connection as _;
 use testkit::ScratchDir;
@@ -100,11 +100,22 @@ impl Fleet {
 
     /// A migrator of the new build (the built-in sets and the notice board).
     fn start_migrator(&self) -> (CancellationToken, JoinHandle<anyhow::Result<()>>) {
+        self.start_migrator_with(MigratorConfig::default())
+    }
+
+    /// As [`Fleet::start_migrator`], handling `settings.concurrency` commands at once.
+    fn start_migrator_with(
+        &self,
+        settings: MigratorConfig,
+    ) -> (CancellationToken, JoinHandle<anyhow::Result<()>>) {
         let stop = CancellationToken::new();
+        let mut config = (*self.ctx.config).clone();
+        config.migrator = settings;
         let ctx = Context {
             catalog: Arc::new(
                 Catalog::load(Some(self.sets.path())).unwrap_or_else(|e| panic!("{e}")),
             ),
+            config: Arc::new(config),
             ..self.ctx.clone()
         };
         let task = tokio::spawn(migrator::run(ctx, stop.clone()));
@@ -552,5 +563,83 @@ async fn a_server_down_during_a_deploy_holds_back_only_its_own_tenants() {
         let (_, board) = storage_on(&url, slug, isolation).await;
         assert!(board, "tenant_{slug} migrated");
     }
+    testkit::stop_service(migrator).await;
+}
+
+/// One slow server in a deploy over two: its commands do not take every command the migrator
+/// may hold at once. Beyond its share, a command of the slow server goes back to the end of
+/// the queue while the other server has work, so the other server's tenants finish first
+/// instead of waiting for the slow server's slots one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_server_does_not_hold_back_the_other_servers_tenants() {
+    const EACH: usize = 24;
+    let slow = PrivatePostgres::start().await;
+    // Only on pg-b does the migration take a second.
+    let fleet = Fleet::new(&format!(
+        "DO $$ BEGIN IF current_setting('port') = '{}' THEN PERFORM pg_sleep(1); END IF; END $$;\n",
+        slow.port()
+    ))
+    .await;
+    let added = fleet
+        .tenantctl(&["servers", "add", "pg-b", &slow.url()])
+        .await;
+    assert!(added.status.success(), "{}", text(&added));
+    let provisioner = fleet.start_provisioner();
+    let mut on = HashMap::from([("default", Vec::new()), ("pg-b", Vec::new())]);
+    for _ in 0..EACH {
+        for server in ["default", "pg-b"] {
+            let tenant = fleet.register("schema", Some(server)).await;
+            on.entry(server).or_default().push(tenant);
+        }
+    }
+    fleet.wait_until_settled(2 * EACH).await;
+    testkit::stop_service(provisioner).await;
+
+    // 4 slots a server and 12 commands at once: without shares, pg-b's commands would fill
+    // all 12 (4 running, 8 waiting for a slot) and default's would pass one per pg-b tenant
+    // done.
+    let migrator = fleet.start_migrator_with(MigratorConfig {
+        concurrency: 12,
+        server_slots: 4,
+    });
+    let deploy = fleet.tenantctl(&["deploy", "--output", "json"]).await;
+    assert!(deploy.status.success(), "{}", text(&deploy));
+    let succeeded = || async {
+        let mut conn = fleet.database.connect().await;
+        sqlx::query_scalar::<_, Uuid>(
+            "SELECT tenant_id FROM deploy_tenants WHERE status = 'succeeded'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let done_on =
+        |server: &str, done: &[Uuid]| on[server].iter().filter(|t| done.contains(t)).count();
+    let mut slow_done_when_fast_finished = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = succeeded().await;
+        if slow_done_when_fast_finished.is_none() && done_on("default", &done) == EACH {
+            slow_done_when_fast_finished = Some(done_on("pg-b", &done));
+        }
+        if done.len() == 2 * EACH {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {} tenants migrated after 120 s",
+            done.len(),
+            2 * EACH
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let slow_done = slow_done_when_fast_finished.unwrap_or(EACH);
+    eprintln!(
+        "pg-b had {slow_done} of {EACH} tenants migrated when default's {EACH} were all done"
+    );
+    assert!(
+        slow_done <= EACH / 4,
+        "default's tenants waited for pg-b's: {slow_done} of pg-b's {EACH} were done first"
+    );
     testkit::stop_service(migrator).await;
 }

@@ -147,6 +147,7 @@ impl Fixture {
             servers,
             catalog,
             publisher: published.clone(),
+            local_slots: 2,
             shutdown: shutdown.clone(),
         });
         Fixture {
