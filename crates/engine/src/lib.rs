@@ -13,7 +13,8 @@
 //! - pure (no I/O, no clock): [`sql`] (lexer, statements, tokens read keyword by keyword),
 //!   [`lint`] (the rules, one file per family), [`directives`] (a file's header), [`settings`]
 //!   (a set's `settings.conf`), [`admin`] (the tenant-seeds set's admin-user script), [`plan`]
-//!   (what to run, from a set and a history), [`release`] (the released record), and the parsing
+//!   (what to run, from a set and a history), [`release`] (the released record), [`fingerprint`]
+//!   (what a schema contains, its digest and differences), and the parsing
 //!   half of [`source`] (sets, their migrations and scripts, with [`SetKind`] and
 //!   [`Direction`]);
 //! - adapters: [`backend`] (PostgreSQL schema / database per tenant, SQLite file per tenant, the
@@ -35,6 +36,7 @@ pub mod directives;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod fingerprint;
 pub mod history;
 pub mod lint;
 pub mod plan;

@@ -24,6 +24,7 @@ pub mod pg_schema;
 pub mod slots;
 pub mod sqlite;
 
+pub use pg::fingerprint::read_fingerprints;
 pub use pg_database::PgDatabaseBackend;
 pub use pg_schema::PgSchemaBackend;
 pub use slots::{ServerSlots, SlotConn, SlotUsage, SlotUsageProbe};

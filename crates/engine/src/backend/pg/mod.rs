@@ -13,6 +13,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition, PgRow};
 use sqlx::{AssertSqlSafe, Connection, Postgres, Row};
 
+pub(crate) mod fingerprint;
 mod history_sql;
 mod introspection;
 
