@@ -31,6 +31,7 @@
 mod admin_user;
 mod apply;
 mod batched;
+mod expected;
 mod lock;
 mod revert;
 mod script;

@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use domain::tenant::TenantSlug;
 use engine::backend::read_fingerprints;
-use engine::fingerprint::Fingerprint;
+use engine::fingerprint::{Fingerprint, ObjectKind};
+use engine::{Catalog, Engine, EngineOptions, PgSchemaBackend, Target};
 use sqlx::Connection as _;
 use testkit::pg::TestDatabase;
 
@@ -151,4 +153,90 @@ async fn schemas_built_alike_have_one_fingerprint_and_each_change_by_hand_shows(
         ["~ column units.floor: integer DEFAULT 0 -> bigint DEFAULT 0"]
     );
     drop(conn);
+}
+
+/// A tenant built by the real tenant set has the fingerprint the set gives a scratch tenant at
+/// its version; the first version's differs by what the later migrations create; a column
+/// added by hand is the one difference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_built_by_the_migrations_has_the_expected_fingerprint_of_its_version() {
+    let slug = TenantSlug::parse(&format!(
+        "fx_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let name = slug.storage_name();
+    let _roles = Roles(vec![name.clone()]);
+    let database = TestDatabase::create().await;
+    let backend = PgSchemaBackend::connect(database.options(), 4)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let engine = Engine::new(backend, EngineOptions::default());
+    let set = Catalog::load(None).unwrap_or_else(|e| panic!("{e}")).tenant;
+    engine
+        .backend()
+        .create_storage_with_role(&slug)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    engine
+        .apply(&Target::Tenant(slug.clone()), &set, None, &())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let read = || async {
+        let mut conn = engine
+            .backend()
+            .pool()
+            .acquire()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        read_fingerprints(&mut conn, &[(name.clone(), name.clone())])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .remove(&name)
+            .unwrap_or_default()
+    };
+    let actual = read().await;
+    let expected = engine
+        .expected_fingerprint(&set, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        actual.digest(),
+        expected.digest(),
+        "{:?}",
+        diff_lines(&actual, &expected)
+    );
+
+    let versions: Vec<_> = set.migrations.iter().map(|m| m.version).collect();
+    if let [first, _, ..] = versions.as_slice() {
+        let at_first = engine
+            .expected_fingerprint(&set, Some(*first))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !actual.diff(&at_first).is_empty(),
+            "the later migrations change the schema"
+        );
+    }
+
+    let table = actual
+        .objects()
+        .find(|(kind, _, _)| *kind == ObjectKind::Table)
+        .map(|(_, table, _)| table.to_owned())
+        .unwrap_or_else(|| panic!("the tenant set creates tables"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER TABLE \"{name}\".\"{table}\" ADD COLUMN added_by_hand text"
+    )))
+    .execute(engine.backend().pool())
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        diff_lines(&read().await, &expected),
+        [format!("+ column {table}.added_by_hand: text")]
+    );
+    engine
+        .backend()
+        .drop_storage_with_role(&slug)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
