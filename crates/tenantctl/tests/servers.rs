@@ -574,9 +574,10 @@ async fn a_server_down_during_a_deploy_holds_back_only_its_own_tenants() {
 async fn a_slow_server_does_not_hold_back_the_other_servers_tenants() {
     const EACH: usize = 24;
     let slow = PrivatePostgres::start().await;
-    // Only on pg-b does the migration take a second.
+    // Only on pg-b does the migration take long: two seconds, against milliseconds on default
+    // (a few hundred when the machine is loaded).
     let fleet = Fleet::new(&format!(
-        "DO $$ BEGIN IF current_setting('port') = '{}' THEN PERFORM pg_sleep(1); END IF; END $$;\n",
+        "DO $$ BEGIN IF current_setting('port') = '{}' THEN PERFORM pg_sleep(2); END IF; END $$;\n",
         slow.port()
     ))
     .await;
