@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use domain::tenant::TenantSlug;
 use testkit::broker_cluster::PrivateCluster;
-use testkit::pg::TestDatabase;
 use uuid::Uuid;
 
 use crate::faults::survives;
@@ -23,20 +22,12 @@ const EVENTS: usize = 1_000;
 /// The failover is reported as a warning naming the nodes, never as an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_mid_flow_loses_nothing_and_duplicates_nothing() {
-    let logs = LogCapture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_writer(logs.clone())
-        .with_env_filter(shared::telemetry::DEFAULT_LOG_FILTER)
-        .finish();
-    let _ = tracing::subscriber::set_global_default(subscriber);
+    let logs = LogCapture::install(shared::telemetry::DEFAULT_LOG_FILTER);
 
     let started = Instant::now();
     let mut cluster = PrivateCluster::start().await;
     let formed_in = started.elapsed();
-    let database = TestDatabase::create().await;
-    let url = database.url();
-    let env = Env::on(Some(database), &url, &cluster.amqp_urls()).await;
+    let env = Env::with_broker(&cluster.amqp_urls()).await;
 
     let mut killed = None;
     let struck_while_publishing = survives(&env, EVENTS, 100, async {
@@ -62,10 +53,7 @@ async fn a_node_killed_mid_flow_loses_nothing_and_duplicates_nothing() {
         "connected to a surviving node after the kill of node {killed}: {now:?}"
     );
     let text = logs.text();
-    let errors: Vec<&str> = text
-        .lines()
-        .filter(|line| line.contains("\"level\":\"ERROR\""))
-        .collect();
+    let errors = logs.lines_at("ERROR");
     assert!(
         errors.is_empty(),
         "a failover logged errors:\n{}",
@@ -73,9 +61,10 @@ async fn a_node_killed_mid_flow_loses_nothing_and_duplicates_nothing() {
     );
     let lost_node = format!("127.0.0.1:{}", cluster.node(killed).amqp_port());
     assert!(
-        text.lines().any(|line| line.contains("\"level\":\"WARN\"")
-            && line.contains("the connection to RabbitMQ was lost")
-            && line.contains(&lost_node)),
+        logs.lines_at("WARN")
+            .iter()
+            .any(|line| line.contains("the connection to RabbitMQ was lost")
+                && line.contains(&lost_node)),
         "the failover is a warning naming the lost node:\n{text}"
     );
     assert!(
@@ -102,9 +91,7 @@ async fn a_node_killed_during_provisioning_loses_no_tenant_and_provisions_none_t
     let started = Instant::now();
     let mut cluster = PrivateCluster::start().await;
     let formed_in = started.elapsed();
-    let database = TestDatabase::create().await;
-    let url = database.url();
-    let env = Env::on(Some(database), &url, &cluster.amqp_urls()).await;
+    let env = Env::with_broker(&cluster.amqp_urls()).await;
     let (stop, provisioner) = env.start_provisioner();
     // Registrations arrive over a few seconds, as sign-ups do: the kill strikes while some
     // are still to be published.

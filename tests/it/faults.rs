@@ -79,9 +79,7 @@ async fn assert_stored_exactly_once(env: &Env, published: &[Uuid]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_broker_connections_closed_while_ten_thousand_events_flow() {
     let broker = PrivateBroker::start().await;
-    let database = TestDatabase::create().await;
-    let url = database.url();
-    let env = Env::on(Some(database), &url, &broker.amqp_url()).await;
+    let env = Env::with_broker(&broker.amqp_url()).await;
     survives(&env, 10_000, 2_000, async {
         let closed = broker.close_all_connections().await;
         assert!(
@@ -95,9 +93,7 @@ async fn all_broker_connections_closed_while_ten_thousand_events_flow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_stopped_and_started_while_events_flow() {
     let broker = PrivateBroker::start().await;
-    let database = TestDatabase::create().await;
-    let url = database.url();
-    let env = Env::on(Some(database), &url, &broker.amqp_url()).await;
+    let env = Env::with_broker(&broker.amqp_url()).await;
     survives(&env, 10_000, 2_000, async {
         broker.stop_app().await;
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -168,37 +164,27 @@ async fn a_broker_down_at_start_is_waited_for() {
 /// and the lost connection is reported once, as a WARN, by the bus.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recovered_broker_restart_logs_warnings_not_errors() {
-    let logs = crate::support::LogCapture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_writer(logs.clone())
-        .with_env_filter(shared::telemetry::DEFAULT_LOG_FILTER)
-        .finish();
-    let _ = tracing::subscriber::set_global_default(subscriber);
+    let logs = crate::support::LogCapture::install(shared::telemetry::DEFAULT_LOG_FILTER);
 
     let broker = PrivateBroker::start().await;
-    let database = TestDatabase::create().await;
-    let url = database.url();
-    let env = Env::on(Some(database), &url, &broker.amqp_url()).await;
+    let env = Env::with_broker(&broker.amqp_url()).await;
     survives(&env, 2_000, 500, async {
         broker.restart_app().await;
     })
     .await;
 
-    let text = logs.text();
-    let errors: Vec<&str> = text
-        .lines()
-        .filter(|line| line.contains("\"level\":\"ERROR\""))
-        .collect();
+    let errors = logs.lines_at("ERROR");
     assert!(
         errors.is_empty(),
         "a recovered outage logged errors:\n{}",
         errors.join("\n")
     );
     assert!(
-        text.lines()
-            .any(|line| line.contains("\"level\":\"WARN\"") && line.contains("RabbitMQ")),
-        "the outage is reported as a warning:\n{text}"
+        logs.lines_at("WARN")
+            .iter()
+            .any(|line| line.contains("RabbitMQ")),
+        "the outage is reported as a warning:\n{}",
+        logs.text()
     );
 }
 

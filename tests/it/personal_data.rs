@@ -8,13 +8,9 @@ use crate::support::{ADMIN_EMAIL, ADMIN_NAME, Env};
 async fn no_log_line_event_or_audit_row_holds_an_admins_email_or_name() {
     // nextest runs each test in its own process: this test owns the global subscriber. Debug
     // for the workspace, info for everything else, as an operator chasing a problem would run.
-    let logs = crate::support::LogCapture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_writer(logs.clone())
-        .with_env_filter("info,shared=debug,provisioner=debug,auditor=debug,tests=debug")
-        .finish();
-    let _ = tracing::subscriber::set_global_default(subscriber);
+    let logs = crate::support::LogCapture::install(
+        "info,shared=debug,provisioner=debug,auditor=debug,tests=debug",
+    );
 
     let env = Env::new().await;
     let (provisioner_stop, provisioner) = env.start_provisioner();

@@ -45,9 +45,14 @@ pub struct Env {
 impl Env {
     /// The machine's broker and PostgreSQL.
     pub async fn new() -> Self {
+        Self::with_broker(SHARED_BROKER).await
+    }
+
+    /// A database of its own and the broker (or the list of a cluster's nodes) at `amqp_url`.
+    pub async fn with_broker(amqp_url: &str) -> Self {
         let database = TestDatabase::create().await;
         let url = database.url();
-        Self::on(Some(database), &url, SHARED_BROKER).await
+        Self::on(Some(database), &url, amqp_url).await
     }
 
     /// A platform database at `database_url` (owned by `database` when given, dropped with it)
@@ -303,8 +308,30 @@ pub fn fast_retries() -> ConsumerOptions {
 pub struct LogCapture(Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl LogCapture {
+    /// Installs a capture as the global subscriber's writer, JSON lines filtered by `filter`.
+    pub fn install(filter: &str) -> Self {
+        let logs = LogCapture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(logs.clone())
+            .with_env_filter(filter)
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        logs
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+
+    /// The lines logged at `level` (`ERROR`, `WARN`, ...).
+    pub fn lines_at(&self, level: &str) -> Vec<String> {
+        let tag = format!("\"level\":\"{level}\"");
+        self.text()
+            .lines()
+            .filter(|line| line.contains(&tag))
+            .map(str::to_owned)
+            .collect()
     }
 }
 

@@ -31,7 +31,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -50,7 +50,10 @@ use uuid::Uuid;
 
 mod common;
 
-use common::{BenchResult, V1, V2_SQL, create_fleet, peak_mib, stop, write_sets};
+use common::{
+    BenchResult, V1, V2_SQL, create_fleet, peak_mib, stop, tenantctl, timed_deploy,
+    wait_for_consumer, write_sets,
+};
 
 #[tokio::main]
 async fn main() -> BenchResult<()> {
@@ -159,82 +162,20 @@ async fn main() -> BenchResult<()> {
         ("LOG_FORMAT", "json".to_owned()),
         ("RUST_LOG", "warn".to_owned()),
     ];
-    let tenantctl = |args: &[&str]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tenantctl"));
-        command.args(args);
-        for (key, value) in &env {
-            command.env(key, value);
-        }
-        command
-    };
-    let migrator = tenantctl(&["up", "--only", "migrator"])
+    let migrator = tenantctl(&env, &["up", "--only", "migrator"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
     let pid = migrator.id();
     let channel = ctx.bus.channel().await?;
-    let queue = Topology::new(namespace.clone()).queue(WorkQueue::MigrateTenant);
-    let ready = Instant::now();
-    loop {
-        let declared = channel
-            .queue_declare(
-                queue.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                lapin::types::FieldTable::default(),
-            )
-            .await?;
-        if declared.consumer_count() > 0 {
-            break;
-        }
-        if ready.elapsed() > Duration::from_secs(60) {
-            return Err("the migrator did not start within 60s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_consumer(&ctx.bus, WorkQueue::MigrateTenant).await?;
 
-    let deploy = |label: &'static str| {
-        let mut command = tenantctl(&[
-            "deploy",
-            "--wait",
-            "--output",
-            "json",
-            "--operator",
-            "bench",
-        ]);
-        async move {
-            let started = Instant::now();
-            let output = tokio::task::spawn_blocking(move || command.output()).await??;
-            let took = started.elapsed();
-            let summary: serde_json::Value = String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .last()
-                .and_then(|l| serde_json::from_str(l).ok())
-                .unwrap_or_default();
-            if !output.status.success() || summary["succeeded"] != tenants {
-                return Err(format!(
-                    "{label}: not every tenant reached the target: {summary} {}",
-                    String::from_utf8_lossy(&output.stderr)
-                )
-                .into());
-            }
-            Ok::<_, Box<dyn std::error::Error>>(took)
-        }
-    };
     settle(&mut server.connect().await?).await?;
     let cpu_before = CpuSnapshot::now();
-    let fan_out = deploy("deploy").await?;
+    let fan_out = timed_deploy(&env, "deploy", tenants).await?;
     let fan_out_cpu = CpuSnapshot::now().since(&cpu_before);
-    let noop = deploy("no-op deploy").await?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let peak = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0);
+    let noop = timed_deploy(&env, "no-op deploy", tenants).await?;
+    let peak = peak_mib(pid);
 
     let rate = |d: Duration| tenants as f64 / d.as_secs_f64();
     println!(
@@ -318,11 +259,7 @@ async fn measure_telemetry(
         )
         .await?;
     let command = |args: &[&str], dir: &Path, export: bool| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tenantctl"));
-        command.args(args);
-        for (key, value) in env {
-            command.env(key, value);
-        }
+        let mut command = tenantctl(env, args);
         command.env("MIGRATIONS_DIR", dir);
         if export {
             command

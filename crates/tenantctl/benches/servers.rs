@@ -18,11 +18,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use common::{BenchResult, V1, create_fleet, stop, write_sets};
+use common::{
+    BenchResult, V1, create_fleet, stop, tenantctl, timed_deploy, wait_for_consumer, write_sets,
+};
 use domain::tenant::TenantSlug;
 use engine::Catalog;
 use shared::bus::{Topology, WorkQueue};
@@ -227,70 +229,20 @@ async fn configuration(
         ("LOG_FORMAT", "json".to_owned()),
         ("RUST_LOG", "warn".to_owned()),
     ];
-    let tenantctl = |args: &[&str]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tenantctl"));
-        command.args(args);
-        for (key, value) in &env {
-            command.env(key, value);
-        }
-        command
-    };
-    let migrator = tenantctl(&["up", "--only", "migrator"])
+    let migrator = tenantctl(&env, &["up", "--only", "migrator"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
     let channel = ctx.bus.channel().await?;
-    let queue = Topology::new(namespace.clone()).queue(WorkQueue::MigrateTenant);
-    let waiting = Instant::now();
-    while ctx
-        .bus
-        .queue_depths()
-        .await?
-        .iter()
-        .find(|d| d.queue == WorkQueue::MigrateTenant.base_name())
-        .is_none_or(|d| d.consumers == 0)
-    {
-        if waiting.elapsed() > Duration::from_secs(60) {
-            return Err(format!("the migrator did not consume {queue} within 60s").into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let deploy = |label: &'static str| {
-        let mut command = tenantctl(&[
-            "deploy",
-            "--wait",
-            "--output",
-            "json",
-            "--operator",
-            "bench",
-        ]);
-        async move {
-            let started = Instant::now();
-            let output = tokio::task::spawn_blocking(move || command.output()).await??;
-            let took = started.elapsed();
-            let summary: serde_json::Value = String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .last()
-                .and_then(|l| serde_json::from_str(l).ok())
-                .unwrap_or_default();
-            if !output.status.success() || summary["succeeded"] != tenants {
-                return Err(format!(
-                    "{label}: not every tenant reached the target: {summary} {}",
-                    String::from_utf8_lossy(&output.stderr)
-                )
-                .into());
-            }
-            Ok::<_, Box<dyn std::error::Error>>(took)
-        }
-    };
+    wait_for_consumer(&ctx.bus, WorkQueue::MigrateTenant).await?;
     settle(&mut local.connect().await?).await?;
     for cluster in clusters.iter().take(servers) {
         settle(&mut cluster.options().connect().await?).await?;
     }
     let before = CpuSnapshot::now();
-    let fan_out = deploy("deploy").await?;
+    let fan_out = timed_deploy(&env, "deploy", tenants).await?;
     let cpu = CpuSnapshot::now().since(&before);
-    let noop = deploy("no-op deploy").await?;
+    let noop = timed_deploy(&env, "no-op deploy", tenants).await?;
 
     stop(migrator).await;
     Topology::new(namespace).delete(&channel).await?;

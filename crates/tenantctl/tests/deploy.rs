@@ -200,6 +200,21 @@ impl Fleet {
             .collect()
     }
 
+    /// Every tenant's history holds one successful run of the notice board migration: none was
+    /// lost, none ran twice.
+    async fn assert_each_applied_the_notice_board_once(&self) {
+        let mut conn = self.database.connect().await;
+        for (_, slug) in &self.tenants {
+            let runs: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM \"tenant_{slug}\"._tenancy_history WHERE version = {NOTICE_BOARD} AND success"
+            )))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(runs, 1, "{slug} applied the migration once");
+        }
+    }
+
     /// Creates `notice_board` in a tenant's schema behind the migrations' back.
     async fn conflict(&self, slug: &TenantSlug) {
         let mut conn = self.database.connect().await;
@@ -833,16 +848,7 @@ async fn a_migrator_killed_mid_deploy_is_redelivered_and_the_deploy_completes() 
         .filter_map(|l| l["applied"].as_i64())
         .sum();
     assert!(applied <= 60);
-    let mut conn = fleet.database.connect().await;
-    for (_, slug) in &fleet.tenants {
-        let runs: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM \"tenant_{slug}\"._tenancy_history WHERE version = {NOTICE_BOARD} AND success"
-        )))
-        .fetch_one(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(runs, 1, "{slug}");
-    }
+    fleet.assert_each_applied_the_notice_board_once().await;
     assert!(fleet.versions().await.values().all(|v| *v == target));
     let _ = Command::new("kill")
         .args(["-TERM", &second.id().to_string()])
@@ -927,16 +933,7 @@ async fn a_broker_node_killed_mid_deploy_of_500_tenants_loses_and_repeats_no_ten
         per_tenant.values().all(|status| status == "succeeded"),
         "{per_tenant:?}"
     );
-    let mut conn = fleet.database.connect().await;
-    for (_, slug) in &fleet.tenants {
-        let runs: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM \"tenant_{slug}\"._tenancy_history WHERE version = {NOTICE_BOARD} AND success"
-        )))
-        .fetch_one(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(runs, 1, "{slug} applied the migration once");
-    }
+    fleet.assert_each_applied_the_notice_board_once().await;
     assert!(fleet.versions().await.values().all(|v| *v == target));
     eprintln!("{done_at_kill} of {TENANTS} tenants migrated when the node was killed");
     testkit::stop_service((stop, migrator)).await;

@@ -1,13 +1,15 @@
 //! What the fleet benchmarks share: the migration sets they deploy, a fleet of schemas at
-//! version 1, and stopping a service process.
+//! version 1, running `tenantctl` (a service, a timed deploy) and stopping a service process.
 #![allow(dead_code, reason = "each benchmark uses a part")]
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use domain::tenant::TenantSlug;
 use engine::{Catalog, Engine, EngineOptions, MigrationBackend as _, PgSchemaBackend, Target};
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+use shared::bus::{Bus, WorkQueue};
 use sqlx::postgres::PgConnectOptions;
 
 pub type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -109,4 +111,68 @@ pub fn peak_mib(pid: u32) -> f64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// `tenantctl args` with the environment `env`.
+pub fn tenantctl(env: &[(&str, String)], args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tenantctl"));
+    command.args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+}
+
+/// Waits until a consumer (the migrator just started) consumes `queue`, for at most a minute.
+pub async fn wait_for_consumer(bus: &Bus, queue: WorkQueue) -> BenchResult<()> {
+    let waiting = Instant::now();
+    while bus
+        .queue_depths()
+        .await?
+        .iter()
+        .find(|d| d.queue == queue.base_name())
+        .is_none_or(|d| d.consumers == 0)
+    {
+        if waiting.elapsed() > Duration::from_secs(60) {
+            return Err(format!("nothing consumed {} within 60s", queue.base_name()).into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Runs `tenantctl deploy --wait` with `env` to the end and returns how long it took; an error
+/// unless every one of the `tenants` reached the target.
+pub async fn timed_deploy(
+    env: &[(&str, String)],
+    label: &str,
+    tenants: usize,
+) -> BenchResult<Duration> {
+    let mut command = tenantctl(
+        env,
+        &[
+            "deploy",
+            "--wait",
+            "--output",
+            "json",
+            "--operator",
+            "bench",
+        ],
+    );
+    let started = Instant::now();
+    let output = tokio::task::spawn_blocking(move || command.output()).await??;
+    let took = started.elapsed();
+    let summary: serde_json::Value = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_default();
+    if !output.status.success() || summary["succeeded"] != tenants {
+        return Err(format!(
+            "{label}: not every tenant reached the target: {summary} {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    Ok(took)
 }
