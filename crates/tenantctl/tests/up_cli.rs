@@ -126,7 +126,13 @@ async fn up_then_publish_then_audit_then_sigterm() {
         exit.as_ref().is_ok_and(|s| s.success()),
         "tenantctl up stops cleanly: {exit:?}"
     );
-    let rest: Vec<String> = logged.try_iter().collect();
+    // The process has exited: its last lines are still on their way through the reader thread,
+    // which ends (closing the channel) at the end of the pipe.
+    let mut rest = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Ok(line) = logged.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        rest.push(line);
+    }
     assert!(rest.iter().any(|l| l.contains("\"stopped\"")), "{rest:?}");
     assert!(
         !rest
