@@ -31,6 +31,8 @@ BEGIN
               ('tenancy_migrator', 'SELECT, UPDATE', 'tenants'),
               ('tenancy_migrator', 'SELECT, INSERT, UPDATE', 'deploy_tenants'),
               ('tenancy_migrator', 'SELECT', 'deploys, dlq_replays, tenant_servers'),
+              -- Counts drifted tenants for the fleet gauges.
+              ('tenancy_migrator', 'SELECT', 'tenant_drift'),
               ('tenancy_migrator', 'SELECT, INSERT', 'released_migrations'),
 
               -- The audit trail: inserts, and reads an event id again to tell a redelivery from
@@ -40,6 +42,9 @@ BEGIN
               -- Records deploys and follows them.
               ('tenancy_deploy', 'SELECT', 'tenants, released_migrations, provisioning_steps, tenant_servers'),
               ('tenancy_deploy', 'SELECT, INSERT, UPDATE', 'deploys, deploy_tenants'),
+              -- Checks the tenants it migrates for drift (`tenantctl deploy`, `drift`).
+              ('tenancy_deploy', 'SELECT, INSERT, UPDATE', 'schema_fingerprints'),
+              ('tenancy_deploy', 'SELECT, INSERT, DELETE', 'tenant_drift'),
 
               -- Deploys too, and rollbacks, dead-letter replays, provisioning retries.
               ('tenancy_sre', 'SELECT, UPDATE', 'tenants, provisioning_steps'),
@@ -47,10 +52,13 @@ BEGIN
               ('tenancy_sre', 'SELECT, INSERT, UPDATE', 'deploys, deploy_tenants, dlq_replays'),
               -- `tenantctl servers add|drain|open`.
               ('tenancy_sre', 'SELECT, INSERT, UPDATE', 'tenant_servers'),
+              -- `tenantctl drift`.
+              ('tenancy_sre', 'SELECT, INSERT, UPDATE', 'schema_fingerprints'),
+              ('tenancy_sre', 'SELECT, INSERT, DELETE', 'tenant_drift'),
 
               -- Read commands. Not the platform domain (plans, invoices, platform users).
               ('tenancy_reader', 'SELECT',
-               'tenants, provisioning_steps, audit_events, released_migrations, deploys, deploy_tenants, dlq_replays, tenant_servers')
+               'tenants, provisioning_steps, audit_events, released_migrations, deploys, deploy_tenants, dlq_replays, tenant_servers, schema_fingerprints, tenant_drift')
           ) AS g(role, privileges, tables)
          WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = g.role)
     LOOP

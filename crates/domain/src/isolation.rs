@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// How tenants are isolated (contract: `TENANT_ISOLATION`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Isolation {
     Schema,
     Database,

@@ -187,6 +187,38 @@ impl Fingerprint {
     }
 }
 
+/// A fingerprint from objects already read with the tenant's names taken out (as
+/// [`Fingerprint::objects`] gives them, and as the platform database keeps expected ones).
+impl FromIterator<(ObjectKind, String, String)> for Fingerprint {
+    fn from_iter<I: IntoIterator<Item = (ObjectKind, String, String)>>(objects: I) -> Self {
+        Fingerprint {
+            objects: objects
+                .into_iter()
+                .map(|(kind, name, definition)| ((kind, name), definition))
+                .collect(),
+        }
+    }
+}
+
+impl Difference {
+    /// `added`, `missing` or `changed`.
+    pub fn change(&self) -> &'static str {
+        match self {
+            Difference::Added { .. } => "added",
+            Difference::Missing { .. } => "missing",
+            Difference::Changed { .. } => "changed",
+        }
+    }
+
+    pub fn kind(&self) -> ObjectKind {
+        key(self).0
+    }
+
+    pub fn name(&self) -> &str {
+        key(self).1
+    }
+}
+
 fn key(difference: &Difference) -> (ObjectKind, &str) {
     match difference {
         Difference::Added { kind, name, .. }

@@ -14,6 +14,7 @@
 pub mod backoff;
 pub mod bus;
 pub mod config;
+pub mod drift;
 pub mod health;
 pub mod platform;
 pub mod service;

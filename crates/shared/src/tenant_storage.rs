@@ -8,6 +8,8 @@
 //!
 //! PostgreSQL only: the engine alone runs on SQLite.
 
+use std::collections::BTreeMap;
+
 use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 
@@ -15,7 +17,8 @@ use crate::config::{Config, DatabaseUrl};
 use domain::Isolation;
 use domain::Version;
 use domain::tenant::TenantSlug;
-use engine::backend::BackendError;
+use engine::backend::{BackendError, ProvisionedStorage as _};
+use engine::fingerprint::Fingerprint;
 use engine::plan::Standing;
 use engine::{
     AdminValues, Engine, EngineError, EngineOptions, MigrationSet, PgDatabaseBackend,
@@ -232,6 +235,52 @@ impl TenantStorage {
         with_engine!(self, isolation, |engine| {
             engine.run_admin_user(&target, seeds, values).await
         })
+    }
+
+    /// The fingerprints of `tenants`, all of `isolation`: schema-isolated ones in one catalog
+    /// query (the caller sizes the batch), a database each otherwise.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn fingerprints(
+        &self,
+        isolation: Isolation,
+        tenants: &[TenantSlug],
+    ) -> Result<BTreeMap<TenantSlug, Fingerprint>, BackendError> {
+        with_engine!(self, isolation, |engine| {
+            engine.backend().fingerprints(tenants).await
+        })
+    }
+
+    /// The fingerprint `set` gives a tenant of `isolation` at `to`, from a scratch tenant on
+    /// this server (which needs the provisioner's rights: creating schemas, databases, roles).
+    ///
+    /// # Errors
+    /// As [`Engine::expected_fingerprint`].
+    pub async fn expected_fingerprint(
+        &self,
+        isolation: Isolation,
+        set: &MigrationSet,
+        to: Version,
+    ) -> Result<Fingerprint, EngineError> {
+        with_engine!(self, isolation, |engine| {
+            engine.expected_fingerprint(set, Some(to)).await
+        })
+    }
+
+    /// The server's PostgreSQL major version (the catalogs' text of a definition may change
+    /// between majors, so expected fingerprints are kept per major).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn server_major(&self) -> Result<i32, BackendError> {
+        let number: String = sqlx::query_scalar("SHOW server_version_num")
+            .fetch_one(self.database.backend().admin_pool())
+            .await?;
+        number
+            .parse::<i32>()
+            .map(|n| n / 10_000)
+            .map_err(|_| BackendError::InvalidScript(format!("server_version_num {number:?}")))
     }
 
     /// Drops the tenant's storage and role (tests and teardown).

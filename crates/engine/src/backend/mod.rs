@@ -21,12 +21,14 @@ mod pg;
 pub mod pg_database;
 mod pg_role;
 pub mod pg_schema;
+mod provisioned;
 pub mod slots;
 pub mod sqlite;
 
 pub use pg::fingerprint::read_fingerprints;
 pub use pg_database::PgDatabaseBackend;
 pub use pg_schema::PgSchemaBackend;
+pub use provisioned::ProvisionedStorage;
 pub use slots::{ServerSlots, SlotConn, SlotUsage, SlotUsageProbe};
 pub use sqlite::SqliteBackend;
 

@@ -101,6 +101,16 @@ impl PgDatabaseBackend {
         done
     }
 
+    /// The small pool on the server's administrative database.
+    pub fn admin_pool(&self) -> &PgPool {
+        &self.admin
+    }
+
+    /// A session's options on the tenant's database.
+    pub(super) fn tenant_options(&self, tenant: &TenantSlug) -> PgConnectOptions {
+        self.sessions.clone().database(&tenant.storage_name())
+    }
+
     /// Drops the tenant's database and its role (tests and teardown).
     ///
     /// # Errors

@@ -1,20 +1,20 @@
 //! The fingerprint a set gives a tenant at a version: the set applied to a scratch tenant (its
-//! schema and role, as provisioning creates them), read, then dropped. What every tenant at that
-//! version should look like, whatever its name.
+//! schema or database and role, as provisioning creates them), read, then dropped. What every
+//! tenant of that isolation mode at that version should look like, whatever its name.
 
 use domain::Version;
 use domain::tenant::TenantSlug;
 
 use super::{Engine, backend_error};
-use crate::backend::{PgSchemaBackend, read_fingerprints};
+use crate::backend::ProvisionedStorage;
 use crate::error::EngineError;
 use crate::fingerprint::Fingerprint;
 use crate::source::MigrationSet;
 use crate::target::Target;
 
-impl Engine<PgSchemaBackend> {
-    /// The fingerprint of a tenant built by `set` up to `to` (every migration when `None`), in
-    /// schema isolation, from a scratch tenant that is dropped afterwards, however it ends.
+impl<B: ProvisionedStorage> Engine<B> {
+    /// The fingerprint of a tenant built by `set` up to `to` (every migration when `None`),
+    /// from a scratch tenant that is dropped afterwards, however it ends.
     ///
     /// # Errors
     /// The server cannot be reached, or a migration fails on the scratch tenant.
@@ -32,24 +32,19 @@ impl Engine<PgSchemaBackend> {
         let failed = backend_error(&target);
         let built = async {
             self.backend()
-                .create_storage_with_role(&scratch)
+                .create_with_role(&scratch)
                 .await
                 .map_err(&failed)?;
             self.apply(&target, set, to, &()).await?;
-            let mut conn = self
+            let mut read = self
                 .backend()
-                .pool()
-                .acquire()
-                .await
-                .map_err(|e| failed(e.into()))?;
-            let name = scratch.storage_name();
-            let mut read = read_fingerprints(&mut conn, &[(name.clone(), name.clone())])
+                .fingerprints(std::slice::from_ref(&scratch))
                 .await
                 .map_err(&failed)?;
-            Ok(read.remove(&name).unwrap_or_default())
+            Ok(read.remove(&scratch).unwrap_or_default())
         }
         .await;
-        let dropped = self.backend().drop_storage_with_role(&scratch).await;
+        let dropped = self.backend().drop_with_role(&scratch).await;
         let fingerprint = built?;
         dropped.map_err(&failed)?;
         Ok(fingerprint)

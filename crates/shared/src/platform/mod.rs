@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod deploys;
+pub mod fingerprints;
 pub mod fleet;
 mod grants;
 mod releases;

@@ -5,6 +5,7 @@ mod audit;
 mod connect;
 mod deploy;
 mod dlq;
+mod drift;
 mod event;
 mod healthcheck;
 mod migrations;
@@ -61,6 +62,10 @@ enum Command {
     /// neither DDL nor configure rights.
     #[command(after_long_help = setup::EXAMPLES)]
     Setup(setup::Args),
+    /// Which tenants' schemas differ from what their version's migrations build (a change made
+    /// by hand), with each difference; exit code 1 when any does.
+    #[command(after_long_help = drift::EXAMPLES)]
+    Drift(drift::Args),
     /// Print the audit trail, newest first.
     #[command(after_long_help = audit::EXAMPLES)]
     Audit(audit::Args),
@@ -148,6 +153,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Command::Audit(args) => audit::run(args).await,
             Command::Deploy(args) => deploy::run(args).await,
+            Command::Drift(args) => drift::run(args).await,
             Command::Setup(args) => setup::run(args).await,
             Command::Rollback(args) => rollback::run(args).await,
             Command::Dlq(command) => dlq::run(command).await,
@@ -173,6 +179,7 @@ impl Command {
             Command::Setup(_) => "setup",
             Command::Audit(_) => "audit",
             Command::Deploy(_) => "deploy",
+            Command::Drift(_) => "drift",
             Command::Rollback(_) => "rollback",
             Command::Event(_) => "event",
             Command::Dlq(_) => "dlq",

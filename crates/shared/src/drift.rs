@@ -1,0 +1,291 @@
+//! Drift: tenants whose schema is not what their version's migrations build, because someone
+//! changed it by hand (or a migration ran outside the engine). Each tenant's fingerprint is
+//! compared with the expected one of its isolation mode and version; a difference is drift,
+//! listed object by object.
+//!
+//! ```text
+//!   tenants (platform) ──► by server ──► expected fingerprints: kept ones, or computed once on a
+//!                                        scratch tenant of that server and kept
+//!                                   ──► schemas: one catalog query per batch of tenants
+//!                                       databases: one connection and query per tenant
+//!                                   ──► compare ──► record (tenant_drift) ──► report
+//! ```
+//!
+//! The tenant's version is the one the services recorded: a tenant whose history says
+//! otherwise differs from its recorded version's shape, which is worth knowing too.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::platform::fingerprints::{DriftCandidate, DriftRecord, Expected, ExpectedKey};
+use crate::platform::{PlatformDb, StoreError};
+use crate::tenant_servers::TenantServers;
+use crate::tenant_storage::TenantStorage;
+use domain::{Isolation, Version};
+use engine::MigrationSet;
+use engine::fingerprint::Difference;
+use sha2::{Digest as _, Sha256};
+
+/// Schemas read by one catalog query, unless told otherwise: large enough that 10,000 tenants
+/// take a few dozen queries, small enough that one answer stays a few megabytes.
+pub const DEFAULT_BATCH: u32 = 500;
+
+/// A tenant that differs from its version's expected schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drifted {
+    pub tenant: DriftCandidate,
+    pub expected_digest: String,
+    pub digest: String,
+    pub differences: Vec<Difference>,
+}
+
+/// A tenant the check could not compare, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unchecked {
+    pub tenant: DriftCandidate,
+    pub reason: String,
+}
+
+/// What a check found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriftReport {
+    /// Tenants compared (clean or drifted).
+    pub checked: usize,
+    pub drifted: Vec<Drifted>,
+    pub unchecked: Vec<Unchecked>,
+    /// Catalog queries issued to tenant servers (reading tenants, not computing expectations).
+    pub catalog_queries: usize,
+    /// Expected fingerprints computed (and kept) by this check.
+    pub computed: Vec<ExpectedKey>,
+    /// Servers the check read.
+    pub servers: usize,
+}
+
+impl DriftReport {
+    pub fn is_clean(&self) -> bool {
+        self.drifted.is_empty() && self.unchecked.is_empty()
+    }
+}
+
+/// A drift check of some tenants against `set`.
+#[derive(Debug)]
+pub struct DriftCheck<'a> {
+    pub platform: &'a PlatformDb,
+    pub servers: &'a TenantServers,
+    pub set: &'a MigrationSet,
+    /// Schemas per catalog query.
+    pub batch: u32,
+}
+
+impl DriftCheck<'_> {
+    /// Compares `tenants` with their expected fingerprints, records the result (the drifted
+    /// ones in `tenant_drift`, the clean ones out of it) and reports it.
+    ///
+    /// # Errors
+    /// A platform database error. A server that cannot be reached, or an expected fingerprint
+    /// that cannot be computed, leaves its tenants unchecked (in the report), not an error.
+    pub async fn run(&self, tenants: Vec<DriftCandidate>) -> Result<DriftReport, StoreError> {
+        let mut expected = self.platform.expected_fingerprints().await?;
+        let mut by_server: BTreeMap<_, Vec<DriftCandidate>> = BTreeMap::new();
+        for tenant in tenants {
+            by_server
+                .entry(tenant.server.clone())
+                .or_default()
+                .push(tenant);
+        }
+        let mut report = DriftReport {
+            servers: by_server.len(),
+            ..DriftReport::default()
+        };
+        let mut checked_ids = Vec::new();
+        for (server, tenants) in by_server {
+            let storage = match self.servers.storage(&server).await {
+                Ok(storage) => storage,
+                Err(error) => {
+                    let reason = format!("server {server} cannot be reached: {error}");
+                    unchecked(&mut report, tenants, &reason);
+                    continue;
+                }
+            };
+            let major = match storage.server_major().await {
+                Ok(major) => major,
+                Err(error) => {
+                    let reason = format!("server {server}: reading its version: {error}");
+                    unchecked(&mut report, tenants, &reason);
+                    continue;
+                }
+            };
+            let wanted: BTreeSet<ExpectedKey> = tenants
+                .iter()
+                .map(|t| ExpectedKey {
+                    isolation: t.isolation,
+                    version: t.schema_version,
+                    server_major: major,
+                })
+                .collect();
+            let mut refused = BTreeMap::new();
+            for key in wanted {
+                match self.ensure_expected(&storage, key, &mut expected).await {
+                    Ok(Some(_)) => report.computed.push(key),
+                    Ok(None) => {}
+                    Err(reason) => {
+                        refused.insert(key, reason);
+                    }
+                }
+            }
+            let (readable, refused_tenants): (Vec<_>, Vec<_>) =
+                tenants.into_iter().partition(|t| {
+                    !refused.contains_key(&ExpectedKey {
+                        isolation: t.isolation,
+                        version: t.schema_version,
+                        server_major: major,
+                    })
+                });
+            for tenant in refused_tenants {
+                let key = ExpectedKey {
+                    isolation: tenant.isolation,
+                    version: tenant.schema_version,
+                    server_major: major,
+                };
+                let reason = refused[&key].clone();
+                report.unchecked.push(Unchecked { tenant, reason });
+            }
+            for isolation in [Isolation::Schema, Isolation::Database] {
+                let of_mode: Vec<DriftCandidate> = readable
+                    .iter()
+                    .filter(|t| t.isolation == isolation)
+                    .cloned()
+                    .collect();
+                // A schema batch is one query; a database is a query of its own.
+                let chunk = match isolation {
+                    Isolation::Schema => usize::try_from(self.batch.max(1)).unwrap_or(usize::MAX),
+                    Isolation::Database => of_mode.len().max(1),
+                };
+                for tenants in of_mode.chunks(chunk) {
+                    let slugs: Vec<_> = tenants.iter().map(|t| t.slug.clone()).collect();
+                    let read = match storage.fingerprints(isolation, &slugs).await {
+                        Ok(read) => read,
+                        Err(error) => {
+                            let reason = format!("server {server}: reading the catalogs: {error}");
+                            unchecked(&mut report, tenants.to_vec(), &reason);
+                            continue;
+                        }
+                    };
+                    report.catalog_queries += match isolation {
+                        Isolation::Schema => 1,
+                        Isolation::Database => tenants.len(),
+                    };
+                    for tenant in tenants {
+                        let key = ExpectedKey {
+                            isolation,
+                            version: tenant.schema_version,
+                            server_major: major,
+                        };
+                        let Some(wanted) = expected.get(&key) else {
+                            continue;
+                        };
+                        let actual = read.get(&tenant.slug).cloned().unwrap_or_default();
+                        report.checked += 1;
+                        checked_ids.push(tenant.id);
+                        let (digest, expected_digest) =
+                            (actual.digest(), wanted.fingerprint.digest());
+                        if digest != expected_digest {
+                            report.drifted.push(Drifted {
+                                tenant: tenant.clone(),
+                                expected_digest,
+                                digest,
+                                differences: actual.diff(&wanted.fingerprint),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        let records: Vec<DriftRecord> = report
+            .drifted
+            .iter()
+            .map(|d| DriftRecord {
+                tenant_id: d.tenant.id,
+                schema_version: d.tenant.schema_version,
+                expected_digest: d.expected_digest.clone(),
+                digest: d.digest.clone(),
+                differences: d.differences.iter().map(ToString::to_string).collect(),
+            })
+            .collect();
+        self.platform.record_drift(&checked_ids, &records).await?;
+        Ok(report)
+    }
+
+    /// Makes sure `expected` holds the fingerprint of `key` built from this set: `Some(())`
+    /// when it was computed now (and kept), `None` when it was there; the reason when it cannot
+    /// be had.
+    async fn ensure_expected(
+        &self,
+        storage: &TenantStorage,
+        key: ExpectedKey,
+        expected: &mut std::collections::HashMap<ExpectedKey, Expected>,
+    ) -> Result<Option<()>, String> {
+        let Some(set_checksum) = set_checksum(self.set, key.version) else {
+            return Err(format!(
+                "version {} is not one of this build's tenant migrations (newest {}): run the check from the build that deployed it",
+                key.version,
+                self.set
+                    .latest()
+                    .map_or_else(|| "none".to_owned(), |v| v.to_string())
+            ));
+        };
+        if expected
+            .get(&key)
+            .is_some_and(|kept| kept.set_checksum == set_checksum)
+        {
+            return Ok(None);
+        }
+        let fingerprint = storage
+            .expected_fingerprint(key.isolation, self.set, key.version)
+            .await
+            .map_err(|error| {
+                format!(
+                    "no expected fingerprint of version {} ({} isolation, PostgreSQL {}) is kept yet, and computing it on a scratch tenant failed: {error}. Computing one needs the provisioner's rights on the tenant server (create schemas, databases and roles): run `tenantctl drift` once with them",
+                    key.version, key.isolation, key.server_major
+                )
+            })?;
+        let computed = Expected {
+            set_checksum,
+            fingerprint,
+        };
+        self.platform
+            .record_expected_fingerprint(key, &computed)
+            .await
+            .map_err(|error| format!("keeping the expected fingerprint: {error}"))?;
+        expected.insert(key, computed);
+        Ok(Some(()))
+    }
+}
+
+fn unchecked(report: &mut DriftReport, tenants: Vec<DriftCandidate>, reason: &str) {
+    report
+        .unchecked
+        .extend(tenants.into_iter().map(|tenant| Unchecked {
+            tenant,
+            reason: reason.to_owned(),
+        }));
+}
+
+/// Names the migrations of `set` up to `version` (their versions and checksums); `None` when
+/// `version` is not one of them.
+pub fn set_checksum(set: &MigrationSet, version: Version) -> Option<String> {
+    if !set.migrations.iter().any(|m| m.version == version) {
+        return None;
+    }
+    let mut hasher = Sha256::new();
+    for migration in set.migrations.iter().filter(|m| m.version <= version) {
+        hasher.update(migration.version.get().to_be_bytes());
+        hasher.update(migration.primary().checksum.to_hex().as_bytes());
+    }
+    Some(
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
+}

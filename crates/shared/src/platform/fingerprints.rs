@@ -1,0 +1,214 @@
+//! `schema_fingerprints` and `tenant_drift`: the expected fingerprint of each version of the
+//! tenant set (per isolation mode and PostgreSQL major), and the tenants found drifted by the
+//! last check (`crate::drift`).
+//!
+//! PostgreSQL only, like the services.
+
+use std::collections::HashMap;
+use std::str::FromStr as _;
+
+use sqlx::Row as _;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::{PlatformDb, StoreError, not_migrated};
+use domain::Isolation;
+use domain::Version;
+use domain::provisioning::TenantStatus;
+use domain::server::ServerName;
+use domain::tenant::TenantSlug;
+use engine::fingerprint::{Fingerprint, ObjectKind};
+
+/// What an expected fingerprint is the expectation for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExpectedKey {
+    pub isolation: Isolation,
+    pub version: Version,
+    /// The PostgreSQL major version of the server that described it.
+    pub server_major: i32,
+}
+
+/// An expected fingerprint as kept: `set_checksum` names the migrations it was built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    pub set_checksum: String,
+    pub fingerprint: Fingerprint,
+}
+
+/// A tenant a drift check reads: active or suspended (a provisioning tenant's schema is still
+/// being built).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftCandidate {
+    pub id: Uuid,
+    pub slug: TenantSlug,
+    pub server: ServerName,
+    pub isolation: Isolation,
+    /// As the services recorded it.
+    pub schema_version: Version,
+}
+
+/// A drifted tenant, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftRecord {
+    pub tenant_id: Uuid,
+    pub schema_version: Version,
+    pub expected_digest: String,
+    pub digest: String,
+    /// One line per difference.
+    pub differences: Vec<String>,
+}
+
+type ObjectRow = (String, String, String);
+
+impl PlatformDb {
+    /// Every expected fingerprint kept (a handful: versions times modes times majors).
+    ///
+    /// # Errors
+    /// A database error, or a row this build cannot read.
+    pub async fn expected_fingerprints(
+        &self,
+    ) -> Result<HashMap<ExpectedKey, Expected>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT isolation, version, server_major, set_checksum, objects FROM schema_fingerprints",
+        )
+        .fetch_all(self.postgres()?)
+        .await
+        .map_err(not_migrated("schema_fingerprints"))?;
+        rows.into_iter()
+            .map(|row| {
+                let isolation: String = row.try_get("isolation")?;
+                let isolation = Isolation::from_str(&isolation)
+                    .map_err(|e| StoreError::InvalidRow(e.to_string()))?;
+                let version = Version::new(row.try_get("version")?)
+                    .map_err(|e| StoreError::InvalidRow(e.to_string()))?;
+                let Json(objects): Json<Vec<ObjectRow>> = row.try_get("objects")?;
+                let fingerprint = objects
+                    .into_iter()
+                    .map(|(kind, name, definition)| {
+                        ObjectKind::parse(&kind)
+                            .map(|kind| (kind, name, definition))
+                            .ok_or_else(|| StoreError::InvalidRow(format!("object kind {kind:?}")))
+                    })
+                    .collect::<Result<Fingerprint, _>>()?;
+                let key = ExpectedKey {
+                    isolation,
+                    version,
+                    server_major: row.try_get("server_major")?,
+                };
+                let expected = Expected {
+                    set_checksum: row.try_get("set_checksum")?,
+                    fingerprint,
+                };
+                Ok((key, expected))
+            })
+            .collect()
+    }
+
+    /// Keeps `expected` for `key`, replacing one built from other migrations.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn record_expected_fingerprint(
+        &self,
+        key: ExpectedKey,
+        expected: &Expected,
+    ) -> Result<(), StoreError> {
+        let objects: Vec<(&str, &str, &str)> = expected
+            .fingerprint
+            .objects()
+            .map(|(kind, name, definition)| (kind.as_str(), name, definition))
+            .collect();
+        sqlx::query(
+            "INSERT INTO schema_fingerprints (isolation, version, server_major, set_checksum, digest, objects)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (isolation, version, server_major) DO UPDATE
+                SET set_checksum = EXCLUDED.set_checksum, digest = EXCLUDED.digest,
+                    objects = EXCLUDED.objects, computed_at = now()",
+        )
+        .bind(key.isolation.as_str())
+        .bind(key.version.get())
+        .bind(key.server_major)
+        .bind(&expected.set_checksum)
+        .bind(expected.fingerprint.digest())
+        .bind(Json(objects))
+        .execute(self.postgres()?)
+        .await
+        .map_err(not_migrated("schema_fingerprints"))?;
+        Ok(())
+    }
+
+    /// The tenants a drift check reads: active and suspended ones, of `server` and `slug` when
+    /// given, by slug.
+    ///
+    /// # Errors
+    /// A database error, or a row this build cannot read.
+    pub async fn drift_candidates(
+        &self,
+        server: Option<&ServerName>,
+        slug: Option<&TenantSlug>,
+    ) -> Result<Vec<DriftCandidate>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, slug, coalesce(server, 'default') AS server, isolation, schema_version
+               FROM tenants
+              WHERE status IN ($1, $2)
+                AND ($3::text IS NULL OR coalesce(server, 'default') = $3)
+                AND ($4::text IS NULL OR slug = $4)
+              ORDER BY slug",
+        )
+        .bind(TenantStatus::Active.as_str())
+        .bind(TenantStatus::Suspended.as_str())
+        .bind(server.map(ServerName::as_str))
+        .bind(slug.map(TenantSlug::as_str))
+        .fetch_all(self.postgres()?)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let invalid = |e: &dyn std::fmt::Display| StoreError::InvalidRow(e.to_string());
+                let slug: String = row.try_get("slug")?;
+                let server: String = row.try_get("server")?;
+                let isolation: String = row.try_get("isolation")?;
+                Ok(DriftCandidate {
+                    id: row.try_get("id")?,
+                    slug: TenantSlug::parse(&slug).map_err(|e| invalid(&e))?,
+                    server: ServerName::parse(&server).map_err(|e| invalid(&e))?,
+                    isolation: Isolation::from_str(&isolation).map_err(|e| invalid(&e))?,
+                    schema_version: Version::new(row.try_get("schema_version")?)
+                        .map_err(|e| invalid(&e))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a check of the tenants `checked`: those of `drifted` are (again) drifted, the
+    /// others clean. One transaction: the fleet gauges never see half a check.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn record_drift(
+        &self,
+        checked: &[Uuid],
+        drifted: &[DriftRecord],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.postgres()?.begin().await?;
+        sqlx::query("DELETE FROM tenant_drift WHERE tenant_id = ANY($1)")
+            .bind(checked)
+            .execute(&mut *tx)
+            .await
+            .map_err(not_migrated("tenant_drift"))?;
+        for record in drifted {
+            sqlx::query(
+                "INSERT INTO tenant_drift (tenant_id, schema_version, expected_digest, digest, differences)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(record.tenant_id)
+            .bind(record.schema_version.get())
+            .bind(&record.expected_digest)
+            .bind(&record.digest)
+            .bind(Json(&record.differences))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
