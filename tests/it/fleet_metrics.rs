@@ -66,6 +66,16 @@ async fn the_census_counts_tenants_by_state_version_lag_and_the_newest_deploy() 
     .await
     .expect("replays");
 
+    // Drift rows of an active tenant and of a failed one: only the first counts.
+    sqlx::query(
+        "INSERT INTO tenant_drift (tenant_id, schema_version, expected_digest, digest, differences)
+         SELECT id, 1, repeat('a', 64), repeat('b', 64), '[\"+ column users.nickname: text\"]'
+           FROM tenants WHERE slug IN ('census_a', 'census_d')",
+    )
+    .execute(&mut sql)
+    .await
+    .expect("drift");
+
     let mut reporter = env
         .ctx
         .platform
@@ -91,6 +101,7 @@ async fn the_census_counts_tenants_by_state_version_lag_and_the_newest_deploy() 
     assert_eq!(count("provisioning", 0), 2, "{census:?}");
     assert_eq!(census.behind, 1, "only the active tenant below the latest");
     assert_eq!(census.needing_reprocessing, 1);
+    assert_eq!(census.drifted, 1, "only the active tenant's drift counts");
     let age = census.provisioning_oldest_age;
     assert!(
         (Duration::from_secs(590)..Duration::from_secs(700)).contains(&age),

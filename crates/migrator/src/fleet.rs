@@ -1,5 +1,5 @@
 //! The fleet gauges (docs/OBSERVABILITY.md, "Fleet"): tenants by status and version, behind the
-//! latest version, needing reprocessing, the newest deploy's progress, queue depths and
+//! latest version, needing reprocessing, drifted, the newest deploy's progress, queue depths and
 //! replayed dead letters.
 //!
 //! Every replica runs this, but only one reports at a time: the one whose own connection holds
@@ -119,6 +119,18 @@ fn instruments(shared: &Shared) -> Gauges {
             |r, emit| {
                 if let Some(census) = &r.census {
                     emit(census.needing_reprocessing, &[]);
+                }
+            },
+        ),
+        gauge(
+            &meter,
+            "tenancy.tenants.drifted",
+            "{tenant}",
+            "active and suspended tenants whose schema differed from their version's when last checked (tenantctl drift)",
+            shared,
+            |r, emit| {
+                if let Some(census) = &r.census {
+                    emit(census.drifted, &[]);
                 }
             },
         ),

@@ -1,8 +1,9 @@
 //! The fleet census behind the fleet gauges (docs/OBSERVABILITY.md): tenants by status and
 //! version, those behind the latest version or needing reprocessing, the oldest tenant still
-//! provisioning, the newest deploy's progress and the dead letters replayed per queue.
+//! provisioning, the newest deploy's progress, the dead letters replayed per queue and the
+//! tenants found drifted.
 //!
-//! Three grouped reads, each an index or a small table: cheap enough to run every export
+//! Four grouped reads, each an index or a small table: cheap enough to run every export
 //! interval on a fleet of tens of thousands of tenants, by one process at a time.
 
 use std::time::Duration;
@@ -56,6 +57,8 @@ pub struct FleetCensus {
     pub deploy: Option<DeployProgress>,
     /// Dead letters replayed so far, per work queue (base name).
     pub replayed: Vec<(String, u64)>,
+    /// Active and suspended tenants found drifted by the last drift check of each.
+    pub drifted: u64,
 }
 
 impl FleetCensus {
@@ -75,6 +78,7 @@ impl FleetCensus {
             provisioning_oldest_age: Duration::ZERO,
             deploy: None,
             replayed: Vec::new(),
+            drifted: 0,
         };
         let mut oldest_provisioning: Option<DateTime<Utc>> = None;
         for (status, schema_version, tenants, failed, since) in rows {
@@ -126,6 +130,14 @@ impl FleetCensus {
             .into_iter()
             .map(|(queue, n)| (queue, u64::try_from(n).unwrap_or(0)))
             .collect();
+
+        let drifted: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM tenant_drift d JOIN tenants t ON t.id = d.tenant_id
+              WHERE t.status IN ('active', 'suspended')",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        census.drifted = u64::try_from(drifted).unwrap_or(0);
         Ok(census)
     }
 }

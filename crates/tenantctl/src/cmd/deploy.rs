@@ -31,6 +31,7 @@ pub const EXAMPLES: &str = "Examples:
   tenantctl deploy --to 20270101000000 --wait  # up to a version
   tenantctl deploy --server pg-2 --wait        # one server's tenants first (a canary server)
   tenantctl deploy --follow <DEPLOY_ID>        # attach to a running deploy
+  tenantctl deploy --allow-drift --wait        # migrate tenants changed by hand too
   tenantctl deploy --wait --output json | jq 'select(.type == \"summary\")'";
 
 #[derive(Debug, clap::Args)]
@@ -63,6 +64,10 @@ pub struct Args {
     /// else $LOGNAME].
     #[arg(long)]
     operator: Option<String>,
+    /// Migrate tenants whose schema drifted from their version's (`tenantctl drift`) too; by
+    /// default they are left out, recorded as failed with their first difference.
+    #[arg(long, conflicts_with = "follow")]
+    allow_drift: bool,
     /// Commands published between two bookkeeping writes.
     #[arg(long, default_value_t = 1000)]
     batch_size: usize,
@@ -130,7 +135,7 @@ async fn roll_out(
     if let Some(server) = &args.server {
         super::servers::ensure_registered(&ctx.platform, server).await?;
     }
-    let started = deploy::start(
+    let mut started = deploy::start(
         &ctx,
         catalog,
         target,
@@ -139,7 +144,16 @@ async fn roll_out(
         args.server.clone(),
     )
     .await?;
+    let gate = deploy::refuse_drifted(&ctx, &catalog.tenant, &mut started, args.allow_drift)
+        .await
+        .context("checking the tenants to migrate for drift")?;
     print_started(&started, args.output);
+    print_gate(&gate, args.allow_drift, args.output);
+    let refused = if args.allow_drift {
+        0
+    } else {
+        gate.drifted.len()
+    };
 
     let (canary, rest) = started.canary_split();
     if !canary.is_empty() {
@@ -166,6 +180,11 @@ async fn roll_out(
     if args.wait {
         return follow(&ctx.platform, started.id, target, None, args).await;
     }
+    let code = if refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
     match args.output {
         OutputFormat::Json => out::json(&serde_json::json!({
             "type": "published", "deploy_id": started.id, "target_version": target.get(),
@@ -177,7 +196,55 @@ async fn roll_out(
             started.id
         ),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
+}
+
+/// The drifted tenants: refused, or let through with `--allow-drift`; and those whose drift
+/// could not be checked.
+fn print_gate(gate: &deploy::Gate, allow_drift: bool, output: OutputFormat) {
+    for drifted in &gate.drifted {
+        let t = &drifted.tenant;
+        if matches!(output, OutputFormat::Json) {
+            out::json(&serde_json::json!({
+                "type": "drifted", "tenant": t.slug.as_str(), "server": t.server.as_str(),
+                "version": t.schema_version.get(), "refused": !allow_drift,
+                "differences": drifted.differences.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            }));
+            continue;
+        }
+        let verdict = if allow_drift {
+            Tone::Warn.paint("drifted, migrated anyway (--allow-drift)")
+        } else {
+            Tone::Bad.paint("drifted, not migrated")
+        };
+        eprintln!(
+            "{} (server {}): {verdict}; {} difference(s):",
+            t.slug,
+            t.server,
+            drifted.differences.len()
+        );
+        for difference in &drifted.differences {
+            eprintln!("  {difference}");
+        }
+    }
+    if !gate.drifted.is_empty() && !allow_drift {
+        eprintln!(
+            "{}",
+            Tone::Bad.paint_stderr(format_args!(
+                "{} tenant(s) left out because their schema drifted (see `tenantctl drift`): repair them, or deploy with --allow-drift",
+                gate.drifted.len()
+            ))
+        );
+    }
+    for unchecked in &gate.unchecked {
+        eprintln!(
+            "{}",
+            Tone::Warn.paint_stderr(format_args!(
+                "{} (server {}): drift not checked, migrated: {}",
+                unchecked.tenant.slug, unchecked.tenant.server, unchecked.reason
+            ))
+        );
+    }
 }
 
 /// `--to`, else the newest tenant migration.

@@ -7,14 +7,17 @@
 //!    are applied under the platform's migration lock; the deploy and its tenants (active and
 //!    suspended) are recorded under the fleet lock, so a tenant that activates meanwhile joins
 //!    the deploy by itself (`shared::platform::deploys`).
-//! 3. [`publish`]: one confirmed `migrate.tenant` per tenant, in batches, canary tenants first
+//! 3. [`refuse_drifted`]: tenants with something to apply whose schema drifted are recorded as
+//!    failed and left out, unless `--allow-drift`.
+//! 4. [`publish`]: one confirmed `migrate.tenant` per tenant, in batches, canary tenants first
 //!    ([`Started::canary_split`]): the rest is published only if all of them reached the
 //!    target; then [`finish_publishing`].
-//! 4. [`follow`]: the results the migrators record, until every tenant is done.
+//! 5. [`follow`]: the results the migrators record, until every tenant is done.
 //!
-//! [`dry_run`] is what each tenant would run, instead of steps 2 to 4.
+//! [`dry_run`] is what each tenant would run, instead of steps 2 to 5.
 
 mod checks;
+mod drift_gate;
 mod dry_run;
 mod follow;
 mod publish;
@@ -29,6 +32,7 @@ use shared::service::Context;
 use uuid::Uuid;
 
 pub use checks::{refuse_conflicts, release_conflicts, static_errors};
+pub use drift_gate::{Gate, refuse_drifted};
 pub use dry_run::{DryRun, TenantPreview, dry_run};
 pub use follow::{Counts, Followed, follow};
 pub use publish::publish;
@@ -52,6 +56,16 @@ impl Started {
     /// rest.
     pub fn canary_split(&self) -> (&[DeployTenant], &[DeployTenant]) {
         self.tenants.split_at(self.canary)
+    }
+
+    /// Takes `refused` out of the deploy (the canary keeps its other tenants).
+    fn without(&mut self, refused: &std::collections::HashSet<Uuid>) {
+        let canary_refused = self.tenants[..self.canary]
+            .iter()
+            .filter(|t| refused.contains(&t.id))
+            .count();
+        self.canary -= canary_refused;
+        self.tenants.retain(|t| !refused.contains(&t.id));
     }
 }
 
