@@ -52,8 +52,8 @@ mod embedded {
 
 pub use admin::{AdminUserScript, AdminValues};
 pub use backend::{
-    MigrationBackend, PgDatabaseBackend, PgSchemaBackend, ServerSlots, SlotConn, SlotUsage,
-    SlotUsageProbe, SqliteBackend, Timeouts,
+    MigrationBackend, PgDatabaseBackend, PgSchemaBackend, ProvisionedStorage, ServerSlots,
+    SlotConn, SlotUsage, SlotUsageProbe, SqliteBackend, Timeouts,
 };
 pub use dialect::Dialect;
 pub use engine::{Engine, EngineOptions, RevertPreview, RunReport, StepReport};

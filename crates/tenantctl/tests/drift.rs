@@ -176,7 +176,9 @@ impl Fleet {
         .fetch_all(&mut conn)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-        rows.into_iter().map(|(slug, json)| (slug, json.0)).collect()
+        rows.into_iter()
+            .map(|(slug, json)| (slug, json.0))
+            .collect()
     }
 }
 
@@ -244,7 +246,10 @@ async fn a_clean_fleet_of_both_modes_reports_nothing_and_each_change_by_hand_is_
         .in_database(renamed, "ALTER TABLE spaces RENAME TO rooms")
         .await;
     fleet
-        .in_database(retyped, "ALTER TABLE users ALTER COLUMN email TYPE varchar(320)")
+        .in_database(
+            retyped,
+            "ALTER TABLE users ALTER COLUMN email TYPE varchar(320)",
+        )
         .await;
 
     let drift = fleet
@@ -258,7 +263,9 @@ async fn a_clean_fleet_of_both_modes_reports_nothing_and_each_change_by_hand_is_
     );
     assert_eq!(
         differences_of(&lines, index),
-        ["- index reservations_user_id_idx: CREATE INDEX reservations_user_id_idx ON <tenant>.reservations USING btree (user_id)"]
+        [
+            "- index reservations_user_id_idx: CREATE INDEX reservations_user_id_idx ON <tenant>.reservations USING btree (user_id)"
+        ]
     );
     assert_eq!(
         differences_of(&lines, grant),
@@ -267,7 +274,9 @@ async fn a_clean_fleet_of_both_modes_reports_nothing_and_each_change_by_hand_is_
     let renamed_lines = differences_of(&lines, renamed);
     assert!(
         renamed_lines.iter().any(|l| l.starts_with("+ table rooms"))
-            && renamed_lines.iter().any(|l| l.starts_with("- table spaces")),
+            && renamed_lines
+                .iter()
+                .any(|l| l.starts_with("- table spaces")),
         "{renamed_lines:#?}"
     );
     assert_eq!(
@@ -325,8 +334,9 @@ async fn a_deploy_leaves_a_drifted_tenant_out_unless_told_to_migrate_it_anyway()
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        stderr.contains(&format!("{drifted} (server default): drifted, not migrated"))
-            && stderr.contains("+ column users.nickname: text")
+        stderr.contains(&format!(
+            "{drifted} (server default): drifted, not migrated"
+        )) && stderr.contains("+ column users.nickname: text")
             && stderr.contains("deploy with --allow-drift"),
         "{}",
         text(&refused)

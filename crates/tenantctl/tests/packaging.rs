@@ -374,7 +374,12 @@ fn the_kubernetes_manifests_validate_and_run_what_the_code_has() {
                     );
                 }
             }
-            let pod = &document["spec"]["template"]["spec"];
+            // A CronJob's pod is one level further down, in its job template.
+            let pod = if document["kind"] == "CronJob" {
+                &document["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            } else {
+                &document["spec"]["template"]["spec"]
+            };
             for container in pod["containers"].as_array().into_iter().flatten() {
                 containers += 1;
                 let command: Vec<&str> = container["command"]

@@ -6,10 +6,13 @@
 //! what both modes share is here: creating and dropping the role, closing the server's own
 //! database, and running grants.
 
+use std::time::Duration;
+
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgConnection;
 
 use super::BackendError;
+use crate::backoff::RetryDelays;
 use crate::sql::quote_ident;
 use domain::tenant::TenantSlug;
 
@@ -82,9 +85,12 @@ pub(super) async fn drop_role(
 }
 
 /// Runs role and grant statements. Grants and `ALTER DEFAULT PRIVILEGES` touch shared catalog
-/// rows: two tenants provisioned at once can collide on them ("tuple concurrently updated"),
-/// and such a collision is retried.
+/// rows: tenants provisioned at once can collide on them ("tuple concurrently updated"), and
+/// such a collision is retried after a jittered pause, so that colliding runners spread out (a
+/// fixed pause made eight at once collide again and again until they gave up).
 pub(super) async fn run_grants(conn: &mut PgConnection, sql: &str) -> Result<(), BackendError> {
+    const ATTEMPTS: u32 = 12;
+    let mut delays = RetryDelays::new(Duration::from_millis(10), Duration::from_millis(500));
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -95,10 +101,10 @@ pub(super) async fn run_grants(conn: &mut PgConnection, sql: &str) -> Result<(),
         {
             Ok(()) => return Ok(()),
             Err(sqlx::Error::Database(db))
-                if attempt < 5
+                if attempt < ATTEMPTS
                     && matches!(db.code().as_deref(), Some("XX000" | "40001" | "40P01")) =>
             {
-                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                tokio::time::sleep(delays.next_delay()).await;
             }
             Err(error) => return Err(error.into()),
         }

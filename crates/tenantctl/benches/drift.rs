@@ -1,0 +1,231 @@
+//! `tenantctl drift` over a large fleet (prints figures; not a timed test).
+//!
+//! `cargo bench -p tenantctl --bench drift -- [--tenants 10000] [--drifted 10] [--sample 200]`
+//!
+//! A private PostgreSQL cluster (`testkit::cluster`) holds the platform database and `--tenants`
+//! tenant schemas built by the built-in tenant set, each with its role, as provisioning leaves
+//! them; `--drifted` of them get a column by hand. Then, in the same run:
+//! 1. `tenantctl drift` the first time (it computes the expected fingerprint on a scratch
+//!    tenant): wall time and catalog queries;
+//! 2. again, as a periodic check runs, at batch sizes 100, 500 (the default) and 2,000;
+//! 3. the baseline: one catalog query per tenant (`--batch-size 1`) over `--sample` tenants
+//!    (`--server` cannot narrow a one-server fleet, so the sample is a fleet of its own in the
+//!    same cluster), scaled to the fleet.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::{BenchResult, tenantctl};
+use domain::tenant::TenantSlug;
+use engine::{Catalog, Engine, EngineOptions, PgSchemaBackend, ProvisionedStorage as _, Target};
+use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+use shared::config::Config;
+use shared::service::Context;
+use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
+use testkit::cluster::PrivatePostgres;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const CONNECTIONS: usize = 8;
+
+#[tokio::main]
+async fn main() -> BenchResult<()> {
+    let flag = testkit::bench_flag;
+    let (tenants, drifted, sample) = (
+        flag("--tenants", 10_000),
+        flag("--drifted", 10),
+        flag("--sample", 200),
+    );
+    let amqp = std::env::var("AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let cluster = PrivatePostgres::start().await;
+    let run_id = std::process::id();
+    println!(
+        "drift benchmark: {tenants} tenant schemas of the built-in tenant set, each with its role, {drifted} changed by hand, on a private PostgreSQL cluster"
+    );
+    let catalog = Catalog::load(None)?;
+    let fleet = Fleet::create(&cluster, "fleet", tenants, &catalog, &amqp, run_id).await?;
+    let mut conn = cluster.options().database("fleet").connect().await?;
+    for slug in fleet
+        .slugs
+        .iter()
+        .step_by((tenants / drifted.max(1)).max(1))
+        .take(drifted)
+    {
+        let sql = format!(
+            "ALTER TABLE {}.users ADD COLUMN nickname text",
+            slug.storage_name()
+        );
+        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await?;
+    }
+    conn.close().await?;
+
+    let first = fleet.drift(&[]).await?;
+    println!(
+        "  first check: {:.2}s, {} catalog queries, {} expected fingerprint computed, {} drifted",
+        first.took.as_secs_f64(),
+        first.summary["catalog_queries"],
+        first.summary["expected_computed"],
+        first.summary["drifted"]
+    );
+    let mut steady = Duration::ZERO;
+    for batch in ["100", "500", "2000"] {
+        let run = fleet.drift(&["--batch-size", batch]).await?;
+        if batch == "500" {
+            steady = run.took;
+        }
+        println!(
+            "  batch {batch:>4}: {:.2}s ({:.0} tenants/s), {} catalog queries, {} drifted",
+            run.took.as_secs_f64(),
+            tenants as f64 / run.took.as_secs_f64(),
+            run.summary["catalog_queries"],
+            run.summary["drifted"]
+        );
+    }
+
+    // The baseline: one query per tenant, on a smaller fleet beside the large one (the catalog
+    // each query reads is the whole cluster's, as it would be).
+    let small = Fleet::create(&cluster, "sample", sample, &catalog, &amqp, run_id + 1).await?;
+    small.drift(&[]).await?;
+    let one_by_one = small.drift(&["--batch-size", "1"]).await?;
+    let batched = small.drift(&[]).await?;
+    let per_tenant = one_by_one.took.as_secs_f64() / sample as f64;
+    println!(
+        "  baseline, one query per tenant ({sample} tenants): {:.1} ms per tenant, {:.0}s for {tenants} scaled; batched here {:.1} ms per tenant; the fleet's batched check is {:.0}x faster than the scaled baseline",
+        per_tenant * 1000.0,
+        per_tenant * tenants as f64,
+        batched.took.as_secs_f64() / sample as f64 * 1000.0,
+        per_tenant * tenants as f64 / steady.as_secs_f64()
+    );
+    fleet.remove();
+    small.remove();
+    Ok(())
+}
+
+/// A platform database and its tenants' schemas, in one database of the cluster.
+struct Fleet {
+    env: Vec<(&'static str, String)>,
+    slugs: Vec<TenantSlug>,
+    namespace: String,
+    amqp: String,
+}
+
+/// One `tenantctl drift` run.
+struct Run {
+    took: Duration,
+    summary: serde_json::Value,
+}
+
+impl Fleet {
+    async fn create(
+        cluster: &PrivatePostgres,
+        database: &str,
+        tenants: usize,
+        catalog: &Catalog,
+        amqp: &str,
+        run_id: u32,
+    ) -> BenchResult<Fleet> {
+        let url = format!(
+            "postgres://postgres@127.0.0.1:{}/{database}",
+            cluster.port()
+        );
+        let namespace = format!("bench-drift-{run_id}");
+        let values = HashMap::from([
+            ("DATABASE_URL", url.clone()),
+            ("AMQP_URL", amqp.to_owned()),
+            ("TENANCY_NAMESPACE", namespace.clone()),
+        ]);
+        let config = Config::from_lookup(|k| values.get(k).cloned())?;
+        let ctx = Context::connect(config, "drift-bench", &CancellationToken::new()).await?;
+        ctx.apply_platform_migrations().await?;
+
+        let started = Instant::now();
+        let prefix = &database[..1];
+        let slugs: Vec<TenantSlug> = (0..tenants)
+            .map(|i| TenantSlug::parse(&format!("{prefix}{run_id}_{i:05}")))
+            .collect::<Result<_, _>>()?;
+        let engine = Engine::new(
+            PgSchemaBackend::connect(cluster.options().database(database), CONNECTIONS as u32)
+                .await?,
+            EngineOptions::default(),
+        );
+        stream::iter(&slugs)
+            .map(|slug| engine.backend().create_with_role(slug))
+            .buffer_unordered(CONNECTIONS)
+            .try_collect::<()>()
+            .await?;
+        for (target, result) in engine
+            .apply_many(
+                slugs.iter().map(|s| Target::Tenant(s.clone())),
+                &catalog.tenant,
+                None,
+                CONNECTIONS,
+                &(),
+            )
+            .await
+        {
+            result.map_err(|e| format!("{target}: {e}"))?;
+        }
+        engine.backend().pool().close().await;
+        let latest = catalog.tenant.latest().ok_or("no tenant migrations")?;
+        let ids: Vec<Uuid> = slugs.iter().map(|_| Uuid::new_v4()).collect();
+        let names: Vec<&str> = slugs.iter().map(TenantSlug::as_str).collect();
+        let mut conn = cluster.options().database(database).connect().await?;
+        sqlx::query(
+            "INSERT INTO tenants (id, slug, name, status, isolation, schema_version, activated_at, server)
+             SELECT id, slug, 'Bench', 'active', 'schema', $3, now(), 'default'
+               FROM unnest($1::uuid[], $2::text[]) AS t(id, slug)",
+        )
+        .bind(&ids)
+        .bind(&names)
+        .bind(latest.get())
+        .execute(&mut conn)
+        .await?;
+        conn.close().await?;
+        println!(
+            "  {database}: {tenants} tenants ready in {:.1}s (not measured)",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(Fleet {
+            env: vec![
+                ("DATABASE_URL", url),
+                ("AMQP_URL", amqp.to_owned()),
+                ("TENANCY_NAMESPACE", namespace.clone()),
+                ("RUST_LOG", "warn".to_owned()),
+            ],
+            slugs,
+            namespace,
+            amqp: amqp.to_owned(),
+        })
+    }
+
+    async fn drift(&self, args: &[&str]) -> BenchResult<Run> {
+        let mut all = vec!["drift", "--output", "json"];
+        all.extend_from_slice(args);
+        let mut command = tenantctl(&self.env, &all);
+        let started = Instant::now();
+        let output = tokio::task::spawn_blocking(move || command.output()).await??;
+        let took = started.elapsed();
+        let summary: serde_json::Value = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .last()
+            .and_then(|l| serde_json::from_str(l).ok())
+            .ok_or_else(|| {
+                format!(
+                    "tenantctl drift printed no summary: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            })?;
+        if summary["checked"] != self.slugs.len() || summary["unchecked"] != 0 {
+            return Err(format!("not every tenant was checked: {summary}").into());
+        }
+        Ok(Run { took, summary })
+    }
+
+    /// The cluster goes with the process; the topology does not.
+    fn remove(&self) {
+        testkit::broker::delete_topology_now(&self.amqp, &self.namespace);
+    }
+}
