@@ -289,3 +289,65 @@ pub fn set_checksum(set: &MigrationSet, version: Version) -> Option<String> {
             .collect(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+
+    use engine::Catalog;
+
+    use super::set_checksum;
+
+    #[test]
+    fn a_set_checksum_names_the_migrations_up_to_its_version_and_nothing_after() {
+        let built_in = Catalog::load(None).unwrap().tenant;
+        let versions: Vec<_> = built_in.migrations.iter().map(|m| m.version).collect();
+        let (first, second, latest) = (versions[0], versions[1], *versions.last().unwrap());
+        assert_eq!(
+            set_checksum(&built_in, latest),
+            set_checksum(&Catalog::load(None).unwrap().tenant, latest),
+            "stable"
+        );
+        assert_ne!(
+            set_checksum(&built_in, first),
+            set_checksum(&built_in, latest)
+        );
+        assert_eq!(
+            set_checksum(&built_in, domain::Version::new(20_000_101_000_000).unwrap()),
+            None,
+            "not a version of the set"
+        );
+
+        // The second migration edited (before its release): versions from it on change, the
+        // first does not; a migration added after the latest changes nothing up to it.
+        let edited = testkit::migration_sets_with(&[(
+            "20990101000000_create_later",
+            "CREATE TABLE later (id bigint);\n",
+            Some("DROP TABLE later;\n"),
+        )]);
+        let second_file = std::fs::read_dir(edited.path().join("tenant"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name().unwrap().to_string_lossy().starts_with(&second.to_string())
+                    && p.to_string_lossy().ends_with(".up.sql")
+            })
+            .unwrap();
+        let mut sql = std::fs::read_to_string(&second_file).unwrap();
+        sql.push_str("-- edited\n");
+        std::fs::write(&second_file, sql).unwrap();
+        let edited = Catalog::load(Some(edited.path())).unwrap().tenant;
+        assert_eq!(
+            set_checksum(&edited, first),
+            set_checksum(&built_in, first)
+        );
+        assert_ne!(
+            set_checksum(&edited, second),
+            set_checksum(&built_in, second)
+        );
+        assert_ne!(
+            set_checksum(&edited, latest),
+            set_checksum(&built_in, latest)
+        );
+    }
+}

@@ -58,14 +58,11 @@ impl Started {
         self.tenants.split_at(self.canary)
     }
 
-    /// Takes `refused` out of the deploy (the canary keeps its other tenants).
+    /// Takes `refused` out of the deploy. The canary keeps its size: the next tenants take the
+    /// refused ones' places, so a canary still proves the release on as many tenants.
     fn without(&mut self, refused: &std::collections::HashSet<Uuid>) {
-        let canary_refused = self.tenants[..self.canary]
-            .iter()
-            .filter(|t| refused.contains(&t.id))
-            .count();
-        self.canary -= canary_refused;
         self.tenants.retain(|t| !refused.contains(&t.id));
+        self.canary = self.canary.min(self.tenants.len());
     }
 }
 
@@ -128,4 +125,67 @@ pub async fn finish_publishing(
     canary_failed: bool,
 ) -> anyhow::Result<()> {
     Ok(platform.finish_publishing(deploy, canary_failed).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+
+    use std::collections::HashSet;
+
+    use domain::Version;
+    use domain::server::ServerName;
+    use domain::tenant::TenantSlug;
+    use shared::platform::deploys::DeployTenant;
+    use uuid::Uuid;
+
+    use super::Started;
+
+    fn started(tenants: usize, canary: usize) -> Started {
+        Started {
+            id: Uuid::new_v4(),
+            target: Version::new(20_270_101_000_000).unwrap(),
+            platform_version: None,
+            platform_applied: 0,
+            tenants: (0..tenants)
+                .map(|i| DeployTenant {
+                    id: Uuid::new_v4(),
+                    slug: TenantSlug::parse(&format!("tenant_{i}")).unwrap(),
+                    server: ServerName::default_server(),
+                    schema_version: Version::new(20_261_124_110_800).unwrap(),
+                })
+                .collect(),
+            canary,
+        }
+    }
+
+    #[test]
+    fn refused_tenants_leave_the_deploy_and_the_next_ones_take_their_canary_places() {
+        let mut deploy = started(6, 3);
+        let refused: HashSet<Uuid> = [deploy.tenants[1].id, deploy.tenants[4].id].into();
+        let kept: Vec<String> = deploy
+            .tenants
+            .iter()
+            .filter(|t| !refused.contains(&t.id))
+            .map(|t| t.slug.to_string())
+            .collect();
+        deploy.without(&refused);
+        let (canary, rest) = deploy.canary_split();
+        let slugs = |tenants: &[DeployTenant]| -> Vec<String> {
+            tenants.iter().map(|t| t.slug.to_string()).collect()
+        };
+        assert_eq!(slugs(canary), ["tenant_0", "tenant_2", "tenant_3"]);
+        assert_eq!(slugs(rest), ["tenant_5"]);
+        assert_eq!(
+            [slugs(canary), slugs(rest)].concat(),
+            kept,
+            "order unchanged"
+        );
+
+        let mut few = started(3, 2);
+        let two: HashSet<Uuid> = [few.tenants[0].id, few.tenants[1].id].into();
+        few.without(&two);
+        assert_eq!(slugs(few.canary_split().0), ["tenant_2"], "as many as are left");
+        assert!(few.canary_split().1.is_empty());
+    }
 }
