@@ -14,16 +14,18 @@
 //! The tenant's version is the one the services recorded: a tenant whose history says
 //! otherwise differs from its recorded version's shape, which is worth knowing too.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::platform::fingerprints::{DriftCandidate, DriftRecord, Expected, ExpectedKey};
 use crate::platform::{PlatformDb, StoreError};
 use crate::tenant_servers::TenantServers;
 use crate::tenant_storage::TenantStorage;
+use domain::server::ServerName;
 use domain::{Isolation, Version};
 use engine::MigrationSet;
 use engine::fingerprint::Difference;
 use sha2::{Digest as _, Sha256};
+use uuid::Uuid;
 
 /// Schemas read by one catalog query, unless told otherwise: large enough that 10,000 tenants
 /// take a few dozen queries, small enough that one answer stays a few megabytes.
@@ -85,7 +87,7 @@ impl DriftCheck<'_> {
     /// that cannot be computed, leaves its tenants unchecked (in the report), not an error.
     pub async fn run(&self, tenants: Vec<DriftCandidate>) -> Result<DriftReport, StoreError> {
         let mut expected = self.platform.expected_fingerprints().await?;
-        let mut by_server: BTreeMap<_, Vec<DriftCandidate>> = BTreeMap::new();
+        let mut by_server: BTreeMap<ServerName, Vec<DriftCandidate>> = BTreeMap::new();
         for tenant in tenants {
             by_server
                 .entry(tenant.server.clone())
@@ -96,108 +98,14 @@ impl DriftCheck<'_> {
             servers: by_server.len(),
             ..DriftReport::default()
         };
-        let mut checked_ids = Vec::new();
+        let mut checked = Vec::new();
         for (server, tenants) in by_server {
-            let storage = match self.servers.storage(&server).await {
-                Ok(storage) => storage,
-                Err(error) => {
-                    let reason = format!("server {server} cannot be reached: {error}");
-                    unchecked(&mut report, tenants, &reason);
-                    continue;
-                }
-            };
-            let major = match storage.server_major().await {
-                Ok(major) => major,
-                Err(error) => {
-                    let reason = format!("server {server}: reading its version: {error}");
-                    unchecked(&mut report, tenants, &reason);
-                    continue;
-                }
-            };
-            let wanted: BTreeSet<ExpectedKey> = tenants
-                .iter()
-                .map(|t| ExpectedKey {
-                    isolation: t.isolation,
-                    version: t.schema_version,
-                    server_major: major,
-                })
-                .collect();
-            let mut refused = BTreeMap::new();
-            for key in wanted {
-                match self.ensure_expected(&storage, key, &mut expected).await {
-                    Ok(Some(_)) => report.computed.push(key),
-                    Ok(None) => {}
-                    Err(reason) => {
-                        refused.insert(key, reason);
-                    }
-                }
-            }
-            let (readable, refused_tenants): (Vec<_>, Vec<_>) =
-                tenants.into_iter().partition(|t| {
-                    !refused.contains_key(&ExpectedKey {
-                        isolation: t.isolation,
-                        version: t.schema_version,
-                        server_major: major,
-                    })
-                });
-            for tenant in refused_tenants {
-                let key = ExpectedKey {
-                    isolation: tenant.isolation,
-                    version: tenant.schema_version,
-                    server_major: major,
-                };
-                let reason = refused[&key].clone();
-                report.unchecked.push(Unchecked { tenant, reason });
-            }
-            for isolation in [Isolation::Schema, Isolation::Database] {
-                let of_mode: Vec<DriftCandidate> = readable
-                    .iter()
-                    .filter(|t| t.isolation == isolation)
-                    .cloned()
-                    .collect();
-                // A schema batch is one query; a database is a query of its own.
-                let chunk = match isolation {
-                    Isolation::Schema => usize::try_from(self.batch.max(1)).unwrap_or(usize::MAX),
-                    Isolation::Database => of_mode.len().max(1),
-                };
-                for tenants in of_mode.chunks(chunk) {
-                    let slugs: Vec<_> = tenants.iter().map(|t| t.slug.clone()).collect();
-                    let read = match storage.fingerprints(isolation, &slugs).await {
-                        Ok(read) => read,
-                        Err(error) => {
-                            let reason = format!("server {server}: reading the catalogs: {error}");
-                            unchecked(&mut report, tenants.to_vec(), &reason);
-                            continue;
-                        }
-                    };
-                    report.catalog_queries += match isolation {
-                        Isolation::Schema => 1,
-                        Isolation::Database => tenants.len(),
-                    };
-                    for tenant in tenants {
-                        let key = ExpectedKey {
-                            isolation,
-                            version: tenant.schema_version,
-                            server_major: major,
-                        };
-                        let Some(wanted) = expected.get(&key) else {
-                            continue;
-                        };
-                        let actual = read.get(&tenant.slug).cloned().unwrap_or_default();
-                        report.checked += 1;
-                        checked_ids.push(tenant.id);
-                        let (digest, expected_digest) =
-                            (actual.digest(), wanted.fingerprint.digest());
-                        if digest != expected_digest {
-                            report.drifted.push(Drifted {
-                                tenant: tenant.clone(),
-                                expected_digest,
-                                digest,
-                                differences: actual.diff(&wanted.fingerprint),
-                            });
-                        }
-                    }
-                }
+            match self
+                .check_server(&server, tenants, &mut expected, &mut report)
+                .await
+            {
+                Ok(ids) => checked.extend(ids),
+                Err((tenants, reason)) => unchecked(&mut report, tenants, &reason),
             }
         }
         let records: Vec<DriftRecord> = report
@@ -211,19 +119,117 @@ impl DriftCheck<'_> {
                 differences: d.differences.iter().map(ToString::to_string).collect(),
             })
             .collect();
-        self.platform.record_drift(&checked_ids, &records).await?;
+        self.platform.record_drift(&checked, &records).await?;
         Ok(report)
     }
 
-    /// Makes sure `expected` holds the fingerprint of `key` built from this set: `Some(())`
-    /// when it was computed now (and kept), `None` when it was there; the reason when it cannot
-    /// be had.
+    /// One server's tenants: their expectations first (kept or computed there), then their
+    /// catalogs, batch by batch. Returns the ids of the tenants compared; the whole server's
+    /// tenants and the reason when it cannot be reached.
+    async fn check_server(
+        &self,
+        server: &ServerName,
+        tenants: Vec<DriftCandidate>,
+        expected: &mut HashMap<ExpectedKey, Expected>,
+        report: &mut DriftReport,
+    ) -> Result<Vec<Uuid>, (Vec<DriftCandidate>, String)> {
+        let storage = match self.servers.storage(server).await {
+            Ok(storage) => storage,
+            Err(error) => {
+                return Err((
+                    tenants,
+                    format!("server {server} cannot be reached: {error}"),
+                ));
+            }
+        };
+        let major = match storage.server_major().await {
+            Ok(major) => major,
+            Err(error) => {
+                return Err((
+                    tenants,
+                    format!("server {server}: reading its version: {error}"),
+                ));
+            }
+        };
+        let key = |tenant: &DriftCandidate| ExpectedKey {
+            isolation: tenant.isolation,
+            version: tenant.schema_version,
+            server_major: major,
+        };
+        let mut refused = BTreeMap::new();
+        for wanted in tenants.iter().map(key).collect::<BTreeSet<_>>() {
+            match self.ensure_expected(&storage, wanted, expected).await {
+                Ok(true) => report.computed.push(wanted),
+                Ok(false) => {}
+                Err(reason) => {
+                    refused.insert(wanted, reason);
+                }
+            }
+        }
+        let (readable, without_expectation): (Vec<_>, Vec<_>) = tenants
+            .into_iter()
+            .partition(|t| !refused.contains_key(&key(t)));
+        for tenant in without_expectation {
+            let reason = refused[&key(&tenant)].clone();
+            report.unchecked.push(Unchecked { tenant, reason });
+        }
+
+        let mut checked = Vec::new();
+        for isolation in [Isolation::Schema, Isolation::Database] {
+            let of_mode: Vec<&DriftCandidate> = readable
+                .iter()
+                .filter(|t| t.isolation == isolation)
+                .collect();
+            // A batch of schemas is one query; the databases are one batch, a query each.
+            let batch = match isolation {
+                Isolation::Schema => usize::try_from(self.batch.max(1)).unwrap_or(usize::MAX),
+                Isolation::Database => of_mode.len().max(1),
+            };
+            for tenants in of_mode.chunks(batch) {
+                let slugs: Vec<_> = tenants.iter().map(|t| t.slug.clone()).collect();
+                let read = match storage.fingerprints(isolation, &slugs).await {
+                    Ok(read) => read,
+                    Err(error) => {
+                        let reason = format!("server {server}: reading the catalogs: {error}");
+                        let tenants = tenants.iter().map(|t| (*t).clone()).collect();
+                        unchecked(report, tenants, &reason);
+                        continue;
+                    }
+                };
+                report.catalog_queries += match isolation {
+                    Isolation::Schema => 1,
+                    Isolation::Database => tenants.len(),
+                };
+                for tenant in tenants {
+                    let Some(wanted) = expected.get(&key(tenant)) else {
+                        continue;
+                    };
+                    let actual = read.get(&tenant.slug).cloned().unwrap_or_default();
+                    report.checked += 1;
+                    checked.push(tenant.id);
+                    let (digest, expected_digest) = (actual.digest(), wanted.fingerprint.digest());
+                    if digest != expected_digest {
+                        report.drifted.push(Drifted {
+                            tenant: (*tenant).clone(),
+                            expected_digest,
+                            digest,
+                            differences: actual.diff(&wanted.fingerprint),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(checked)
+    }
+
+    /// Makes sure `expected` holds the fingerprint of `key` built from this set: `true` when it
+    /// was computed now (and kept), `false` when it was there; the reason when it cannot be had.
     async fn ensure_expected(
         &self,
         storage: &TenantStorage,
         key: ExpectedKey,
-        expected: &mut std::collections::HashMap<ExpectedKey, Expected>,
-    ) -> Result<Option<()>, String> {
+        expected: &mut HashMap<ExpectedKey, Expected>,
+    ) -> Result<bool, String> {
         let Some(set_checksum) = set_checksum(self.set, key.version) else {
             return Err(format!(
                 "version {} is not one of this build's tenant migrations (newest {}): run the check from the build that deployed it",
@@ -237,7 +243,7 @@ impl DriftCheck<'_> {
             .get(&key)
             .is_some_and(|kept| kept.set_checksum == set_checksum)
         {
-            return Ok(None);
+            return Ok(false);
         }
         let fingerprint = storage
             .expected_fingerprint(key.isolation, self.set, key.version)
@@ -257,7 +263,7 @@ impl DriftCheck<'_> {
             .await
             .map_err(|error| format!("keeping the expected fingerprint: {error}"))?;
         expected.insert(key, computed);
-        Ok(Some(()))
+        Ok(true)
     }
 }
 
@@ -329,7 +335,10 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().path())
             .find(|p| {
-                p.file_name().unwrap().to_string_lossy().starts_with(&second.to_string())
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&second.to_string())
                     && p.to_string_lossy().ends_with(".up.sql")
             })
             .unwrap();
@@ -337,10 +346,7 @@ mod tests {
         sql.push_str("-- edited\n");
         std::fs::write(&second_file, sql).unwrap();
         let edited = Catalog::load(Some(edited.path())).unwrap().tenant;
-        assert_eq!(
-            set_checksum(&edited, first),
-            set_checksum(&built_in, first)
-        );
+        assert_eq!(set_checksum(&edited, first), set_checksum(&built_in, first));
         assert_ne!(
             set_checksum(&edited, second),
             set_checksum(&built_in, second)

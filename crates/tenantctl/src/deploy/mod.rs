@@ -185,7 +185,11 @@ mod tests {
         let mut few = started(3, 2);
         let two: HashSet<Uuid> = [few.tenants[0].id, few.tenants[1].id].into();
         few.without(&two);
-        assert_eq!(slugs(few.canary_split().0), ["tenant_2"], "as many as are left");
+        assert_eq!(
+            slugs(few.canary_split().0),
+            ["tenant_2"],
+            "as many as are left"
+        );
         assert!(few.canary_split().1.is_empty());
     }
 }
