@@ -149,7 +149,7 @@ mod tests {
             files
                 .iter()
                 .map(|(name, text)| ((*name).to_owned(), (*text).to_owned()))
-                .collect(),
+                .collect::<Vec<_>>(),
         )
         .expect("a valid set")
     }
