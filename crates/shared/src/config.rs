@@ -12,7 +12,7 @@
 //! | `HEALTH_ADDR` | where a service serves `/healthz`, `/readyz` and `/metrics` (not part of the contract) | `127.0.0.1:8080` |
 //! | `MIGRATOR_CONCURRENCY` | commands one migrator process handles at once (and its prefetch) (not part of the contract) | `64` |
 //! | `MIGRATOR_SERVER_SLOTS` | migrations running at once on one tenant server across every migrator; also each process's pool there (not part of the contract) | `16` |
-//! | `PROVISIONER_TEMPLATES` | `on`: a new schema-isolated tenant gets a verified template of the latest tenant migrations in one transaction, instead of replaying them one by one; `off`: always the migrations | `on` |
+//! | `PROVISIONER_TEMPLATES` | `on`: a new schema-isolated tenant gets a verified template of the latest tenant migrations in one transaction, instead of replaying them one by one; `off`: always the migrations (not part of the contract) | `on` |
 //! | `LOG_FORMAT` | `auto` (human on a terminal, JSON otherwise), `human` or `json` (not part of the contract) | `auto` |
 //!
 //! Tests build a [`Config`] from a map with [`Config::from_lookup`]; nothing here calls
