@@ -170,18 +170,11 @@ async fn provision(
         "    {tenants} at once:   {:>6.2}s  {rate:>6.1} tenants/s   publish→active p50 {p50:>4.0} ms, p99 {p99:>5.0} ms",
         elapsed.as_secs_f64(),
     );
-    let steps: Vec<(String, f64, f64)> = sqlx::query_as(
-        "SELECT step, percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms)::float8,
-                percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms)::float8
-           FROM provisioning_steps GROUP BY step ORDER BY min(started_at)",
-    )
-    .fetch_all(&mut db)
-    .await?;
-    let steps: Vec<String> = steps
-        .iter()
-        .map(|(step, p50, p99)| format!("{step} {p50:.0}/{p99:.0}"))
-        .collect();
-    println!("      per step, p50/p99 ms: {}", steps.join(", "));
+    let ids: Vec<Uuid> = published.keys().copied().collect();
+    println!(
+        "      per step, p50/p99 ms: {}",
+        step_times(&mut db, &ids).await?
+    );
     println!(
         "      CPU per tenant: {}",
         cpu.per_unit(tenants, ours, "the benchmark process")
@@ -189,6 +182,7 @@ async fn provision(
 
     // 2. One at a time.
     let mut serial_latencies = Vec::new();
+    let mut serial_ids = Vec::new();
     for i in 0..serial {
         let slug = format!("{tag}s{run_id}_{i:05}");
         let (id, at) = register(&ctx, &slug).await?;
@@ -204,6 +198,7 @@ async fn provision(
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         serial_latencies.push(latencies(&mut db, &HashMap::from([(id, at)])).await?[0]);
+        serial_ids.push(id);
     }
     serial_latencies.sort_by(f64::total_cmp);
     let (serial_p50, serial_p99) = (
@@ -213,6 +208,10 @@ async fn provision(
     println!(
         "    {serial} one at a time: publish→active p50 {serial_p50:>4.0} ms, p99 {serial_p99:>5.0} ms, max {:>5.0} ms",
         serial_latencies.iter().copied().fold(0.0, f64::max)
+    );
+    println!(
+        "      per step, p50/p99 ms: {}",
+        step_times(&mut db, &serial_ids).await?
     );
 
     stop.cancel();
@@ -331,6 +330,26 @@ async fn baseline(
     drop_database(&mut admin, &baseline_database).await;
     drop_roles(&mut admin, &format!("tenant\\_p{run_id}\\_%")).await?;
     Ok((baseline_rate, baseline_cpu))
+}
+
+/// Each step's p50/p99 duration over `tenants`, in ms, in the order the steps run.
+async fn step_times(
+    db: &mut sqlx::PgConnection,
+    tenants: &[Uuid],
+) -> Result<String, Box<dyn std::error::Error>> {
+    let steps: Vec<(String, f64, f64)> = sqlx::query_as(
+        "SELECT step, percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms)::float8,
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms)::float8
+           FROM provisioning_steps WHERE tenant_id = ANY($1) GROUP BY step ORDER BY min(started_at)",
+    )
+    .bind(tenants)
+    .fetch_all(&mut *db)
+    .await?;
+    Ok(steps
+        .iter()
+        .map(|(step, p50, p99)| format!("{step} {p50:.0}/{p99:.0}"))
+        .collect::<Vec<_>>()
+        .join(", "))
 }
 
 /// Drops the roles whose names are `LIKE pattern`.
