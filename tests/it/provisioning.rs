@@ -895,3 +895,87 @@ async fn a_provisioner_refuses_to_start_with_a_set_that_has_no_admin_user_file()
         "{message}"
     );
 }
+
+/// Templates on (the default), new schema tenants are built from the verified template; off,
+/// by the migrations. Either way they have one fingerprint and the same history (version,
+/// description, checksum). A templated tenant's rows were written by one statement (one
+/// `started_at`), a migrated tenant's one transaction per migration: the template was used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_provisioned_with_templates_on_and_off_are_alike() {
+    let env = Env::new().await;
+    let templated = [env.register(None).await, env.register(None).await];
+    let (stop, task) = env.start_provisioner();
+    for (tenant, _) in &templated {
+        env.wait_for_status(*tenant, "active", ACTIVE_WITHIN).await;
+    }
+    testkit::stop_service((stop, task)).await;
+
+    let mut off = env.ctx.clone();
+    off.config = Arc::new(shared::config::Config {
+        provisioner: shared::config::ProvisionerConfig { templates: false },
+        ..(*off.config).clone()
+    });
+    let migrated = env.register(None).await;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(provisioner::run(off, stop.clone()));
+    env.wait_for_status(migrated.0, "active", ACTIVE_WITHIN)
+        .await;
+    testkit::stop_service((stop, task)).await;
+
+    let mut conn = env.sql().await;
+    let all: Vec<(String, String)> = templated
+        .iter()
+        .chain([&migrated])
+        .map(|(_, slug)| (slug.storage_name(), slug.storage_name()))
+        .collect();
+    let fingerprints = engine::backend::read_fingerprints(&mut conn, &all)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let expected = &fingerprints[&migrated.1.storage_name()];
+    assert!(!expected.is_empty());
+    for (tenant, slug) in templated.iter().chain([&migrated]) {
+        assert_provisioned(&env, *tenant, slug).await;
+        let actual = &fingerprints[&slug.storage_name()];
+        assert!(
+            actual.diff(expected).is_empty(),
+            "{:?}",
+            actual.diff(expected)
+        );
+    }
+    let history = |slug: &domain::tenant::TenantSlug| {
+        sqlx::AssertSqlSafe(format!(
+            "SELECT version, description, checksum, started_at FROM \"{}\"._tenancy_history
+              WHERE migration_set = 'tenant' ORDER BY version",
+            slug.storage_name()
+        ))
+    };
+    let read = |rows: Vec<(i64, String, String, DateTime<Utc>)>| {
+        let starts: std::collections::BTreeSet<_> = rows.iter().map(|r| r.3).collect();
+        let rows: Vec<_> = rows.into_iter().map(|(v, d, c, _)| (v, d, c)).collect();
+        (rows, starts.len())
+    };
+    let (expected_rows, migrated_starts) = read(
+        sqlx::query_as(history(&migrated.1))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    assert_eq!(expected_rows.len(), env.ctx.catalog.tenant.migrations.len());
+    assert!(
+        migrated_starts > 1,
+        "templates off: one transaction per migration"
+    );
+    for (_, slug) in &templated {
+        let (rows, starts) = read(
+            sqlx::query_as(history(slug))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        assert_eq!(rows, expected_rows);
+        assert_eq!(
+            starts, 1,
+            "templates on: the template's one statement wrote the history"
+        );
+    }
+}

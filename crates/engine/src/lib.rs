@@ -14,7 +14,8 @@
 //!   [`lint`] (the rules, one file per family), [`directives`] (a file's header), [`settings`]
 //!   (a set's `settings.conf`), [`admin`] (the tenant-seeds set's admin-user script), [`plan`]
 //!   (what to run, from a set and a history), [`release`] (the released record), [`fingerprint`]
-//!   (what a schema contains, its digest and differences), and the parsing
+//!   (what a schema contains, its digest and differences), [`template`] (a set's latest version
+//!   as DDL, history rows and fingerprint), and the parsing
 //!   half of [`source`] (sets, their migrations and scripts, with [`SetKind`] and
 //!   [`Direction`]);
 //! - adapters: [`backend`] (PostgreSQL schema / database per tenant, SQLite file per tenant, the
@@ -45,6 +46,7 @@ pub mod settings;
 pub mod source;
 pub mod sql;
 pub mod target;
+pub mod template;
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded_migrations.rs"));

@@ -4,18 +4,23 @@
 //! cargo bench -p provisioner --bench provision -- [--tenants 200] [--serial 50]
 //! ```
 //!
+//! In one run, for the provisioner with templates on (`PROVISIONER_TEMPLATES=on`, a new tenant
+//! gets the tenant set's verified template in one transaction) and then off (every migration
+//! replayed through the engine):
 //! 1. `--tenants` registrations published at once, provisioned by the provisioner (in this
-//!    process, its normal concurrency): tenants per second, p50 and p99 from publish to active;
-//! 2. in the same run, a plain-SQL baseline doing per tenant what provisioning does (tenant
-//!    row, schema, role and grants, every tenant migration, the seed, the admin, active) over
-//!    the same number of connections, with no bus, no history, no step records, no events. It
-//!    runs in a database of its own with the same platform tables: on this kind of machine,
-//!    creating a relation's files costs more the more files its database's directory holds,
-//!    which would tilt a shared database against whichever side runs second;
-//! 3. `--serial` tenants registered one at a time (the next once the last is active): p50 and
+//!    process, its normal concurrency): tenants per second, p50 and p99 from publish to active
+//!    (the first tenant with templates on waits for the template's build, which is counted);
+//! 2. `--serial` tenants registered one at a time (the next once the last is active): p50 and
 //!    p99 from publish to active.
 //!
-//! Local PostgreSQL and RabbitMQ (`PG_BENCH_URL`, `AMQP_URL`); a database and a namespace of its
+//! Then a plain-SQL baseline doing per tenant what provisioning does (tenant row, schema, role
+//! and grants, every tenant migration, the seed, the admin, active) over the same number of
+//! connections, with no bus, no history, no step records, no events; and the ratios. Each of
+//! the three runs in a database of its own with the same platform tables: on this kind of
+//! machine, creating a relation's files costs more the more files its database's directory
+//! holds, which would tilt a shared database against whichever side runs later.
+//!
+//! Local PostgreSQL and RabbitMQ (`PG_BENCH_URL`, `AMQP_URL`); databases and namespaces of its
 //! own, removed at the end.
 
 use std::collections::HashMap;
@@ -36,6 +41,16 @@ use testkit::pg::drop_database;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// What one provisioner run measured.
+struct Figures {
+    label: &'static str,
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    serial_p50: f64,
+    serial_p99: f64,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let flag = testkit::bench_flag;
@@ -47,18 +62,85 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let amqp = std::env::var("AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
     let run_id = std::process::id();
-    let database = format!("tenancy_bench_provision_{run_id}");
+    let ours = std::fs::read_to_string("/proc/self/comm")?
+        .trim()
+        .to_owned();
+    println!(
+        "provisioning benchmark: schema isolation, concurrency {}, PostgreSQL and RabbitMQ on this machine",
+        provisioner::CONCURRENCY
+    );
+
+    let mut runs = Vec::new();
+    for (label, tag, templates) in [("templates on", "t", true), ("templates off", "m", false)] {
+        runs.push(
+            provision(
+                &server, &amqp, run_id, label, tag, templates, tenants, serial, &ours,
+            )
+            .await?,
+        );
+    }
+    let (baseline_rate, baseline_cpu) = baseline(&server, run_id, tenants).await?;
+    println!(
+        "  baseline:       {baseline_rate:>6.1} tenants/s   (plain SQL, no bus, no bookkeeping), CPU per tenant: {}",
+        baseline_cpu.per_unit(tenants, &ours, "the benchmark process")
+    );
+    println!("  summary:");
+    for run in &runs {
+        println!(
+            "    {:<14} {:>6.1} tenants/s = {:>4.0}% of the baseline; at once p50 {:>4.0} ms p99 {:>5.0} ms; one at a time p50 {:>4.0} ms p99 {:>4.0} ms",
+            run.label,
+            run.rate,
+            100.0 * run.rate / baseline_rate,
+            run.p50,
+            run.p99,
+            run.serial_p50,
+            run.serial_p99,
+        );
+    }
+    if let [on, off] = runs.as_slice() {
+        println!(
+            "    templates on / off: throughput x{:.2}, one-at-a-time p50 x{:.2}, p99 x{:.2}",
+            on.rate / off.rate,
+            on.serial_p50 / off.serial_p50,
+            on.serial_p99 / off.serial_p99,
+        );
+    }
+    Ok(())
+}
+
+/// One provisioner run (templates `on` or off) in a database and namespace of its own:
+/// `tenants` at once, then `serial` one at a time.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the run's settings, each used once"
+)]
+async fn provision(
+    server: &PgConnectOptions,
+    amqp: &str,
+    run_id: u32,
+    label: &'static str,
+    tag: &str,
+    templates: bool,
+    tenants: usize,
+    serial: usize,
+    ours: &str,
+) -> Result<Figures, Box<dyn std::error::Error>> {
+    let database = format!("tenancy_bench_provision_{run_id}_{tag}");
     let database_url = format!(
         "postgres://{}@{}:{}/{database}",
         server.get_username(),
         server.get_host(),
         server.get_port()
     );
-    let namespace = format!("bench-provision-{run_id}");
+    let namespace = format!("bench-provision-{run_id}-{tag}");
     let values = HashMap::from([
         ("DATABASE_URL", database_url.clone()),
-        ("AMQP_URL", amqp),
+        ("AMQP_URL", amqp.to_owned()),
         ("TENANCY_NAMESPACE", namespace.clone()),
+        (
+            "PROVISIONER_TEMPLATES",
+            if templates { "on" } else { "off" }.to_owned(),
+        ),
     ]);
     let config = Config::from_lookup(|k| values.get(k).cloned())?;
     let ctx = Context::connect(config, "provision-bench", &CancellationToken::new()).await?;
@@ -66,55 +148,105 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stop = CancellationToken::new();
     let provisioner = tokio::spawn(provisioner::run(ctx.clone(), stop.clone()));
     let mut db = server.clone().database(&database).connect().await?;
-    let mut slugs = Vec::new();
-
-    println!(
-        "provisioning benchmark: schema isolation, concurrency {}, PostgreSQL and RabbitMQ on this machine",
-        provisioner::CONCURRENCY
-    );
+    println!("  {label}:");
 
     // 1. All at once.
     let mut published = HashMap::new();
-    let ours = std::fs::read_to_string("/proc/self/comm")?
-        .trim()
-        .to_owned();
     settle(&mut db).await?;
     let cpu_before = CpuSnapshot::now();
     let started = Instant::now();
     for i in 0..tenants {
-        let slug = format!("b{run_id}_{i:05}");
+        let slug = format!("{tag}b{run_id}_{i:05}");
         let (id, at) = register(&ctx, &slug).await?;
         published.insert(id, at);
-        slugs.push(slug);
     }
     wait_active(&mut db, tenants).await?;
     let elapsed = started.elapsed();
-    let provisioner_cpu = CpuSnapshot::now().since(&cpu_before);
+    let cpu = CpuSnapshot::now().since(&cpu_before);
     let measured = latencies(&mut db, &published).await?;
     let rate = tenants as f64 / elapsed.as_secs_f64();
+    let (p50, p99) = (percentile(&measured, 50.0), percentile(&measured, 99.0));
     println!(
-        "  {tenants} at once:   {:>6.2}s  {rate:>6.1} tenants/s   publish→active p50 {:>4.0} ms, p99 {:>5.0} ms",
+        "    {tenants} at once:   {:>6.2}s  {rate:>6.1} tenants/s   publish→active p50 {p50:>4.0} ms, p99 {p99:>5.0} ms",
         elapsed.as_secs_f64(),
-        percentile(&measured, 50.0),
-        percentile(&measured, 99.0)
     );
-    let steps: Vec<(String, f64, f64)> = sqlx::query_as(
-        "SELECT step, percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms)::float8,
-                percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms)::float8
-           FROM provisioning_steps GROUP BY step ORDER BY min(started_at)",
-    )
-    .fetch_all(&mut db)
-    .await?;
-    let steps: Vec<String> = steps
-        .iter()
-        .map(|(step, p50, p99)| format!("{step} {p50:.0}/{p99:.0}"))
-        .collect();
-    println!("    per step, p50/p99 ms: {}", steps.join(", "));
+    let ids: Vec<Uuid> = published.keys().copied().collect();
+    println!(
+        "      per step, p50/p99 ms: {}",
+        step_times(&mut db, &ids).await?
+    );
+    println!(
+        "      CPU per tenant: {}",
+        cpu.per_unit(tenants, ours, "the benchmark process")
+    );
 
-    // 2. The plain-SQL baseline, same work per tenant, same number of connections, in a
-    // database of its own with the same platform tables (see the module documentation).
-    let baseline_database = format!("{database}_baseline");
-    create_database(&server, &baseline_database).await?;
+    // 2. One at a time.
+    let mut serial_latencies = Vec::new();
+    let mut serial_ids = Vec::new();
+    for i in 0..serial {
+        let slug = format!("{tag}s{run_id}_{i:05}");
+        let (id, at) = register(&ctx, &slug).await?;
+        loop {
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut db)
+                    .await?;
+            if status.as_deref() == Some("active") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        serial_latencies.push(latencies(&mut db, &HashMap::from([(id, at)])).await?[0]);
+        serial_ids.push(id);
+    }
+    serial_latencies.sort_by(f64::total_cmp);
+    let (serial_p50, serial_p99) = (
+        percentile(&serial_latencies, 50.0),
+        percentile(&serial_latencies, 99.0),
+    );
+    println!(
+        "    {serial} one at a time: publish→active p50 {serial_p50:>4.0} ms, p99 {serial_p99:>5.0} ms, max {:>5.0} ms",
+        serial_latencies.iter().copied().fold(0.0, f64::max)
+    );
+    println!(
+        "      per step, p50/p99 ms: {}",
+        step_times(&mut db, &serial_ids).await?
+    );
+
+    stop.cancel();
+    let _ = provisioner.await;
+    let channel = ctx.bus.channel().await?;
+    Topology::new(namespace).delete(&channel).await?;
+    ctx.bus.close().await;
+    let _ = db.close().await;
+    let mut admin = server.connect().await?;
+    drop_database(&mut admin, &database).await;
+    drop_roles(&mut admin, &format!("tenant\\_{tag}_{run_id}\\_%")).await?;
+    Ok(Figures {
+        label,
+        rate,
+        p50,
+        p99,
+        serial_p50,
+        serial_p99,
+    })
+}
+
+/// The plain-SQL baseline: tenants per second and the CPU it took.
+async fn baseline(
+    server: &PgConnectOptions,
+    run_id: u32,
+    tenants: usize,
+) -> Result<(f64, CpuSnapshot), Box<dyn std::error::Error>> {
+    let catalog = engine::Catalog::load(None)?;
+    let baseline_database = format!("tenancy_bench_provision_{run_id}_baseline");
+    create_database(server, &baseline_database).await?;
+    let mut db = server
+        .clone()
+        .database(&baseline_database)
+        .connect()
+        .await?;
     let pool = PgPoolOptions::new()
         .max_connections(u32::from(provisioner::CONCURRENCY))
         .connect_with(
@@ -125,7 +257,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?;
     Engine::new(PgSchemaBackend::new(pool.clone()), EngineOptions::default())
-        .apply(&Target::Platform, &ctx.catalog.platform, None, &())
+        .apply(&Target::Platform, &catalog.platform, None, &())
         .await?;
     let scripts = |set: &MigrationSet| -> Vec<(String, bool)> {
         set.migrations
@@ -142,10 +274,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .collect()
     };
-    let (tenant_sql, seed_sql) = (
-        scripts(&ctx.catalog.tenant),
-        scripts(&ctx.catalog.tenant_seeds),
-    );
+    let (tenant_sql, seed_sql) = (scripts(&catalog.tenant), scripts(&catalog.tenant_seeds));
     settle(&mut db).await?;
     let cpu_before = CpuSnapshot::now();
     let started = Instant::now();
@@ -195,69 +324,48 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let baseline = started.elapsed();
     let baseline_cpu = CpuSnapshot::now().since(&cpu_before);
     let baseline_rate = tenants as f64 / baseline.as_secs_f64();
-    println!(
-        "  baseline:       {:>6.2}s  {baseline_rate:>6.1} tenants/s   (plain SQL, no bus, no bookkeeping)   provisioner at {:.0}% of it",
-        baseline.as_secs_f64(),
-        100.0 * rate / baseline_rate
-    );
-    for (label, cpu) in [
-        ("baseline", &baseline_cpu),
-        ("provisioner", &provisioner_cpu),
-    ] {
-        println!(
-            "  CPU per tenant, {label:<11}: {}",
-            cpu.per_unit(tenants, &ours, "the benchmark process")
-        );
-    }
-
-    // 3. One at a time.
-    let mut serial_latencies = Vec::new();
-    for i in 0..serial {
-        let slug = format!("s{run_id}_{i:05}");
-        let (id, at) = register(&ctx, &slug).await?;
-        slugs.push(slug);
-        loop {
-            let status: Option<String> =
-                sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut db)
-                    .await?;
-            if status.as_deref() == Some("active") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        serial_latencies.push(latencies(&mut db, &HashMap::from([(id, at)])).await?[0]);
-    }
-    println!(
-        "  {serial} one at a time: publish→active p50 {:>4.0} ms, p99 {:>5.0} ms, max {:>5.0} ms",
-        percentile(&serial_latencies, 50.0),
-        percentile(&serial_latencies, 99.0),
-        serial_latencies.iter().copied().fold(0.0, f64::max)
-    );
-
-    stop.cancel();
-    let _ = provisioner.await;
-    let channel = ctx.bus.channel().await?;
-    Topology::new(namespace).delete(&channel).await?;
-    ctx.bus.close().await;
     pool.close().await;
     let _ = db.close().await;
     let mut admin = server.connect().await?;
-    for name in [&database, &baseline_database] {
-        drop_database(&mut admin, name).await;
-    }
-    for prefix in ["b", "p", "s"] {
-        let roles: Vec<String> =
-            sqlx::query_scalar("SELECT rolname FROM pg_roles WHERE rolname LIKE $1")
-                .bind(format!("tenant\\_{prefix}{run_id}\\_%"))
-                .fetch_all(&mut admin)
-                .await?;
-        for role in roles {
-            sqlx::raw_sql(AssertSqlSafe(format!("DROP ROLE {}", quote_ident(&role))))
-                .execute(&mut admin)
-                .await?;
-        }
+    drop_database(&mut admin, &baseline_database).await;
+    drop_roles(&mut admin, &format!("tenant\\_p{run_id}\\_%")).await?;
+    Ok((baseline_rate, baseline_cpu))
+}
+
+/// Each step's p50/p99 duration over `tenants`, in ms, in the order the steps run.
+async fn step_times(
+    db: &mut sqlx::PgConnection,
+    tenants: &[Uuid],
+) -> Result<String, Box<dyn std::error::Error>> {
+    let steps: Vec<(String, f64, f64)> = sqlx::query_as(
+        "SELECT step, percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms)::float8,
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms)::float8
+           FROM provisioning_steps WHERE tenant_id = ANY($1) GROUP BY step ORDER BY min(started_at)",
+    )
+    .bind(tenants)
+    .fetch_all(&mut *db)
+    .await?;
+    Ok(steps
+        .iter()
+        .map(|(step, p50, p99)| format!("{step} {p50:.0}/{p99:.0}"))
+        .collect::<Vec<_>>()
+        .join(", "))
+}
+
+/// Drops the roles whose names are `LIKE pattern`.
+async fn drop_roles(
+    admin: &mut sqlx::PgConnection,
+    pattern: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let roles: Vec<String> =
+        sqlx::query_scalar("SELECT rolname FROM pg_roles WHERE rolname LIKE $1")
+            .bind(pattern)
+            .fetch_all(&mut *admin)
+            .await?;
+    for role in roles {
+        sqlx::raw_sql(AssertSqlSafe(format!("DROP ROLE {}", quote_ident(&role))))
+            .execute(&mut *admin)
+            .await?;
     }
     Ok(())
 }

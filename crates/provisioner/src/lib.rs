@@ -6,6 +6,7 @@ mod error;
 mod provisioner;
 mod request;
 mod steps;
+mod templates;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,7 +51,8 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
         servers,
         ctx.catalog.clone(),
         ctx.bus.publisher().clone(),
-    );
+    )
+    .with_templates(ctx.config.provisioner.templates);
     let locks = ctx.platform.lock_pool(u32::from(CONCURRENCY))?;
     let handler = Arc::new(ProvisionHandler::new(
         provisioner,

@@ -96,6 +96,13 @@ impl Provisioner {
         }
     }
 
+    /// Step 3 instantiates a verified template of the tenant set on schema-isolated tenants
+    /// (`true`, the default) or always replays the migrations (`false`).
+    pub fn with_templates(mut self, on: bool) -> Self {
+        self.context.templates = on.then(crate::templates::Templates::new);
+        self
+    }
+
     fn unrecorded(&self) -> MutexGuard<'_, HashMap<(Uuid, Step), i32>> {
         self.unrecorded.lock().unwrap_or_else(|e| e.into_inner())
     }

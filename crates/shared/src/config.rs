@@ -12,6 +12,7 @@
 //! | `HEALTH_ADDR` | where a service serves `/healthz`, `/readyz` and `/metrics` (not part of the contract) | `127.0.0.1:8080` |
 //! | `MIGRATOR_CONCURRENCY` | commands one migrator process handles at once (and its prefetch) (not part of the contract) | `64` |
 //! | `MIGRATOR_SERVER_SLOTS` | migrations running at once on one tenant server across every migrator; also each process's pool there (not part of the contract) | `16` |
+//! | `PROVISIONER_TEMPLATES` | `on`: a new schema-isolated tenant gets a verified template of the latest tenant migrations in one transaction, instead of replaying them one by one; `off`: always the migrations (not part of the contract) | `on` |
 //! | `LOG_FORMAT` | `auto` (human on a terminal, JSON otherwise), `human` or `json` (not part of the contract) | `auto` |
 //!
 //! Tests build a [`Config`] from a map with [`Config::from_lookup`]; nothing here calls
@@ -358,6 +359,22 @@ pub struct Config {
     pub health_addr: std::net::SocketAddr,
     pub log_format: LogFormat,
     pub migrator: MigratorConfig,
+    pub provisioner: ProvisionerConfig,
+}
+
+/// How the provisioner builds a tenant's storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProvisionerConfig {
+    /// `PROVISIONER_TEMPLATES`: step 3 instantiates a verified template of the tenant set (one
+    /// transaction, checked by fingerprint) instead of replaying every migration; any mismatch
+    /// falls back to the migrations. Off: always the migrations.
+    pub templates: bool,
+}
+
+impl Default for ProvisionerConfig {
+    fn default() -> Self {
+        ProvisionerConfig { templates: true }
+    }
 }
 
 /// How hard the migrators may work a tenant server.
@@ -570,6 +587,20 @@ impl Config {
             ),
         };
 
+        let provisioner = ProvisionerConfig {
+            templates: match get("PROVISIONER_TEMPLATES").map(|v| v.trim().to_ascii_lowercase()) {
+                None => ProvisionerConfig::default().templates,
+                Some(v) if v == "on" => true,
+                Some(v) if v == "off" => false,
+                Some(v) => {
+                    problems.push(format!(
+                        "PROVISIONER_TEMPLATES: `{v}` must be `on` or `off`"
+                    ));
+                    ProvisionerConfig::default().templates
+                }
+            },
+        };
+
         match (
             database_url,
             tenant_database_url,
@@ -595,6 +626,7 @@ impl Config {
                 health_addr,
                 log_format,
                 migrator,
+                provisioner,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -613,6 +645,28 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         Config::from_lookup(|key| map.get(key).cloned())
+    }
+
+    #[test]
+    fn provisioner_templates_are_on_unless_turned_off() {
+        let templates = |pairs: &[(&str, &str)]| config(pairs).map(|c| c.provisioner.templates);
+        assert_eq!(templates(&[]).ok(), Some(true));
+        assert_eq!(
+            templates(&[("PROVISIONER_TEMPLATES", "off")]).ok(),
+            Some(false)
+        );
+        assert_eq!(
+            templates(&[("PROVISIONER_TEMPLATES", " ON ")]).ok(),
+            Some(true)
+        );
+        let problems = templates(&[("PROVISIONER_TEMPLATES", "yes")])
+            .err()
+            .map(|e| e.problems)
+            .unwrap_or_default();
+        assert_eq!(
+            problems,
+            ["PROVISIONER_TEMPLATES: `yes` must be `on` or `off`"]
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ use domain::tenant::TenantSlug;
 use engine::backend::{BackendError, ProvisionedStorage as _};
 use engine::fingerprint::Fingerprint;
 use engine::plan::Standing;
+use engine::template::{Instantiation, Template, TemplateError};
 use engine::{
     AdminValues, Engine, EngineError, EngineOptions, MigrationSet, PgDatabaseBackend,
     PgSchemaBackend, ProgressSink, RunReport, ServerSlots, Target,
@@ -163,6 +164,32 @@ impl TenantStorage {
         with_engine!(self, isolation, |engine| {
             engine.apply(&target, set, to, sink).await
         })
+    }
+
+    /// The verified template of `set` on this server, for schema-isolated tenants (see
+    /// [`Engine::build_template`]).
+    ///
+    /// # Errors
+    /// As [`Engine::build_template`].
+    pub async fn build_template(&self, set: &MigrationSet) -> Result<Template, TemplateError> {
+        self.schema.build_template(set).await
+    }
+
+    /// Instantiates `template` on the schema-isolated tenant, whose storage exists (see
+    /// [`Engine::instantiate_template`]). [`TenantStorage::apply`] afterwards finishes the job
+    /// whatever the outcome.
+    ///
+    /// # Errors
+    /// As [`Engine::instantiate_template`].
+    pub async fn instantiate_template(
+        &self,
+        tenant: &TenantSlug,
+        set: &MigrationSet,
+        template: &Template,
+    ) -> Result<Instantiation, EngineError> {
+        self.schema
+            .instantiate_template(tenant, set, template)
+            .await
     }
 
     /// Reverts the tenant to `to` with the down scripts.

@@ -9,16 +9,19 @@
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions};
 
+use super::pg::template::{self, ReadTemplate};
 use super::pg::{PgConn, PgSession, history_table_ddl};
 use super::pg_role::{
     self, AS_CONNECTING_USER, AS_SESSION_ROLE, CLOSE_PUBLIC_SCHEMA, CLOSE_SERVER_DATABASE,
 };
 use super::slots::ServerSlots;
-use super::{BackendError, MigrationBackend};
+use super::{BackendError, MigrationBackend, Timeouts};
 use crate::Dialect;
 use crate::history::HISTORY_TABLE;
+use crate::source::SetKind;
 use crate::sql::quote_ident;
 use crate::target::Target;
+use crate::template::{Instantiation, Template};
 use domain::tenant::TenantSlug;
 
 /// Schema-per-tenant backend over one database.
@@ -101,6 +104,46 @@ impl PgSchemaBackend {
         );
         let mut conn = self.pool.acquire().await?;
         pg_role::run_grants(&mut conn, &grants).await
+    }
+
+    /// Reads the tenant's schema, migrated by `set`, as a template's parts (see
+    /// [`crate::Engine::build_template`]).
+    ///
+    /// # Errors
+    /// A database error.
+    pub(crate) async fn read_template(
+        &self,
+        tenant: &TenantSlug,
+        set: SetKind,
+    ) -> Result<ReadTemplate, BackendError> {
+        let name = tenant.storage_name();
+        let mut conn = self.pool.acquire().await?;
+        template::read_template(&mut conn, &name, &name, set).await
+    }
+
+    /// Instantiates `template` on the tenant's empty schema in one transaction that checks its
+    /// fingerprint before committing (see [`crate::Engine::instantiate_template`]).
+    ///
+    /// # Errors
+    /// A database error, or a template statement that fails: nothing stays.
+    pub(crate) async fn instantiate_template(
+        &self,
+        tenant: &TenantSlug,
+        set: SetKind,
+        template: &Template,
+        timeouts: Timeouts,
+    ) -> Result<Instantiation, BackendError> {
+        let conn = self.pool.acquire().await?;
+        let lock_key = Target::Tenant(tenant.clone()).lock_key();
+        template::instantiate(
+            conn,
+            &tenant.storage_name(),
+            lock_key,
+            set,
+            template,
+            timeouts,
+        )
+        .await
     }
 
     /// Drops the tenant's schema and its role (tests and teardown).

@@ -26,7 +26,9 @@
 //! `apply.rs` (apply, one target or many), `revert.rs` (revert and its preview), `status.rs`
 //! (reads: standing, schema snapshot, row counts), `lock.rs` (taking and releasing a target's
 //! lock), `script.rs` (one script in its mode, and the history writes around it), `batched.rs`
-//! (the batched mode), `admin_user.rs` (the tenant-seeds set's admin-user script).
+//! (the batched mode), `admin_user.rs` (the tenant-seeds set's admin-user script), `expected.rs`
+//! (a set's expected fingerprint), `template.rs` (building, verifying and instantiating a set's
+//! template).
 
 mod admin_user;
 mod apply;
@@ -36,6 +38,7 @@ mod lock;
 mod revert;
 mod script;
 mod status;
+mod template;
 
 use std::time::Duration;
 

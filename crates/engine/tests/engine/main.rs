@@ -6,6 +6,7 @@ mod cases;
 mod fingerprints;
 mod fixtures;
 mod sinks;
+mod templates;
 
 macro_rules! on_every_backend {
     ($($case:ident),* $(,)?) => {

@@ -23,6 +23,8 @@ use uuid::Uuid;
 
 use crate::error::StepError;
 use crate::request::Request;
+use crate::templates::Templates;
+use domain::server::ServerName;
 
 /// What the steps work with: the platform database, the tenant servers, the migration sets, the
 /// bus, and the record of released migrations. The provisioner publishes its lifecycle events
@@ -34,6 +36,8 @@ pub(crate) struct StepContext {
     publisher: Publisher,
     /// What this process applies joins the released record.
     pub(crate) released: ReleaseRecorder,
+    /// Step 3's templates; `None`: templates are off (`PROVISIONER_TEMPLATES=off`).
+    pub(crate) templates: Option<Templates>,
 }
 
 impl StepContext {
@@ -50,6 +54,7 @@ impl StepContext {
             catalog,
             publisher,
             released,
+            templates: Some(Templates::new()),
         }
     }
 
@@ -58,6 +63,17 @@ impl StepContext {
     /// # Errors
     /// The tenant is not registered, or its server cannot be reached.
     pub(crate) async fn storage(&self, request: &Request) -> Result<TenantStorage, StepError> {
+        Ok(self.server_and_storage(request).await?.1)
+    }
+
+    /// The server the tenant was placed on, and its storage.
+    ///
+    /// # Errors
+    /// As [`StepContext::storage`].
+    pub(crate) async fn server_and_storage(
+        &self,
+        request: &Request,
+    ) -> Result<(ServerName, TenantStorage), StepError> {
         let server = self
             .platform
             .server_of(request.tenant_id)
@@ -68,7 +84,8 @@ impl StepContext {
                     request.tenant_id
                 ))
             })?;
-        Ok(self.servers.storage(&server).await?)
+        let storage = self.servers.storage(&server).await?;
+        Ok((server, storage))
     }
 
     /// Publishes `data` as an event whose id is derived from `key` and what it says, so that a

@@ -16,6 +16,7 @@ use sqlx::{AssertSqlSafe, Connection, Postgres, Row};
 pub(crate) mod fingerprint;
 mod history_sql;
 mod introspection;
+pub(crate) mod template;
 
 use super::slots::SlotConn;
 use super::{BackendError, BindValue, SchemaSnapshot, Session, Timeouts};
