@@ -24,12 +24,18 @@ use domain::server::ServerName;
 use domain::{Isolation, Version};
 use engine::MigrationSet;
 use engine::fingerprint::Difference;
+use futures_util::{StreamExt as _, stream};
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 /// Schemas read by one catalog query, unless told otherwise: large enough that 10,000 tenants
 /// take a few dozen queries, small enough that one answer stays a few megabytes.
 pub const DEFAULT_BATCH: u32 = 500;
+
+/// Batches of one server read at once: the server deparses every object's definition, which
+/// is CPU work a second connection spreads over a second core, and two keep the next batch
+/// ready while this process compares the last.
+const BATCHES_AT_ONCE: usize = 2;
 
 /// A tenant that differs from its version's expected schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,9 +191,17 @@ impl DriftCheck<'_> {
                 Isolation::Schema => usize::try_from(self.batch.max(1)).unwrap_or(usize::MAX),
                 Isolation::Database => of_mode.len().max(1),
             };
-            for tenants in of_mode.chunks(batch) {
-                let slugs: Vec<_> = tenants.iter().map(|t| t.slug.clone()).collect();
-                let read = match storage.fingerprints(isolation, &slugs).await {
+            let mut reads = stream::iter(of_mode.chunks(batch))
+                .map(|tenants| {
+                    let storage = &storage;
+                    async move {
+                        let slugs: Vec<_> = tenants.iter().map(|t| t.slug.clone()).collect();
+                        (tenants, storage.fingerprints(isolation, &slugs).await)
+                    }
+                })
+                .buffered(BATCHES_AT_ONCE);
+            while let Some((tenants, read)) = reads.next().await {
+                let read = match read {
                     Ok(read) => read,
                     Err(error) => {
                         let reason = format!("server {server}: reading the catalogs: {error}");
