@@ -26,6 +26,8 @@ BEGIN
               ('tenancy_provisioner', 'SELECT', 'tenant_servers'),
               -- A tenant activated during a deploy joins it.
               ('tenancy_provisioner', 'SELECT, INSERT', 'deploy_tenants'),
+              -- A verified template's fingerprint is the expected one of its version.
+              ('tenancy_provisioner', 'SELECT, INSERT, UPDATE', 'schema_fingerprints'),
 
               -- Records each tenant's version and errors, and each deploy's per-tenant outcome.
               ('tenancy_migrator', 'SELECT, UPDATE', 'tenants'),

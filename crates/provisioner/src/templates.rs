@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use domain::Isolation;
 use domain::server::ServerName;
 use domain::tenant::TenantSlug;
 use engine::Dialect;
@@ -16,6 +17,8 @@ use engine::MigrationSet;
 use engine::template::{Instantiation, SetIdentity, Template, TemplateError};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Counter;
+use shared::platform::PlatformDb;
+use shared::platform::fingerprints::{Expected, ExpectedKey};
 use shared::tenant_storage::TenantStorage;
 use tokio::sync::{Mutex, OnceCell};
 
@@ -76,12 +79,13 @@ impl Templates {
     /// then runs the migrations, which have nothing to do when the template was applied.
     pub(crate) async fn instantiate(
         &self,
+        platform: &PlatformDb,
         server: &ServerName,
         storage: &TenantStorage,
         tenant: &TenantSlug,
         set: &MigrationSet,
     ) -> Outcome {
-        let outcome = match self.template(server, storage, set).await {
+        let outcome = match self.template(platform, server, storage, set).await {
             None => Outcome::Fallback,
             Some(template) => match storage.instantiate_template(tenant, set, &template).await {
                 Ok(Instantiation::Applied) => Outcome::Template,
@@ -113,8 +117,11 @@ impl Templates {
 
     /// The template of `set` on `server`: built once (the first caller builds, the others wait
     /// for it). A failure that may pass (the server) is not kept: the next tenant tries again.
+    /// A verified template's fingerprint is also the expected one of the set's latest version:
+    /// it is kept for `tenantctl drift`, which then needs no rights to build one itself.
     pub(crate) async fn template(
         &self,
+        platform: &PlatformDb,
         server: &ServerName,
         storage: &TenantStorage,
         set: &MigrationSet,
@@ -137,6 +144,7 @@ impl Templates {
                             statements = template.statements.len(),
                             "tenant template built and verified",
                         );
+                        keep_expected(platform, storage, set, &template).await;
                         Ok(Some(Arc::new(template)))
                     }
                     Err(error @ (TemplateError::Unsupported(_) | TemplateError::DoesNotVerify { .. })) => {
@@ -164,5 +172,41 @@ impl Templates {
                 None
             }
         }
+    }
+}
+
+/// Keeps `template`'s fingerprint as the expected one of its version in schema isolation on
+/// this server's PostgreSQL major (`schema_fingerprints`). A failure costs only that: the next
+/// drift check computes it, given the rights.
+async fn keep_expected(
+    platform: &PlatformDb,
+    storage: &TenantStorage,
+    set: &MigrationSet,
+    template: &Template,
+) {
+    let Some(version) = template.version() else {
+        return;
+    };
+    let Some(set_checksum) = shared::drift::set_checksum(set, version) else {
+        return;
+    };
+    let major = match storage.server_major().await {
+        Ok(major) => major,
+        Err(error) => {
+            tracing::warn!(%error, "reading the server's version to keep the template's fingerprint failed; `tenantctl drift` computes it instead");
+            return;
+        }
+    };
+    let key = ExpectedKey {
+        isolation: Isolation::Schema,
+        version,
+        server_major: major,
+    };
+    let expected = Expected {
+        set_checksum,
+        fingerprint: template.fingerprint.clone(),
+    };
+    if let Err(error) = platform.record_expected_fingerprint(key, &expected).await {
+        tracing::warn!(%error, %version, "keeping the template's fingerprint as the expected one failed; `tenantctl drift` computes it instead");
     }
 }

@@ -16,7 +16,7 @@ pub(super) async fn run(context: &StepContext, request: &Request) -> Result<(), 
     let set = &context.catalog.tenant;
     if let (Some(templates), Isolation::Schema) = (&context.templates, request.isolation) {
         let outcome = templates
-            .instantiate(&server, &storage, &request.slug, set)
+            .instantiate(&context.platform, &server, &storage, &request.slug, set)
             .await;
         tracing::debug!(?outcome, "tenant template");
     }
