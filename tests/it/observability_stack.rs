@@ -21,11 +21,12 @@ use testkit::workspace_path;
 const GRAFANA_ROLE: &str = "grafana_reader";
 
 /// The shipped alert rules, in the order of the file.
-const ALERTS: [&str; 7] = [
+const ALERTS: [&str; 8] = [
     "TenancyProvisioningFailureRateHigh",
     "TenancyTenantStuckProvisioning",
     "TenancyDeadLetters",
     "TenancyTenantsNeedReprocessing",
+    "TenancySchemaDrift",
     "TenancyDeployStalled",
     "TenancyBrokerDisconnected",
     "TenancyTargetDown",

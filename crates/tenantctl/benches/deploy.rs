@@ -212,6 +212,13 @@ async fn main() -> BenchResult<()> {
     for name in [&database, &baseline_database] {
         drop_database(&mut admin, name).await;
     }
+    testkit::pg::drop_roles_now(
+        slugs
+            .iter()
+            .chain(&baseline_slugs)
+            .map(TenantSlug::storage_name)
+            .collect(),
+    );
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }

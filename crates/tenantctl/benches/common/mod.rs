@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use domain::tenant::TenantSlug;
-use engine::{Catalog, Engine, EngineOptions, MigrationBackend as _, PgSchemaBackend, Target};
+use engine::{Catalog, Engine, EngineOptions, PgSchemaBackend, Target};
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use shared::bus::{Bus, WorkQueue};
 use sqlx::postgres::PgConnectOptions;
@@ -19,7 +19,7 @@ pub const V1_SQL: &str = "CREATE TABLE notes (id bigint PRIMARY KEY, body text N
 pub const V2: &str = "20270102000000_create_note_tags";
 pub const V2_SQL: &str = "CREATE TABLE note_tags (note_id bigint NOT NULL REFERENCES notes (id), tag text NOT NULL, PRIMARY KEY (note_id, tag));\n";
 
-/// `slugs` as schemas of the database `options` names, at version 1.
+/// `slugs` as schemas of the database `options` names, each with its role, at version 1.
 pub async fn create_fleet(
     options: PgConnectOptions,
     slugs: &[TenantSlug],
@@ -30,8 +30,10 @@ pub async fn create_fleet(
         PgSchemaBackend::connect(options, connections as u32).await?,
         EngineOptions::default(),
     );
+    // With their roles and grants, as provisioning leaves tenants: a deploy checks each tenant
+    // with something to apply against its version's schema, grants included.
     stream::iter(slugs)
-        .map(|slug| engine.backend().create_storage(slug))
+        .map(|slug| engine.backend().create_storage_with_role(slug))
         .buffer_unordered(connections)
         .try_collect::<()>()
         .await?;

@@ -88,9 +88,13 @@ pub async fn read_fingerprints(
     let schemas: Vec<&str> = tenants.iter().map(|(schema, _)| schema.as_str()).collect();
     // The catalogs' statistics put this query's cost far above `jit_above_cost`, and compiling
     // it took longer than running it (50 to 150 ms of a 500-schema batch's 800 ms, and all of a
-    // one-schema read's); a session setting rather than `SET LOCAL`, since the caller may or may
-    // not be in a transaction.
-    sqlx::raw_sql("SET jit = off").execute(&mut *conn).await?;
+    // one-schema read's). Deparsing a default or a view opens its relation: behind a migration's
+    // (or anyone's) exclusive lock the read would wait, and queue everyone else behind it, so it
+    // gives up after a while instead. Session settings rather than `SET LOCAL`, since the
+    // caller may or may not be in a transaction.
+    sqlx::raw_sql("SET jit = off; SET lock_timeout = '2s'")
+        .execute(&mut *conn)
+        .await?;
     let rows = sqlx::query(OBJECTS)
         .bind(&schemas)
         .bind(HISTORY_TABLE)
@@ -98,7 +102,9 @@ pub async fn read_fingerprints(
         .await;
     // After a failed query in a transaction the reset fails too: the query's error is the one
     // to report.
-    let reset = sqlx::raw_sql("RESET jit").execute(&mut *conn).await;
+    let reset = sqlx::raw_sql("RESET jit; RESET lock_timeout")
+        .execute(&mut *conn)
+        .await;
     let rows = rows?;
     reset?;
     let names: BTreeMap<&str, Names> = tenants
