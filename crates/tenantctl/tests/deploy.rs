@@ -807,7 +807,7 @@ async fn a_migrator_killed_mid_deploy_is_redelivered_and_the_deploy_completes() 
                 )
                 .unwrap_or_else(|e| panic!("{e}")),
             );
-        command.spawn().unwrap_or_else(|e| panic!("{e}"))
+        testkit::KillOnDrop(command.spawn().unwrap_or_else(|e| panic!("{e}")))
     };
     let mut first = migrator("1");
     let deploy = fleet.tenantctl(&["deploy", "--output", "json"]).await;
