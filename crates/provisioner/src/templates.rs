@@ -202,10 +202,7 @@ async fn keep_expected(
         version,
         server_major: major,
     };
-    let expected = Expected {
-        set_checksum,
-        fingerprint: template.fingerprint.clone(),
-    };
+    let expected = Expected::new(set_checksum, template.fingerprint.clone());
     if let Err(error) = platform.record_expected_fingerprint(key, &expected).await {
         tracing::warn!(%error, %version, "keeping the template's fingerprint as the expected one failed; `tenantctl drift` computes it instead");
     }

@@ -201,7 +201,7 @@ impl DriftCheck<'_> {
                 })
                 .buffered(BATCHES_AT_ONCE);
             while let Some((tenants, read)) = reads.next().await {
-                let read = match read {
+                let mut read = match read {
                     Ok(read) => read,
                     Err(error) => {
                         let reason = format!("server {server}: reading the catalogs: {error}");
@@ -218,16 +218,16 @@ impl DriftCheck<'_> {
                     let Some(wanted) = expected.get(&key(tenant)) else {
                         continue;
                     };
-                    let actual = read.get(&tenant.slug).cloned().unwrap_or_default();
+                    let actual = read.remove(&tenant.slug).unwrap_or_default();
                     report.checked += 1;
                     checked.push(tenant.id);
-                    let (digest, expected_digest) = (actual.digest(), wanted.fingerprint.digest());
-                    if digest != expected_digest {
+                    let digest = actual.digest();
+                    if digest != wanted.digest() {
                         report.drifted.push(Drifted {
                             tenant: (*tenant).clone(),
-                            expected_digest,
+                            expected_digest: wanted.digest().to_owned(),
                             digest,
-                            differences: actual.diff(&wanted.fingerprint),
+                            differences: actual.diff(wanted.fingerprint()),
                         });
                     }
                 }
@@ -255,7 +255,7 @@ impl DriftCheck<'_> {
         };
         if expected
             .get(&key)
-            .is_some_and(|kept| kept.set_checksum == set_checksum)
+            .is_some_and(|kept| kept.set_checksum() == set_checksum)
         {
             return Ok(false);
         }
@@ -268,10 +268,7 @@ impl DriftCheck<'_> {
                     key.version, key.isolation, key.server_major
                 )
             })?;
-        let computed = Expected {
-            set_checksum,
-            fingerprint,
-        };
+        let computed = Expected::new(set_checksum, fingerprint);
         self.platform
             .record_expected_fingerprint(key, &computed)
             .await

@@ -17,10 +17,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{BenchResult, tenantctl};
+use common::{BenchResult, create_fleet, last_json_line, tenantctl};
 use domain::tenant::TenantSlug;
-use engine::{Catalog, Engine, EngineOptions, PgSchemaBackend, ProvisionedStorage as _, Target};
-use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+use engine::Catalog;
 use shared::config::Config;
 use shared::drift::{DEFAULT_BATCH, DriftCheck};
 use shared::platform::PlatformDb;
@@ -171,33 +170,16 @@ impl Fleet {
         ctx.apply_platform_migrations().await?;
 
         let started = Instant::now();
-        let prefix = &database[..1];
         let slugs: Vec<TenantSlug> = (0..tenants)
-            .map(|i| TenantSlug::parse(&format!("{prefix}{run_id}_{i:05}")))
+            .map(|i| TenantSlug::parse(&format!("f{run_id}_{i:05}")))
             .collect::<Result<_, _>>()?;
-        let engine = Engine::new(
-            PgSchemaBackend::connect(cluster.options().database(database), CONNECTIONS as u32)
-                .await?,
-            EngineOptions::default(),
-        );
-        stream::iter(&slugs)
-            .map(|slug| engine.backend().create_with_role(slug))
-            .buffer_unordered(CONNECTIONS)
-            .try_collect::<()>()
-            .await?;
-        for (target, result) in engine
-            .apply_many(
-                slugs.iter().map(|s| Target::Tenant(s.clone())),
-                &catalog.tenant,
-                None,
-                CONNECTIONS,
-                &(),
-            )
-            .await
-        {
-            result.map_err(|e| format!("{target}: {e}"))?;
-        }
-        engine.backend().pool().close().await;
+        create_fleet(
+            cluster.options().database(database),
+            &slugs,
+            catalog,
+            CONNECTIONS,
+        )
+        .await?;
         let latest = catalog.tenant.latest().ok_or("no tenant migrations")?;
         let ids: Vec<Uuid> = slugs.iter().map(|_| Uuid::new_v4()).collect();
         let names: Vec<&str> = slugs.iter().map(TenantSlug::as_str).collect();
@@ -256,16 +238,12 @@ impl Fleet {
         let started = Instant::now();
         let output = tokio::task::spawn_blocking(move || command.output()).await??;
         let took = started.elapsed();
-        let summary: serde_json::Value = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .last()
-            .and_then(|l| serde_json::from_str(l).ok())
-            .ok_or_else(|| {
-                format!(
-                    "tenantctl drift printed no summary: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                )
-            })?;
+        let summary = last_json_line(&output.stdout).ok_or_else(|| {
+            format!(
+                "tenantctl drift printed no summary: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
         if summary["checked"] != self.slugs.len() || summary["unchecked"] != 0 {
             return Err(format!("not every tenant was checked: {summary}").into());
         }

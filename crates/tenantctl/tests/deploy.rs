@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use domain::Version;
 use domain::tenant::TenantSlug;
-use engine::{Catalog, Engine, EngineOptions, PgSchemaBackend, Target};
+use engine::{Catalog, Engine, EngineOptions, PgSchemaBackend, ProvisionedStorage as _, Target};
 use shared::bus::WorkQueue;
 use shared::config::Config;
 use shared::service::Context;

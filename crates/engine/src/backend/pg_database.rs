@@ -5,13 +5,18 @@
 //! Each session opens its own connection to the tenant's database (a pool per database would
 //! multiply idle connections by the number of tenants).
 
+use std::collections::BTreeMap;
+
+use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
+use super::pg::fingerprint::read_fingerprints;
 use super::pg::{PgConn, PgSession, history_table_ddl};
 use super::pg_role::{self, CLOSE_SERVER_DATABASE};
-use super::{BackendError, MigrationBackend};
+use super::{BackendError, MigrationBackend, ProvisionedStorage};
 use crate::Dialect;
+use crate::fingerprint::Fingerprint;
 use crate::history::HISTORY_TABLE;
 use crate::sql::quote_ident;
 use crate::target::Target;
@@ -64,63 +69,14 @@ impl PgDatabaseBackend {
         }
     }
 
-    /// A provisioned tenant: its database with the history table
-    /// ([`MigrationBackend::create_storage`]) and its role, which can use the database's tables
-    /// and nothing else: `CONNECT` on its database only (`PUBLIC` loses it there and on the
-    /// server's own database, the platform database by default), and inside, `USAGE` on `public`
-    /// (closed to `PUBLIC`) and default privileges on what migrations create there. Idempotent.
-    ///
-    /// # Errors
-    /// A database error.
-    pub async fn create_storage_with_role(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
-        self.create_storage(tenant).await?;
-        let name = pg_role::role_name(tenant);
-        let outside = format!(
-            "{create_role};
-             {CLOSE_SERVER_DATABASE};
-             REVOKE ALL ON DATABASE {name} FROM PUBLIC;
-             GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {name}",
-            create_role = pg_role::create_role(tenant),
-        );
-        let mut admin = PgConnection::connect_with(&self.server).await?;
-        let done = pg_role::run_grants(&mut admin, &outside).await;
-        let _ = admin.close().await;
-        done?;
-        // As the owner (the session's role): default privileges apply to what their role creates.
-        let inside = format!(
-            "REVOKE ALL ON SCHEMA public FROM PUBLIC;
-             GRANT USAGE ON SCHEMA public TO {name};
-             ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {name};
-             ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {name}"
-        );
-        let mut conn =
-            PgConnection::connect_with(&self.sessions.clone().database(&tenant.storage_name()))
-                .await?;
-        let done = pg_role::run_grants(&mut conn, &inside).await;
-        let _ = conn.close().await;
-        done
-    }
-
     /// The small pool on the server's administrative database.
     pub fn admin_pool(&self) -> &PgPool {
         &self.admin
     }
 
     /// A session's options on the tenant's database.
-    pub(super) fn tenant_options(&self, tenant: &TenantSlug) -> PgConnectOptions {
+    fn tenant_options(&self, tenant: &TenantSlug) -> PgConnectOptions {
         self.sessions.clone().database(&tenant.storage_name())
-    }
-
-    /// Drops the tenant's database and its role (tests and teardown).
-    ///
-    /// # Errors
-    /// A database error.
-    pub async fn drop_storage_with_role(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
-        self.drop_storage(tenant).await?;
-        let mut admin = PgConnection::connect_with(&self.server).await?;
-        let done = pg_role::drop_role(&mut admin, tenant).await;
-        let _ = admin.close().await;
-        done
     }
 }
 
@@ -210,5 +166,87 @@ impl MigrationBackend for PgDatabaseBackend {
                 .fetch_one(&self.admin)
                 .await?;
         Ok(exists)
+    }
+}
+
+/// Tenant databases whose fingerprints are read at once: each needs a connection of its own,
+/// and a handful keeps a server busy without crowding it.
+const DATABASES_AT_ONCE: usize = 8;
+
+impl ProvisionedStorage for PgDatabaseBackend {
+    /// A provisioned tenant: its database with the history table
+    /// ([`MigrationBackend::create_storage`]) and its role, which can use the database's tables
+    /// and nothing else: `CONNECT` on its database only (`PUBLIC` loses it there and on the
+    /// server's own database, the platform database by default), and inside, `USAGE` on `public`
+    /// (closed to `PUBLIC`) and default privileges on what migrations create there. Idempotent.
+    ///
+    /// # Errors
+    /// A database error.
+    async fn create_storage_with_role(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
+        self.create_storage(tenant).await?;
+        let name = pg_role::role_name(tenant);
+        let outside = format!(
+            "{create_role};
+             {CLOSE_SERVER_DATABASE};
+             REVOKE ALL ON DATABASE {name} FROM PUBLIC;
+             GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {name}",
+            create_role = pg_role::create_role(tenant),
+        );
+        let mut admin = PgConnection::connect_with(&self.server).await?;
+        let done = pg_role::run_grants(&mut admin, &outside).await;
+        let _ = admin.close().await;
+        done?;
+        // As the owner (the session's role): default privileges apply to what their role creates.
+        let inside = format!(
+            "REVOKE ALL ON SCHEMA public FROM PUBLIC;
+             GRANT USAGE ON SCHEMA public TO {name};
+             ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {name};
+             ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {name}"
+        );
+        let mut conn =
+            PgConnection::connect_with(&self.sessions.clone().database(&tenant.storage_name()))
+                .await?;
+        let done = pg_role::run_grants(&mut conn, &inside).await;
+        let _ = conn.close().await;
+        done
+    }
+
+    /// Drops the tenant's database and its role (tests and teardown).
+    ///
+    /// # Errors
+    /// A database error.
+    async fn drop_storage_with_role(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
+        self.drop_storage(tenant).await?;
+        let mut admin = PgConnection::connect_with(&self.server).await?;
+        let done = pg_role::drop_role(&mut admin, tenant).await;
+        let _ = admin.close().await;
+        done
+    }
+
+    /// One connection per tenant database (a catalog is per database), a few at a time.
+    async fn fingerprints(
+        &self,
+        tenants: &[TenantSlug],
+    ) -> Result<BTreeMap<TenantSlug, Fingerprint>, BackendError> {
+        // Owned slugs: a closure over borrowed ones is not general enough for a `Send` future.
+        stream::iter(tenants.to_vec())
+            .map(|tenant| async move {
+                let name = tenant.storage_name();
+                let mut conn = match self.tenant_options(&tenant).connect().await {
+                    Ok(conn) => conn,
+                    // No such database: nothing of the tenant's shape is there.
+                    Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("3D000") => {
+                        return Ok((tenant, Fingerprint::default()));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let read = read_fingerprints(&mut conn, &[("public".to_owned(), name)]).await;
+                let _ = conn.close().await;
+                let fingerprint = read?.remove("public").unwrap_or_default();
+                Ok((tenant, fingerprint))
+            })
+            .buffer_unordered(DATABASES_AT_ONCE)
+            .try_collect()
+            .await
     }
 }

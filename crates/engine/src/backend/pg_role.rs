@@ -127,7 +127,7 @@ mod tests {
 
     use testkit::pg::TestDatabase;
 
-    use super::super::{MigrationBackend, PgDatabaseBackend, PgSchemaBackend};
+    use super::super::{MigrationBackend, PgDatabaseBackend, PgSchemaBackend, ProvisionedStorage};
     use super::*;
 
     async fn role_exists(database: &TestDatabase, tenant: &TenantSlug) -> bool {

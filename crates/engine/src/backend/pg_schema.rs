@@ -6,17 +6,21 @@
 //! [`PgSchemaBackend::with_slots`] (the migrator), sessions run on connections that hold a
 //! server slot instead, so the slot costs neither a round trip nor a connection of its own.
 
+use std::collections::BTreeMap;
+
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions};
 
+use super::pg::fingerprint::read_fingerprints;
 use super::pg::template::{self, ReadTemplate};
 use super::pg::{PgConn, PgSession, history_table_ddl};
 use super::pg_role::{
     self, AS_CONNECTING_USER, AS_SESSION_ROLE, CLOSE_PUBLIC_SCHEMA, CLOSE_SERVER_DATABASE,
 };
 use super::slots::ServerSlots;
-use super::{BackendError, MigrationBackend, Timeouts};
+use super::{BackendError, MigrationBackend, ProvisionedStorage, Timeouts};
 use crate::Dialect;
+use crate::fingerprint::Fingerprint;
 use crate::history::HISTORY_TABLE;
 use crate::source::SetKind;
 use crate::sql::quote_ident;
@@ -75,37 +79,6 @@ impl PgSchemaBackend {
         &self.pool
     }
 
-    /// A provisioned tenant: its schema with the history table
-    /// ([`MigrationBackend::create_storage`]) and its role, which can use the schema's tables
-    /// and nothing else: `USAGE` on the schema and default privileges on what migrations create
-    /// there, `CONNECT` on this database (closed to `PUBLIC`), and `public` closed to `PUBLIC`.
-    /// Idempotent.
-    ///
-    /// # Errors
-    /// A database error.
-    pub async fn create_storage_with_role(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
-        self.create_storage(tenant).await?;
-        let name = pg_role::role_name(tenant);
-        // The role and the database-wide grants as the connecting user; the schema's grants as
-        // the session's role, the schema's owner, since default privileges apply to what their
-        // own role creates (the tenants' owner, when the pool runs as one: `SET ROLE`).
-        let grants = format!(
-            "{AS_CONNECTING_USER};
-             {create_role};
-             {CLOSE_SERVER_DATABASE};
-             {CLOSE_PUBLIC_SCHEMA};
-             DO $tenancy$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), {role}); END $tenancy$;
-             {AS_SESSION_ROLE};
-             GRANT USAGE ON SCHEMA {name} TO {name};
-             ALTER DEFAULT PRIVILEGES IN SCHEMA {name} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {name};
-             ALTER DEFAULT PRIVILEGES IN SCHEMA {name} GRANT USAGE, SELECT ON SEQUENCES TO {name}",
-            create_role = pg_role::create_role(tenant),
-            role = pg_role::role_literal(tenant),
-        );
-        let mut conn = self.pool.acquire().await?;
-        pg_role::run_grants(&mut conn, &grants).await
-    }
-
     /// Reads the tenant's schema, migrated by `set`, as a template's parts (see
     /// [`crate::Engine::build_template`]).
     ///
@@ -144,16 +117,6 @@ impl PgSchemaBackend {
             timeouts,
         )
         .await
-    }
-
-    /// Drops the tenant's schema and its role (tests and teardown).
-    ///
-    /// # Errors
-    /// A database error.
-    pub async fn drop_storage_with_role(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
-        self.drop_storage(tenant).await?;
-        let mut conn = self.pool.acquire().await?;
-        pg_role::drop_role(&mut conn, tenant).await
     }
 }
 
@@ -224,5 +187,68 @@ impl MigrationBackend for PgSchemaBackend {
                 .fetch_one(&self.pool)
                 .await?;
         Ok(exists)
+    }
+}
+
+impl ProvisionedStorage for PgSchemaBackend {
+    /// A provisioned tenant: its schema with the history table
+    /// ([`MigrationBackend::create_storage`]) and its role, which can use the schema's tables
+    /// and nothing else: `USAGE` on the schema and default privileges on what migrations create
+    /// there, `CONNECT` on this database (closed to `PUBLIC`), and `public` closed to `PUBLIC`.
+    /// Idempotent.
+    ///
+    /// # Errors
+    /// A database error.
+    async fn create_storage_with_role(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
+        self.create_storage(tenant).await?;
+        let name = pg_role::role_name(tenant);
+        // The role and the database-wide grants as the connecting user; the schema's grants as
+        // the session's role, the schema's owner, since default privileges apply to what their
+        // own role creates (the tenants' owner, when the pool runs as one: `SET ROLE`).
+        let grants = format!(
+            "{AS_CONNECTING_USER};
+             {create_role};
+             {CLOSE_SERVER_DATABASE};
+             {CLOSE_PUBLIC_SCHEMA};
+             DO $tenancy$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), {role}); END $tenancy$;
+             {AS_SESSION_ROLE};
+             GRANT USAGE ON SCHEMA {name} TO {name};
+             ALTER DEFAULT PRIVILEGES IN SCHEMA {name} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {name};
+             ALTER DEFAULT PRIVILEGES IN SCHEMA {name} GRANT USAGE, SELECT ON SEQUENCES TO {name}",
+            create_role = pg_role::create_role(tenant),
+            role = pg_role::role_literal(tenant),
+        );
+        let mut conn = self.pool.acquire().await?;
+        pg_role::run_grants(&mut conn, &grants).await
+    }
+
+    /// Drops the tenant's schema and its role (tests and teardown).
+    ///
+    /// # Errors
+    /// A database error.
+    async fn drop_storage_with_role(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
+        self.drop_storage(tenant).await?;
+        let mut conn = self.pool.acquire().await?;
+        pg_role::drop_role(&mut conn, tenant).await
+    }
+
+    /// Every tenant in one catalog query: the caller sizes the batch.
+    async fn fingerprints(
+        &self,
+        tenants: &[TenantSlug],
+    ) -> Result<BTreeMap<TenantSlug, Fingerprint>, BackendError> {
+        let schemas: Vec<(String, String)> = tenants
+            .iter()
+            .map(|t| (t.storage_name(), t.storage_name()))
+            .collect();
+        let mut conn = self.pool().acquire().await?;
+        let mut read = read_fingerprints(&mut conn, &schemas).await?;
+        Ok(tenants
+            .iter()
+            .map(|t| {
+                let fingerprint = read.remove(&t.storage_name()).unwrap_or_default();
+                (t.clone(), fingerprint)
+            })
+            .collect())
     }
 }

@@ -3,7 +3,6 @@
 //! tenant of that isolation mode at that version should look like, whatever its name.
 
 use domain::Version;
-use domain::tenant::TenantSlug;
 
 use super::{Engine, backend_error};
 use crate::backend::ProvisionedStorage;
@@ -23,30 +22,16 @@ impl<B: ProvisionedStorage> Engine<B> {
         set: &MigrationSet,
         to: Option<Version>,
     ) -> Result<Fingerprint, EngineError> {
-        let scratch = TenantSlug::parse(&format!(
-            "fp_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        ))
-        .unwrap_or_else(|e| unreachable!("a scratch slug is valid: {e}"));
-        let target = Target::Tenant(scratch.clone());
-        let failed = backend_error(&target);
-        let built = async {
-            self.backend()
-                .create_with_role(&scratch)
-                .await
-                .map_err(&failed)?;
+        self.with_scratch("fp", |scratch| async move {
+            let target = Target::Tenant(scratch.clone());
             self.apply(&target, set, to, &()).await?;
             let mut read = self
                 .backend()
                 .fingerprints(std::slice::from_ref(&scratch))
                 .await
-                .map_err(&failed)?;
+                .map_err(backend_error(&target))?;
             Ok(read.remove(&scratch).unwrap_or_default())
-        }
-        .await;
-        let dropped = self.backend().drop_with_role(&scratch).await;
-        let fingerprint = built?;
-        dropped.map_err(&failed)?;
-        Ok(fingerprint)
+        })
+        .await
     }
 }

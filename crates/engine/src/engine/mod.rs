@@ -27,8 +27,8 @@
 //! (reads: standing, schema snapshot, row counts), `lock.rs` (taking and releasing a target's
 //! lock), `script.rs` (one script in its mode, and the history writes around it), `batched.rs`
 //! (the batched mode), `admin_user.rs` (the tenant-seeds set's admin-user script), `expected.rs`
-//! (a set's expected fingerprint), `template.rs` (building, verifying and instantiating a set's
-//! template).
+//! (a set's expected fingerprint), `scratch.rs` (scratch tenants for both), `template.rs`
+//! (building, verifying and instantiating a set's template).
 
 mod admin_user;
 mod apply;
@@ -36,6 +36,7 @@ mod batched;
 mod expected;
 mod lock;
 mod revert;
+mod scratch;
 mod script;
 mod status;
 mod template;

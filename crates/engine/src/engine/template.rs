@@ -24,7 +24,7 @@ impl Engine<PgSchemaBackend> {
     pub async fn build_template(&self, set: &MigrationSet) -> Result<Template, TemplateError> {
         let identity = SetIdentity::of(set, Dialect::Postgres);
         let read = self
-            .with_scratch(|scratch| async move {
+            .with_scratch("tpl", |scratch| async move {
                 let target = Target::Tenant(scratch.clone());
                 self.apply(&target, set, None, &()).await?;
                 self.backend()
@@ -44,7 +44,7 @@ impl Engine<PgSchemaBackend> {
             fingerprint: read.fingerprint,
         };
         match self
-            .with_scratch(|scratch| {
+            .with_scratch("tpl", |scratch| {
                 let template = &template;
                 async move { self.instantiate_template(&scratch, set, template).await }
             })
@@ -82,33 +82,5 @@ impl Engine<PgSchemaBackend> {
             .instantiate_template(tenant, set.kind, template, self.options().timeouts)
             .await
             .map_err(backend_error(&target))
-    }
-
-    /// Runs `work` on a scratch tenant (slug `tpl_<hex>`, schema and role as provisioning
-    /// creates them), dropped afterwards however `work` ends.
-    async fn with_scratch<T, F, Fut>(&self, work: F) -> Result<T, EngineError>
-    where
-        F: FnOnce(TenantSlug) -> Fut,
-        Fut: std::future::Future<Output = Result<T, EngineError>>,
-    {
-        let scratch = TenantSlug::parse(&format!(
-            "tpl_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        ))
-        .unwrap_or_else(|e| unreachable!("a scratch slug is valid: {e}"));
-        let target = Target::Tenant(scratch.clone());
-        let failed = backend_error(&target);
-        let done = async {
-            self.backend()
-                .create_storage_with_role(&scratch)
-                .await
-                .map_err(&failed)?;
-            work(scratch.clone()).await
-        }
-        .await;
-        let dropped = self.backend().drop_storage_with_role(&scratch).await;
-        let value = done?;
-        dropped.map_err(&failed)?;
-        Ok(value)
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use domain::tenant::TenantSlug;
 use engine::backend::read_fingerprints;
 use engine::fingerprint::{Fingerprint, ObjectKind};
-use engine::{Catalog, Engine, EngineOptions, PgSchemaBackend, Target};
+use engine::{Catalog, Engine, EngineOptions, PgSchemaBackend, ProvisionedStorage as _, Target};
 use sqlx::Connection as _;
 use testkit::pg::TestDatabase;
 

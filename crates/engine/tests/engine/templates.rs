@@ -4,10 +4,12 @@
 //! an instantiation cut off mid-way leaves nothing, and a re-run completes the tenant.
 
 use domain::tenant::TenantSlug;
-use engine::backend::read_fingerprints;
 use engine::fingerprint::Fingerprint;
 use engine::template::{Instantiation, Template, TemplateError};
-use engine::{Catalog, Engine, EngineOptions, MigrationSet, PgSchemaBackend, SetKind, Target};
+use engine::{
+    Catalog, Engine, EngineOptions, MigrationSet, PgSchemaBackend, ProvisionedStorage as _,
+    SetKind, Target,
+};
 use testkit::SetBuilder;
 use testkit::pg::TestDatabase;
 
@@ -62,18 +64,12 @@ async fn fixture(n: usize) -> Fixture {
 
 impl Fixture {
     async fn fingerprint(&self, tenant: &TenantSlug) -> Fingerprint {
-        let name = tenant.storage_name();
-        let mut conn = self
-            .engine
+        self.engine
             .backend()
-            .pool()
-            .acquire()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        read_fingerprints(&mut conn, &[(name.clone(), name.clone())])
+            .fingerprints(std::slice::from_ref(tenant))
             .await
             .unwrap_or_else(|e| panic!("{e}"))
-            .remove(&name)
+            .remove(tenant)
             .unwrap_or_default()
     }
 

@@ -29,10 +29,35 @@ pub struct ExpectedKey {
 }
 
 /// An expected fingerprint as kept: `set_checksum` names the migrations it was built from.
+/// Its digest is computed once, here: a check compares it with every tenant's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expected {
-    pub set_checksum: String,
-    pub fingerprint: Fingerprint,
+    set_checksum: String,
+    fingerprint: Fingerprint,
+    digest: String,
+}
+
+impl Expected {
+    pub fn new(set_checksum: String, fingerprint: Fingerprint) -> Self {
+        let digest = fingerprint.digest();
+        Expected {
+            set_checksum,
+            fingerprint,
+            digest,
+        }
+    }
+
+    pub fn set_checksum(&self) -> &str {
+        &self.set_checksum
+    }
+
+    pub fn fingerprint(&self) -> &Fingerprint {
+        &self.fingerprint
+    }
+
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
 }
 
 /// A tenant a drift check reads: active or suspended (a provisioning tenant's schema is still
@@ -95,10 +120,7 @@ impl PlatformDb {
                     version,
                     server_major: row.try_get("server_major")?,
                 };
-                let expected = Expected {
-                    set_checksum: row.try_get("set_checksum")?,
-                    fingerprint,
-                };
+                let expected = Expected::new(row.try_get("set_checksum")?, fingerprint);
                 Ok((key, expected))
             })
             .collect()
@@ -129,7 +151,7 @@ impl PlatformDb {
         .bind(key.version.get())
         .bind(key.server_major)
         .bind(&expected.set_checksum)
-        .bind(expected.fingerprint.digest())
+        .bind(expected.digest())
         .bind(Json(objects))
         .execute(self.postgres()?)
         .await
@@ -195,19 +217,29 @@ impl PlatformDb {
             .execute(&mut *tx)
             .await
             .map_err(not_migrated("tenant_drift"))?;
-        for record in drifted {
-            sqlx::query(
-                "INSERT INTO tenant_drift (tenant_id, schema_version, expected_digest, digest, differences)
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(record.tenant_id)
-            .bind(record.schema_version.get())
-            .bind(&record.expected_digest)
-            .bind(&record.digest)
-            .bind(Json(&record.differences))
-            .execute(&mut *tx)
-            .await?;
-        }
+        let ids: Vec<Uuid> = drifted.iter().map(|r| r.tenant_id).collect();
+        let versions: Vec<i64> = drifted.iter().map(|r| r.schema_version.get()).collect();
+        let expected: Vec<&str> = drifted.iter().map(|r| r.expected_digest.as_str()).collect();
+        let digests: Vec<&str> = drifted.iter().map(|r| r.digest.as_str()).collect();
+        let differences: Vec<String> = drifted
+            .iter()
+            .map(|r| serde_json::to_string(&r.differences).unwrap_or_else(|_| "[]".to_owned()))
+            .collect();
+        // One statement however many drifted: a whole fleet changed by one bad script is one
+        // round trip, not ten thousand.
+        sqlx::query(
+            "INSERT INTO tenant_drift (tenant_id, schema_version, expected_digest, digest, differences)
+             SELECT id, version, expected, digest, differences::jsonb
+               FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::text[])
+                 AS d(id, version, expected, digest, differences)",
+        )
+        .bind(&ids)
+        .bind(&versions)
+        .bind(&expected)
+        .bind(&digests)
+        .bind(&differences)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use domain::tenant::TenantSlug;
-use engine::{Catalog, Engine, EngineOptions, PgSchemaBackend, Target};
+use engine::{Catalog, Engine, EngineOptions, PgSchemaBackend, ProvisionedStorage as _, Target};
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use shared::bus::{Bus, WorkQueue};
 use sqlx::postgres::PgConnectOptions;
@@ -164,11 +164,7 @@ pub async fn timed_deploy(
     let started = Instant::now();
     let output = tokio::task::spawn_blocking(move || command.output()).await??;
     let took = started.elapsed();
-    let summary: serde_json::Value = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_default();
+    let summary = last_json_line(&output.stdout).unwrap_or_default();
     if !output.status.success() || summary["succeeded"] != tenants {
         return Err(format!(
             "{label}: not every tenant reached the target: {summary} {}",
@@ -177,4 +173,12 @@ pub async fn timed_deploy(
         .into());
     }
     Ok(took)
+}
+
+/// The last line of a `--output json` run: its summary.
+pub fn last_json_line(stdout: &[u8]) -> Option<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
 }
