@@ -1,8 +1,8 @@
 //! A tenant's PostgreSQL role: `tenant_<slug>`, `NOLOGIN` (the application assumes it), which
 //! can use its own schema's tables and nothing else: not `public`, not the platform tables, not
 //! another tenant. The grants that confine it belong to its isolation mode and live with each
-//! backend ([`PgSchemaBackend::create_storage_with_role`](super::PgSchemaBackend::create_storage_with_role),
-//! [`PgDatabaseBackend::create_storage_with_role`](super::PgDatabaseBackend::create_storage_with_role));
+//! backend ([`PgSchemaBackend::create_storage_with_role`](super::ProvisionedStorage::create_storage_with_role),
+//! [`PgDatabaseBackend::create_storage_with_role`](super::ProvisionedStorage::create_storage_with_role));
 //! what both modes share is here: creating and dropping the role, closing the server's own
 //! database, and running grants.
 

@@ -62,7 +62,7 @@ impl Engine<PgSchemaBackend> {
     }
 
     /// Instantiates `template` (of `set`) on `tenant`, whose schema and role exist
-    /// ([`PgSchemaBackend::create_storage_with_role`]), in one transaction: its DDL, its history
+    /// ([`crate::backend::ProvisionedStorage::create_storage_with_role`]), in one transaction: its DDL, its history
     /// rows, then the tenant's fingerprint compared with the template's; committed only when
     /// they are equal. A schema that is not empty (a previous attempt got somewhere) is left
     /// alone, as is one whose migration lock another runner holds. Whatever the outcome, the
