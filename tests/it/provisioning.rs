@@ -910,14 +910,8 @@ async fn tenants_provisioned_with_templates_on_and_off_are_alike() {
     }
     testkit::stop_service((stop, task)).await;
 
-    let mut off = env.ctx.clone();
-    off.config = Arc::new(shared::config::Config {
-        provisioner: shared::config::ProvisionerConfig { templates: false },
-        ..(*off.config).clone()
-    });
     let migrated = env.register(None).await;
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(provisioner::run(off, stop.clone()));
+    let (stop, task) = env.start_provisioner_without_templates();
     env.wait_for_status(migrated.0, "active", ACTIVE_WITHIN)
         .await;
     testkit::stop_service((stop, task)).await;

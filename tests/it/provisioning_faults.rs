@@ -32,7 +32,9 @@ async fn an_attempt_cut_short_by_postgresql_dying_is_still_counted() {
     let mut postgres = PrivatePostgres::start().await;
     let url = format!("postgres://postgres@127.0.0.1:{}/tenancy", postgres.port());
     let env = Env::with(None, &url, SHARED_BROKER, Some(sets.path())).await;
-    let (stop, task) = env.start_provisioner();
+    // Templates off: a template carries the set's DDL, not its statements, so with one the slow
+    // migration would only run on the template's scratch schemas, never inside the tenant's step.
+    let (stop, task) = env.start_provisioner_without_templates();
     let auditor = env.start_auditor();
     let (tenant, _) = env.register(Some("schema")).await;
 

@@ -146,6 +146,21 @@ impl Env {
         (stop, task)
     }
 
+    /// Runs the provisioner with templates off (`PROVISIONER_TEMPLATES=off`): every tenant is
+    /// built by its own migrations, for tests that need to interrupt one of them.
+    pub fn start_provisioner_without_templates(
+        &self,
+    ) -> (CancellationToken, JoinHandle<anyhow::Result<()>>) {
+        let mut context = self.ctx.clone();
+        context.config = std::sync::Arc::new(shared::config::Config {
+            provisioner: shared::config::ProvisionerConfig { templates: false },
+            ..(*context.config).clone()
+        });
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(provisioner::run(context, stop.clone()));
+        (stop, task)
+    }
+
     /// The status of a tenant row, if any.
     pub async fn tenant_status(&self, tenant: Uuid) -> Option<String> {
         let mut conn = self.sql().await;
