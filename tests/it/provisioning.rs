@@ -973,3 +973,97 @@ async fn tenants_provisioned_with_templates_on_and_off_are_alike() {
         );
     }
 }
+
+/// Database isolation, templates on: new tenant databases are copies of the set's template
+/// database (built on the first provision), finished with their own role's grants and history;
+/// templates off, built by the migrations. Either way one fingerprint and the same history, and
+/// the copies' history was written by one statement (one `started_at`). The set has an identity
+/// of its own, so the template database is this test's, dropped with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_tenants_provisioned_with_templates_on_and_off_are_alike() {
+    let run = &Uuid::new_v4().simple().to_string()[..10];
+    let sets = testkit::migration_sets_with(&[(
+        "20990101000000_own_table",
+        &format!("CREATE TABLE run_{run} (id bigint PRIMARY KEY, note text);"),
+        None,
+    )]);
+    let env = Env::with_migrations(sets.path()).await;
+    let templated = [
+        env.register(Some("database")).await,
+        env.register(Some("database")).await,
+    ];
+    let (stop, task) = env.start_provisioner();
+    for (tenant, _) in &templated {
+        env.wait_for_status(*tenant, "active", ACTIVE_WITHIN).await;
+    }
+    testkit::stop_service((stop, task)).await;
+    let migrated = env.register(Some("database")).await;
+    let (stop, task) = env.start_provisioner_without_templates();
+    env.wait_for_status(migrated.0, "active", ACTIVE_WITHIN)
+        .await;
+    testkit::stop_service((stop, task)).await;
+
+    let template = engine::template::DatabaseTemplate::slug_for(
+        &engine::template::SetIdentity::of(&env.ctx.catalog.tenant, engine::Dialect::Postgres),
+        env.ctx.config.tenant_owner_role.as_deref(),
+    );
+    let mut conn = env.sql().await;
+    let template_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(template.storage_name())
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        template_exists,
+        "the template database is kept on the server"
+    );
+
+    let storage = TenantStorage::connect(&env.ctx.config, 1, EngineOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let slugs: Vec<_> = templated
+        .iter()
+        .chain([&migrated])
+        .map(|(_, slug)| slug.clone())
+        .collect();
+    let fingerprints = storage
+        .fingerprints(Isolation::Database, &slugs)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let expected = &fingerprints[&migrated.1];
+    assert!(!expected.is_empty());
+    for slug in &slugs {
+        let differences = fingerprints[slug].diff(expected);
+        assert!(differences.is_empty(), "{slug}: {differences:?}");
+    }
+
+    let history = |slug: domain::tenant::TenantSlug| async move {
+        let mut conn = sqlx::PgConnection::connect_with(
+            &testkit::pg::server_options().database(&slug.storage_name()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let rows: Vec<(i64, String, String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT version, description, checksum, started_at FROM public._tenancy_history
+              WHERE migration_set = 'tenant' ORDER BY version",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let starts: std::collections::BTreeSet<_> = rows.iter().map(|r| r.3).collect();
+        let rows: Vec<_> = rows.into_iter().map(|(v, d, c, _)| (v, d, c)).collect();
+        (rows, starts.len())
+    };
+    let (expected_rows, migrated_starts) = history(migrated.1.clone()).await;
+    assert_eq!(expected_rows.len(), env.ctx.catalog.tenant.migrations.len());
+    assert!(
+        migrated_starts > 1,
+        "templates off: one transaction per migration"
+    );
+    for (_, slug) in &templated {
+        let (rows, starts) = history(slug.clone()).await;
+        assert_eq!(rows, expected_rows);
+        assert_eq!(starts, 1, "templates on: one statement wrote the history");
+    }
+}

@@ -227,6 +227,20 @@ impl Drop for Env {
                 .iter()
                 .map(TenantSlug::storage_name)
                 .collect();
+        let mut tenants = tenants;
+        // A test's own migration sets have a template database of their own on the shared
+        // server (the built-in set's is shared by the tests, like a cache, and kept).
+        if self.ctx.config.migrations_dir.is_some() {
+            let identity = engine::template::SetIdentity::of(
+                &self.ctx.catalog.tenant,
+                engine::Dialect::Postgres,
+            );
+            let template = engine::template::DatabaseTemplate::slug_for(
+                &identity,
+                self.ctx.config.tenant_owner_role.as_deref(),
+            );
+            tenants.push(template.storage_name());
+        }
         // Databases first (a role cannot be dropped while it holds privileges in one).
         drop(self._database.take());
         testkit::pg::drop_databases_now(tenants.clone());

@@ -15,6 +15,7 @@ use crate::dialect::Dialect;
 use crate::fingerprint::{Difference, Fingerprint};
 use crate::source::{Direction, MigrationSet};
 use crate::sql::quote_ident;
+use domain::tenant::TenantSlug;
 use domain::version::Version;
 
 /// Stands for the tenant's schema and role in a template's statements: the placeholder
@@ -104,6 +105,49 @@ impl Template {
     }
 }
 
+/// A set's latest version as a database on the tenant server, for database isolation: new
+/// tenant databases are copies of it (`CREATE DATABASE … TEMPLATE`), finished in one
+/// transaction. The database and its role are those of the tenant [`DatabaseTemplate::slug`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseTemplate {
+    /// The set it was built from.
+    pub identity: SetIdentity,
+    /// The template's own tenant name: its database and role.
+    pub slug: TenantSlug,
+    /// One per applied migration, by version: what a copy's history gets.
+    pub history: Vec<TemplateRow>,
+    /// What a copy must look like once its grants are its tenant's.
+    pub fingerprint: Fingerprint,
+}
+
+impl DatabaseTemplate {
+    /// The tenant name of the template database of `identity` whose objects `owner` owns (the
+    /// tenants' owner role; `None`: the connecting user): `template_<hex>`, so its database is
+    /// `tenant_template_<hex>`. Owners differ in what the copies' objects belong to, so each
+    /// has its own.
+    pub fn slug_for(identity: &SetIdentity, owner: Option<&str>) -> TenantSlug {
+        let digest =
+            Sha256::digest(format!("{}/{}", identity.as_str(), owner.unwrap_or("")).as_bytes());
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        TenantSlug::parse(&format!("template_{hex}"))
+            .unwrap_or_else(|e| unreachable!("a template slug is valid: {e}"))
+    }
+
+    /// What the template database's comment says once it is built and verified: a database
+    /// without it (an interrupted build) is built again.
+    pub fn ready_comment(identity: &SetIdentity) -> String {
+        format!(
+            "tenancy database template v1 of set {}: ready",
+            identity.as_str()
+        )
+    }
+
+    /// The newest version the template brings a tenant to.
+    pub fn version(&self) -> Option<Version> {
+        self.history.last().map(|row| row.version)
+    }
+}
+
 /// Why a set has no usable template: the migration path is taken instead.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -136,6 +180,9 @@ pub enum Instantiation {
     Busy,
     /// The tenant's fingerprint after the DDL was not the template's: rolled back.
     Mismatch { differences: Vec<Difference> },
+    /// The template database could not be copied (it was dropped, or a session on it outlived
+    /// PostgreSQL's wait): the tenant's database was created empty instead.
+    TemplateUnavailable { reason: String },
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use domain::tenant::TenantSlug;
 use engine::backend::{BackendError, ProvisionedStorage as _};
 use engine::fingerprint::Fingerprint;
 use engine::plan::Standing;
-use engine::template::{Instantiation, Template, TemplateError};
+use engine::template::{DatabaseTemplate, Instantiation, Template, TemplateError};
 use engine::{
     AdminValues, Engine, EngineError, EngineOptions, MigrationSet, PgDatabaseBackend,
     PgSchemaBackend, ProgressSink, RunReport, ServerSlots, Target,
@@ -189,6 +189,35 @@ impl TenantStorage {
     ) -> Result<Instantiation, EngineError> {
         self.schema
             .instantiate_template(tenant, set, template)
+            .await
+    }
+
+    /// The verified template database of `set` on this server, for database-isolated tenants
+    /// (see [`Engine::database_template`]).
+    ///
+    /// # Errors
+    /// As [`Engine::database_template`].
+    pub async fn database_template(
+        &self,
+        set: &MigrationSet,
+    ) -> Result<DatabaseTemplate, TemplateError> {
+        self.database.database_template(set).await
+    }
+
+    /// Creates the database-isolated tenant's storage as a copy of `template` (see
+    /// [`Engine::create_from_template`]). [`TenantStorage::apply`] afterwards finishes the job.
+    ///
+    /// # Errors
+    /// As [`Engine::create_from_template`]; [`TenantStorage::create`] then creates the
+    /// database empty (dropping an unfinished copy).
+    pub async fn create_from_template(
+        &self,
+        tenant: &TenantSlug,
+        set: &MigrationSet,
+        template: &DatabaseTemplate,
+    ) -> Result<Instantiation, EngineError> {
+        self.database
+            .create_from_template(tenant, set, template)
             .await
     }
 

@@ -219,13 +219,25 @@ async fn a_clean_fleet_of_both_modes_reports_nothing_and_each_change_by_hand_is_
         unreachable!()
     };
 
+    // Both modes' expectations were kept by the provisioner from its verified templates; the
+    // database mode's is forgotten, so that this first check computes it on a scratch tenant
+    // (and finds the templated tenants equal to it).
+    let mut conn = fleet.database.connect().await;
+    let kept: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT isolation FROM schema_fingerprints ORDER BY 1")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(kept, ["database", "schema"]);
+    sqlx::query("DELETE FROM schema_fingerprints WHERE isolation = 'database'")
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let clean = fleet.tenantctl(&["drift"], "current").await;
     assert!(clean.status.success(), "{}", text(&clean));
     let stdout = String::from_utf8_lossy(&clean.stdout);
     assert!(
         stdout.contains("5 tenant(s) checked on 1 server(s)")
-            // The schema mode's came from the provisioner's verified template; the database
-            // mode's is computed by this first check.
             && stdout.contains("1 expected fingerprint(s) computed")
             && stdout.contains("no drift"),
         "{}",

@@ -17,7 +17,7 @@ use super::target::Target;
 use crate::{Dialect, SetKind};
 use domain::tenant::TenantSlug;
 
-mod pg;
+pub(crate) mod pg;
 pub mod pg_database;
 mod pg_role;
 pub mod pg_schema;
@@ -26,6 +26,7 @@ pub mod slots;
 pub mod sqlite;
 
 pub use pg::fingerprint::read_fingerprints;
+pub(crate) use pg_database::Copied;
 pub use pg_database::PgDatabaseBackend;
 pub use pg_schema::PgSchemaBackend;
 pub use provisioned::ProvisionedStorage;

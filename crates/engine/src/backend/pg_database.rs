@@ -11,16 +11,27 @@ use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
+use super::pg::database_template;
 use super::pg::fingerprint::read_fingerprints;
 use super::pg::{PgConn, PgSession, history_table_ddl};
 use super::pg_role::{self, CLOSE_SERVER_DATABASE};
-use super::{BackendError, MigrationBackend, ProvisionedStorage};
+use super::{BackendError, MigrationBackend, ProvisionedStorage, Timeouts};
 use crate::Dialect;
 use crate::fingerprint::Fingerprint;
 use crate::history::HISTORY_TABLE;
+use crate::source::SetKind;
 use crate::sql::quote_ident;
 use crate::target::Target;
+use crate::template::{Instantiation, TemplateRow};
 use domain::tenant::TenantSlug;
+
+/// What [`PgDatabaseBackend::copy_database`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Copied {
+    Created,
+    Exists,
+    TemplateUnavailable(String),
+}
 
 /// Database-per-tenant backend over one server.
 #[derive(Debug, Clone)]
@@ -69,9 +80,201 @@ impl PgDatabaseBackend {
         }
     }
 
+    /// The role that owns tenant databases and their objects; `None`: the connecting user.
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
+    }
+
+    /// A connection of its own on the server's database holding the session advisory lock
+    /// `key` (waiting for it): released when the connection closes, also when this process dies.
+    ///
+    /// # Errors
+    /// A database error.
+    pub(crate) async fn hold_lock(&self, key: i64) -> Result<PgConnection, BackendError> {
+        let mut conn = PgConnection::connect_with(&self.server).await?;
+        if let Err(error) = sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(key)
+            .execute(&mut conn)
+            .await
+        {
+            let _ = conn.close().await;
+            return Err(error.into());
+        }
+        Ok(conn)
+    }
+
     /// The small pool on the server's administrative database.
     pub fn admin_pool(&self) -> &PgPool {
         &self.admin
+    }
+
+    /// `CREATE DATABASE` of the tenant's database, empty or as a copy of `template`'s; one
+    /// created concurrently by another runner counts as created.
+    ///
+    /// # Errors
+    /// A database error: among them `55006` (the template is in use) and `3D000` (no such
+    /// template).
+    async fn create_database(
+        &self,
+        tenant: &TenantSlug,
+        template: Option<&TenantSlug>,
+    ) -> Result<(), BackendError> {
+        // CREATE DATABASE has no IF NOT EXISTS and cannot run in a transaction.
+        let owner = self
+            .owner
+            .as_deref()
+            .map(|owner| format!(" OWNER {}", quote_ident(owner)))
+            .unwrap_or_default();
+        let template = template
+            .map(|template| format!(" TEMPLATE {}", quote_ident(&template.storage_name())))
+            .unwrap_or_default();
+        let sql = format!(
+            "CREATE DATABASE {}{owner}{template}",
+            quote_ident(&tenant.storage_name())
+        );
+        match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.admin).await {
+            Ok(_) => Ok(()),
+            // Created concurrently by another runner: 42P04 duplicate_database, or the unique
+            // index on pg_database.
+            Err(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("42P04" | "23505")) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The tenant's role, and the grants outside its database: `CONNECT` on its database
+    /// only (`PUBLIC` loses it there and on the server's own database).
+    async fn create_role_and_grant_connect(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
+        let name = pg_role::role_name(tenant);
+        let outside = format!(
+            "{create_role};
+             {CLOSE_SERVER_DATABASE};
+             REVOKE ALL ON DATABASE {name} FROM PUBLIC;
+             GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {name}",
+            create_role = pg_role::create_role(tenant),
+        );
+        let mut admin = PgConnection::connect_with(&self.server).await?;
+        let done = pg_role::run_grants(&mut admin, &outside).await;
+        let _ = admin.close().await;
+        done
+    }
+
+    /// The tenant's database, created as a copy of `template`'s database unless it exists:
+    /// [`Copied::Created`], or [`Copied::Exists`] (a previous attempt, on either path, created
+    /// it). [`Copied::TemplateUnavailable`] when the template database is missing or in use
+    /// after PostgreSQL's own wait (a session on it): nothing was created.
+    ///
+    /// # Errors
+    /// A database error.
+    pub(crate) async fn copy_database(
+        &self,
+        tenant: &TenantSlug,
+        template: &TenantSlug,
+    ) -> Result<Copied, BackendError> {
+        if self.storage_exists(tenant).await? {
+            return Ok(Copied::Exists);
+        }
+        match self.create_database(tenant, Some(template)).await {
+            Ok(()) => Ok(Copied::Created),
+            Err(BackendError::Sql {
+                source: sqlx::Error::Database(db),
+                ..
+            }) if matches!(db.code().as_deref(), Some("55006" | "3D000")) => {
+                Ok(Copied::TemplateUnavailable(db.message().to_owned()))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Finishes a copy of a template database (see [`database_template::instantiate`]), on a
+    /// connection of its own.
+    ///
+    /// # Errors
+    /// A database error: nothing of the instantiation stays.
+    pub(crate) async fn instantiate_copy(
+        &self,
+        tenant: &TenantSlug,
+        copy: &database_template::Copy<'_>,
+        timeouts: Timeouts,
+    ) -> Result<Instantiation, BackendError> {
+        self.create_role_and_grant_connect(tenant).await?;
+        let mut conn = PgConnection::connect_with(&self.tenant_options(tenant)).await?;
+        let lock_key = Target::Tenant(tenant.clone()).lock_key();
+        let done = database_template::instantiate(&mut conn, lock_key, copy, timeouts).await;
+        let _ = conn.close().await;
+        done
+    }
+
+    /// Makes the migrated template database of `template` (a tenant of this backend) one:
+    /// history rows set aside (see [`database_template::set_aside_history`]). Returns why it
+    /// cannot be one.
+    ///
+    /// # Errors
+    /// A database error.
+    pub(crate) async fn set_aside_history(
+        &self,
+        template: &TenantSlug,
+        set: SetKind,
+    ) -> Result<Vec<String>, BackendError> {
+        let mut conn = PgConnection::connect_with(&self.tenant_options(template)).await?;
+        let done = database_template::set_aside_history(&mut conn, set).await;
+        let _ = conn.close().await;
+        done
+    }
+
+    /// A template database's history rows (set aside) and fingerprint.
+    ///
+    /// # Errors
+    /// A database error.
+    pub(crate) async fn read_database_template(
+        &self,
+        template: &TenantSlug,
+        set: SetKind,
+    ) -> Result<(Vec<TemplateRow>, Fingerprint), BackendError> {
+        let mut conn = PgConnection::connect_with(&self.tenant_options(template)).await?;
+        let done = database_template::read(&mut conn, &template.storage_name(), set).await;
+        let _ = conn.close().await;
+        done
+    }
+
+    /// The comment on `template`'s database (where a template database says it is ready).
+    ///
+    /// # Errors
+    /// A database error.
+    pub(crate) async fn database_comment(
+        &self,
+        template: &TenantSlug,
+    ) -> Result<Option<String>, BackendError> {
+        let comment = sqlx::query_scalar(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+        )
+        .bind(template.storage_name())
+        .fetch_optional(&self.admin)
+        .await?
+        .flatten();
+        Ok(comment)
+    }
+
+    /// Comments on `template`'s database.
+    ///
+    /// # Errors
+    /// A database error.
+    pub(crate) async fn comment_database(
+        &self,
+        template: &TenantSlug,
+        comment: &str,
+    ) -> Result<(), BackendError> {
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "COMMENT ON DATABASE {} IS {}",
+            quote_ident(&template.storage_name()),
+            super::pg::sql_string(comment)
+        )))
+        .execute(&self.admin)
+        .await?;
+        Ok(())
     }
 
     /// A session's options on the tenant's database.
@@ -109,43 +312,48 @@ impl MigrationBackend for PgDatabaseBackend {
     }
 
     async fn create_storage(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
-        if !self.storage_exists(tenant).await? {
-            // CREATE DATABASE has no IF NOT EXISTS and cannot run in a transaction.
-            let owner = self
-                .owner
-                .as_deref()
-                .map(|owner| format!(" OWNER {}", quote_ident(owner)))
-                .unwrap_or_default();
-            let sql = format!(
-                "CREATE DATABASE {}{owner}",
-                quote_ident(&tenant.storage_name())
-            );
-            match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.admin).await {
-                Ok(_) => {}
-                // Created concurrently by another runner: 42P04 duplicate_database, or the unique
-                // index on pg_database.
-                Err(sqlx::Error::Database(db))
-                    if matches!(db.code().as_deref(), Some("42P04" | "23505")) => {}
-                Err(e) => return Err(e.into()),
+        // A copy of a template that was never instantiated holds the set's objects and no
+        // history: migrating it would fail on the first object, so it is dropped and created
+        // again, empty (it holds nothing of the tenant's).
+        for _ in 0..2 {
+            if !self.storage_exists(tenant).await? {
+                self.create_database(tenant, None).await?;
+            }
+            // The history table comes with the database, so the engine's first read of the new
+            // tenant finds an empty history rather than a missing table.
+            let mut conn = PgConnection::connect_with(&self.tenant_options(tenant)).await?;
+            let pending = database_template::is_pending_copy(&mut conn).await;
+            let created = match pending {
+                Ok(true) => None,
+                Ok(false) => Some(
+                    sqlx::raw_sql(AssertSqlSafe(history_table_ddl(&format!(
+                        "\"public\".{}",
+                        quote_ident(HISTORY_TABLE)
+                    ))))
+                    .execute(&mut conn)
+                    .await,
+                ),
+                Err(error) => {
+                    let _ = conn.close().await;
+                    return Err(error);
+                }
+            };
+            let _ = conn.close().await;
+            match created {
+                None => self.drop_storage(tenant).await?,
+                Some(Ok(_)) => return Ok(()),
+                Some(Err(sqlx::Error::Database(db)))
+                    if matches!(db.code().as_deref(), Some("23505" | "42P07")) =>
+                {
+                    return Ok(());
+                }
+                Some(Err(e)) => return Err(e.into()),
             }
         }
-        // The history table comes with the database, so the engine's first read of the new
-        // tenant finds an empty history rather than a missing table.
-        let mut conn =
-            PgConnection::connect_with(&self.sessions.clone().database(&tenant.storage_name()))
-                .await?;
-        let ddl = history_table_ddl(&format!("\"public\".{}", quote_ident(HISTORY_TABLE)));
-        let created = sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut conn).await;
-        let _ = conn.close().await;
-        match created {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(db))
-                if matches!(db.code().as_deref(), Some("23505" | "42P07")) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
+        Err(BackendError::InvalidScript(format!(
+            "database {} was a copy of a template not yet instantiated twice in a row: another provisioner is creating this tenant from a template at the same time",
+            tenant.storage_name()
+        )))
     }
 
     async fn drop_storage(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
@@ -184,18 +392,8 @@ impl ProvisionedStorage for PgDatabaseBackend {
     /// A database error.
     async fn create_storage_with_role(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
         self.create_storage(tenant).await?;
+        self.create_role_and_grant_connect(tenant).await?;
         let name = pg_role::role_name(tenant);
-        let outside = format!(
-            "{create_role};
-             {CLOSE_SERVER_DATABASE};
-             REVOKE ALL ON DATABASE {name} FROM PUBLIC;
-             GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {name}",
-            create_role = pg_role::create_role(tenant),
-        );
-        let mut admin = PgConnection::connect_with(&self.server).await?;
-        let done = pg_role::run_grants(&mut admin, &outside).await;
-        let _ = admin.close().await;
-        done?;
         // As the owner (the session's role): default privileges apply to what their role creates.
         let inside = format!(
             "REVOKE ALL ON SCHEMA public FROM PUBLIC;

@@ -33,6 +33,7 @@
 mod admin_user;
 mod apply;
 mod batched;
+mod database_template;
 mod expected;
 mod lock;
 mod revert;

@@ -3,6 +3,7 @@
 //! test in a scratch directory). Every case in `cases.rs` runs on all three backends.
 
 mod cases;
+mod database_templates;
 mod fingerprints;
 mod fixtures;
 mod sinks;

@@ -2,7 +2,8 @@
 //! the tenant set when templates are on (one transaction, checked by fingerprint; see
 //! `crate::templates`); the engine's apply then runs whatever is pending, with its lock,
 //! checksums and history: nothing after a template, every migration otherwise (a fallback, or a
-//! resumed attempt). What it reached joins the released record
+//! resumed attempt). A database-isolated tenant's template was copied by step 2, which leaves
+//! nothing pending either. What it reached joins the released record
 //! (`shared::platform::ReleaseRecorder`).
 
 use domain::Isolation;

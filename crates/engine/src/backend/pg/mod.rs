@@ -13,6 +13,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition, PgRow};
 use sqlx::{AssertSqlSafe, Connection, Postgres, Row};
 
+pub(crate) mod database_template;
 pub(crate) mod fingerprint;
 mod history_sql;
 mod introspection;
@@ -183,7 +184,7 @@ fn with_line_in(error: sqlx::Error, message: &str, offset: usize, script: &str) 
 }
 
 /// A string literal that means the same whatever `standard_conforming_strings` says.
-fn sql_string(text: &str) -> String {
+pub(crate) fn sql_string(text: &str) -> String {
     let quoted = text.replace('\'', "''");
     if text.contains('\\') {
         format!("E'{}'", quoted.replace('\\', "\\\\"))

@@ -264,37 +264,35 @@ async fn read_in_transaction(
 
     // The DDL carries no rows: a template of migrations that leave rows (or used a sequence)
     // would give tenants less than the migrations do, and the fingerprint would not say so.
-    // (A materialized view's rows are recomputed by its creation.)
-    let relations: Vec<(String, String)> = sqlx::query_as(
-        "SELECT c.relname, c.relkind::text FROM pg_class c
-          WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
-            AND c.relkind IN ('r', 'S') AND left(c.relname, length($2)) <> $2",
-    )
-    .bind(schema)
-    .bind(HISTORY_TABLE)
-    .fetch_all(&mut *conn)
-    .await?;
-    if !relations.is_empty() {
-        let probes = relations
-            .iter()
-            .map(|(name, kind)| {
-                let qualified = format!("{}.{}", quote_ident(schema), quote_ident(name));
-                let used = if kind == "S" {
-                    format!("(SELECT is_called FROM {qualified})")
-                } else {
-                    format!("EXISTS (SELECT 1 FROM {qualified})")
-                };
-                format!("SELECT {} WHERE {used}", sql_string(name))
-            })
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
-        let used: Vec<String> = sqlx::query_scalar(AssertSqlSafe(probes))
-            .fetch_all(&mut *conn)
-            .await?;
-        unsupported.extend(used.into_iter().map(|name| format!("rows in {name}")));
-    }
+    unsupported.extend(rows_left(conn, schema).await?);
 
-    let history = format!("{}.{}", quote_ident(schema), quote_ident(HISTORY_TABLE));
+    let template_rows = history_rows(conn, schema, HISTORY_TABLE, set, &mut unsupported).await?;
+
+    let fingerprint = read_fingerprints(conn, &[(schema.to_owned(), role.to_owned())])
+        .await?
+        .remove(schema)
+        .unwrap_or_default();
+    Ok(ReadTemplate {
+        statements,
+        history: template_rows,
+        fingerprint,
+        unsupported,
+    })
+}
+
+/// The history rows of `set` in `schema`'s table `table`, by version, for a template to write
+/// again; a migration that did not finish is a reason (in `unsupported`) not to template.
+///
+/// # Errors
+/// A database error, or a version out of range.
+pub(super) async fn history_rows(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    set: SetKind,
+    unsupported: &mut Vec<String>,
+) -> Result<Vec<TemplateRow>, BackendError> {
+    let history = format!("{}.{}", quote_ident(schema), quote_ident(table));
     let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT version, description, checksum, success FROM {history} WHERE migration_set = $1 ORDER BY version"
     )))
@@ -316,17 +314,53 @@ async fn read_in_transaction(
             checksum: row.try_get(2)?,
         });
     }
+    Ok(template_rows)
+}
 
-    let fingerprint = read_fingerprints(conn, &[(schema.to_owned(), role.to_owned())])
-        .await?
-        .remove(schema)
-        .unwrap_or_default();
-    Ok(ReadTemplate {
-        statements,
-        history: template_rows,
-        fingerprint,
-        unsupported,
-    })
+/// Why a migrated scratch schema's rows rule a template out, one reason per table that has rows
+/// or sequence that was used. A DDL template carries no rows, and a copied database would give
+/// every tenant the same ones (the same random ids, the same timestamps) where the migrations
+/// give each its own: either way the fingerprint would not say so. (A materialized view's rows
+/// are recomputed by its creation.)
+///
+/// # Errors
+/// A database error.
+pub(super) async fn rows_left(
+    conn: &mut PgConnection,
+    schema: &str,
+) -> Result<Vec<String>, BackendError> {
+    let relations: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.relname, c.relkind::text FROM pg_class c
+          WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
+            AND c.relkind IN ('r', 'S') AND left(c.relname, length($2)) <> $2",
+    )
+    .bind(schema)
+    .bind(HISTORY_TABLE)
+    .fetch_all(&mut *conn)
+    .await?;
+    if relations.is_empty() {
+        return Ok(Vec::new());
+    }
+    let probes = relations
+        .iter()
+        .map(|(name, kind)| {
+            let qualified = format!("{}.{}", quote_ident(schema), quote_ident(name));
+            let used = if kind == "S" {
+                format!("(SELECT is_called FROM {qualified})")
+            } else {
+                format!("EXISTS (SELECT 1 FROM {qualified})")
+            };
+            format!("SELECT {} WHERE {used}", sql_string(name))
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let used: Vec<String> = sqlx::query_scalar(AssertSqlSafe(probes))
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(used
+        .into_iter()
+        .map(|name| format!("rows in {name}"))
+        .collect())
 }
 
 /// Instantiates `template` on the schema `schema` (whose role has the same name) of the
@@ -404,24 +438,8 @@ async fn instantiate_in_transaction(
 
     // The whole DDL and the history rows in one message: one round trip.
     let mut script = template.script_for(schema);
-    if !template.history.is_empty() {
-        let values = template
-            .history
-            .iter()
-            .map(|row| {
-                format!(
-                    "({}, {}, {}, {}, true, statement_timestamp(), clock_timestamp(), 0)",
-                    sql_string(set.dir_name()),
-                    row.version.get(),
-                    sql_string(&row.description),
-                    sql_string(&row.checksum)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        script.push_str(&format!(
-            "INSERT INTO {history} (migration_set, version, description, checksum, success, started_at, finished_at, duration_ms) VALUES {values}"
-        ));
+    if let Some(insert) = history_insert(&history, set, &template.history) {
+        script.push_str(&insert);
     }
     sqlx::raw_sql(AssertSqlSafe(script))
         .execute(&mut *conn)
@@ -437,4 +455,28 @@ async fn instantiate_in_transaction(
     } else {
         Ok(Instantiation::Mismatch { differences })
     }
+}
+
+/// The `INSERT` of `rows` into the history table `history` (qualified), as the migrations would
+/// have written them (successful, now); `None` when there are none.
+pub(super) fn history_insert(history: &str, set: SetKind, rows: &[TemplateRow]) -> Option<String> {
+    if rows.is_empty() {
+        return None;
+    }
+    let values = rows
+        .iter()
+        .map(|row| {
+            format!(
+                "({}, {}, {}, {}, true, statement_timestamp(), clock_timestamp(), 0)",
+                sql_string(set.dir_name()),
+                row.version.get(),
+                sql_string(&row.description),
+                sql_string(&row.checksum)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(format!(
+        "INSERT INTO {history} (migration_set, version, description, checksum, success, started_at, finished_at, duration_ms) VALUES {values}"
+    ))
 }
