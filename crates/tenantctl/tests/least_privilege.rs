@@ -281,6 +281,41 @@ async fn the_whole_flow_runs_with_least_privilege_and_each_process_is_refused_th
     }
 
     install.reached("provisioned");
+    // The database tenant is a copy of the template database, which the least-privileged
+    // provisioner built: its history written by one statement, its tables the owner's, its
+    // role granted what the template's role was, and the template's role nothing.
+    let mut beta = install
+        .postgres
+        .options()
+        .database("tenant_lp_beta")
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (starts, owners, granted, template_granted): (i64, Vec<String>, bool, bool) =
+        sqlx::query_as(
+            "SELECT (SELECT count(DISTINCT started_at) FROM public._tenancy_history WHERE migration_set = 'tenant'),
+                    (SELECT array_agg(DISTINCT tableowner::text) FROM pg_tables WHERE schemaname = 'public'),
+                    has_table_privilege('tenant_lp_beta', 'public.users', 'INSERT'),
+                    EXISTS (SELECT 1 FROM pg_class c, aclexplode(c.relacl) a
+                             WHERE pg_get_userbyid(a.grantee) LIKE 'tenant\\_template\\_%')",
+        )
+        .fetch_one(&mut beta)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = beta.close().await;
+    assert_eq!(
+        (starts, owners, granted, template_granted),
+        (1, vec!["tenancy_tenants".to_owned()], true, false),
+        "lp_beta: copied from the template database"
+    );
+    // The schema tenants took the schema template (one statement wrote their history too).
+    let schema_starts: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT started_at) FROM tenant_lp_gamma._tenancy_history WHERE migration_set = 'tenant'",
+    )
+    .fetch_one(&mut install.admin().await)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(schema_starts, 1, "lp_gamma: built from the schema template");
     // A rollback by an SRE, then a deploy by the deploy job that fails on one tenant.
     let base = testkit::latest_tenant_version();
     let rollback = install

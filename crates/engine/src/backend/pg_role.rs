@@ -64,6 +64,9 @@ pub(super) fn role_literal(tenant: &TenantSlug) -> String {
 
 /// Drops the tenant's role, if it exists, with what it owns and was granted in the database
 /// `conn` is on (the server's own; the tenant's schema or database is dropped before).
+/// `DROP OWNED BY` needs the role's privileges, which a `CREATEROLE` user that is not a
+/// superuser (a least-privileged provisioner dropping a scratch tenant) does not have until it
+/// grants itself the role; the membership goes with the role.
 pub(super) async fn drop_role(
     conn: &mut PgConnection,
     tenant: &TenantSlug,
@@ -72,6 +75,9 @@ pub(super) async fn drop_role(
         "{AS_CONNECTING_USER};
          DO $tenancy$ BEGIN
            IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {role}) THEN
+             IF NOT pg_has_role(current_user, {role}, 'USAGE') THEN
+               EXECUTE format('GRANT %I TO %I', {role}, current_user);
+             END IF;
              EXECUTE format('REVOKE ALL ON DATABASE %I FROM %I', current_database(), {role});
              DROP OWNED BY {name};
              DROP ROLE {name};
