@@ -1,11 +1,12 @@
-//! Provisioning benchmark (schema isolation).
+//! Provisioning benchmark.
 //!
 //! ```text
-//! cargo bench -p provisioner --bench provision -- [--tenants 200] [--serial 50]
+//! cargo bench -p provisioner --bench provision -- [--tenants 200] [--serial 50] [--isolation schema|database]
 //! ```
 //!
-//! In one run, for the provisioner with templates on (`PROVISIONER_TEMPLATES=on`, a new tenant
-//! gets the tenant set's verified template in one transaction) and then off (every migration
+//! In one run, for the provisioner with templates on (`PROVISIONER_TEMPLATES=on`: a new schema
+//! gets the tenant set's verified template in one transaction; a new database is a copy of the
+//! set's template database, finished in one transaction) and then off (every migration
 //! replayed through the engine):
 //! 1. `--tenants` registrations published at once, provisioned by the provisioner (in this
 //!    process, its normal concurrency): tenants per second, p50 and p99 from publish to active
@@ -13,22 +14,25 @@
 //! 2. `--serial` tenants registered one at a time (the next once the last is active): p50 and
 //!    p99 from publish to active.
 //!
-//! Then a plain-SQL baseline doing per tenant what provisioning does (tenant row, schema, role
-//! and grants, every tenant migration, the seed, the admin, active) over the same number of
+//! Then a plain-SQL baseline doing per tenant what provisioning does (tenant row, schema or
+//! database, role and grants, every tenant migration, the seed, the admin, active) over the same number of
 //! connections, with no bus, no history, no step records, no events; and the ratios. Each of
 //! the three runs in a database of its own with the same platform tables: on this kind of
 //! machine, creating a relation's files costs more the more files its database's directory
 //! holds, which would tilt a shared database against whichever side runs later.
 //!
 //! Local PostgreSQL and RabbitMQ (`PG_BENCH_URL`, `AMQP_URL`); databases and namespaces of its
-//! own, removed at the end.
+//! own, removed at the end (with database isolation, the built-in set's template database too,
+//! dropped before the run so that its build is counted, as the schema template's is).
 
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use domain::Isolation;
 use domain::message::{Event as _, TenantRegistered};
 use engine::sql::quote_ident;
+use engine::template::{DatabaseTemplate, SetIdentity};
 use engine::{Dialect, Direction, Engine, EngineOptions, MigrationSet, PgSchemaBackend, Target};
 use futures_util::{StreamExt, stream};
 use shared::bus::Topology;
@@ -55,6 +59,7 @@ struct Figures {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let flag = testkit::bench_flag;
     let (tenants, serial) = (flag("--tenants", 200), flag("--serial", 50));
+    let isolation = isolation_flag();
     let server = PgConnectOptions::from_str(
         &std::env::var("PG_BENCH_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
@@ -66,7 +71,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .trim()
         .to_owned();
     println!(
-        "provisioning benchmark: schema isolation, concurrency {}, PostgreSQL and RabbitMQ on this machine",
+        "provisioning benchmark: {isolation} isolation, concurrency {}, PostgreSQL and RabbitMQ on this machine",
         provisioner::CONCURRENCY
     );
 
@@ -74,12 +79,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (label, tag, templates) in [("templates on", "t", true), ("templates off", "m", false)] {
         runs.push(
             provision(
-                &server, &amqp, run_id, label, tag, templates, tenants, serial, &ours,
+                &server, &amqp, run_id, label, tag, templates, tenants, serial, &ours, isolation,
             )
             .await?,
         );
     }
-    let (baseline_rate, baseline_cpu) = baseline(&server, run_id, tenants).await?;
+    let (baseline_rate, baseline_cpu) = baseline(&server, run_id, tenants, isolation).await?;
     println!(
         "  baseline:       {baseline_rate:>6.1} tenants/s   (plain SQL, no bus, no bookkeeping), CPU per tenant: {}",
         baseline_cpu.per_unit(tenants, &ours, "the benchmark process")
@@ -124,6 +129,7 @@ async fn provision(
     tenants: usize,
     serial: usize,
     ours: &str,
+    isolation: Isolation,
 ) -> Result<Figures, Box<dyn std::error::Error>> {
     let database = format!("tenancy_bench_provision_{run_id}_{tag}");
     let database_url = format!(
@@ -143,6 +149,23 @@ async fn provision(
         ),
     ]);
     let config = Config::from_lookup(|k| values.get(k).cloned())?;
+    let template = (isolation == Isolation::Database).then(|| {
+        DatabaseTemplate::slug_for(
+            &SetIdentity::of(
+                &engine::Catalog::load(None)
+                    .map(|c| c.tenant.as_ref().clone())
+                    .unwrap_or_else(|e| panic!("{e}")),
+                Dialect::Postgres,
+            ),
+            None,
+        )
+        .storage_name()
+    });
+    let mut admin = server.connect().await?;
+    if let Some(template) = &template {
+        drop_database(&mut admin, template).await;
+        drop_roles(&mut admin, template).await?;
+    }
     let ctx = Context::connect(config, "provision-bench", &CancellationToken::new()).await?;
     ctx.apply_platform_migrations().await?;
     let stop = CancellationToken::new();
@@ -157,7 +180,7 @@ async fn provision(
     let started = Instant::now();
     for i in 0..tenants {
         let slug = format!("{tag}b{run_id}_{i:05}");
-        let (id, at) = register(&ctx, &slug).await?;
+        let (id, at) = register(&ctx, &slug, isolation).await?;
         published.insert(id, at);
     }
     wait_active(&mut db, tenants).await?;
@@ -185,7 +208,7 @@ async fn provision(
     let mut serial_ids = Vec::new();
     for i in 0..serial {
         let slug = format!("{tag}s{run_id}_{i:05}");
-        let (id, at) = register(&ctx, &slug).await?;
+        let (id, at) = register(&ctx, &slug, isolation).await?;
         loop {
             let status: Option<String> =
                 sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
@@ -220,9 +243,14 @@ async fn provision(
     Topology::new(namespace).delete(&channel).await?;
     ctx.bus.close().await;
     let _ = db.close().await;
-    let mut admin = server.connect().await?;
     drop_database(&mut admin, &database).await;
-    drop_roles(&mut admin, &format!("tenant\\_{tag}_{run_id}\\_%")).await?;
+    let tenants_like = format!("tenant\\_{tag}_{run_id}\\_%");
+    drop_databases(&mut admin, &tenants_like).await?;
+    drop_roles(&mut admin, &tenants_like).await?;
+    if let Some(template) = &template {
+        drop_database(&mut admin, template).await;
+        drop_roles(&mut admin, template).await?;
+    }
     Ok(Figures {
         label,
         rate,
@@ -238,6 +266,7 @@ async fn baseline(
     server: &PgConnectOptions,
     run_id: u32,
     tenants: usize,
+    isolation: Isolation,
 ) -> Result<(f64, CpuSnapshot), Box<dyn std::error::Error>> {
     let catalog = engine::Catalog::load(None)?;
     let baseline_database = format!("tenancy_bench_provision_{run_id}_baseline");
@@ -283,36 +312,66 @@ async fn baseline(
             let (pool, tenant_sql, seed_sql) = (&pool, &tenant_sql, &seed_sql);
             async move {
                 let slug = format!("p{run_id}_{i:05}");
-                let schema = quote_ident(&format!("tenant_{slug}"));
+                let name = quote_ident(&format!("tenant_{slug}"));
                 let mut conn = pool.acquire().await?;
                 let id = Uuid::new_v4();
-                sqlx::query("INSERT INTO tenants (id, slug, name, status, isolation) VALUES ($1, $2, 'Bench', 'provisioning', 'schema')")
+                sqlx::query("INSERT INTO tenants (id, slug, name, status, isolation) VALUES ($1, $2, 'Bench', 'provisioning', $3)")
                     .bind(id)
                     .bind(&slug)
+                    .bind(isolation.to_string())
                     .execute(&mut *conn)
                     .await?;
-                let setup = format!(
-                    "CREATE SCHEMA {schema}; CREATE ROLE {schema} NOLOGIN; GRANT USAGE ON SCHEMA {schema} TO {schema};
-                     ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {schema};
-                     ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT USAGE, SELECT ON SEQUENCES TO {schema};
-                     SET search_path TO {schema}"
-                );
-                sqlx::raw_sql(AssertSqlSafe(setup)).execute(&mut *conn).await?;
+                // Schema isolation runs the migrations on this connection, in the tenant's
+                // schema; database isolation on a connection to the tenant's new database.
+                let mut tenant_conn = match isolation {
+                    Isolation::Schema => {
+                        sqlx::raw_sql(AssertSqlSafe(format!(
+                            "CREATE SCHEMA {name}; CREATE ROLE {name} NOLOGIN; GRANT USAGE ON SCHEMA {name} TO {name};
+                             ALTER DEFAULT PRIVILEGES IN SCHEMA {name} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {name};
+                             ALTER DEFAULT PRIVILEGES IN SCHEMA {name} GRANT USAGE, SELECT ON SEQUENCES TO {name};
+                             SET search_path TO {name}"
+                        ))).execute(&mut *conn).await?;
+                        None
+                    }
+                    Isolation::Database => {
+                        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut *conn).await?;
+                        sqlx::raw_sql(AssertSqlSafe(format!(
+                            "CREATE ROLE {name} NOLOGIN; REVOKE ALL ON DATABASE {name} FROM PUBLIC;
+                             GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {name}"
+                        ))).execute(&mut *conn).await?;
+                        let mut tenant = server.clone().database(&format!("tenant_{slug}")).disable_statement_logging().connect().await?;
+                        sqlx::raw_sql(AssertSqlSafe(format!(
+                            "REVOKE ALL ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO {name};
+                             ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {name};
+                             ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {name}"
+                        ))).execute(&mut tenant).await?;
+                        Some(tenant)
+                    }
+                };
+                let target: &mut sqlx::PgConnection = match tenant_conn.as_mut() {
+                    Some(tenant) => tenant,
+                    None => &mut conn,
+                };
                 for (sql, outside_transaction) in tenant_sql.iter().chain(seed_sql) {
                     if *outside_transaction {
                         for statement in engine::sql::split_statements(sql) {
-                            sqlx::raw_sql(AssertSqlSafe(statement.text.to_owned())).execute(&mut *conn).await?;
+                            sqlx::raw_sql(AssertSqlSafe(statement.text.to_owned())).execute(&mut *target).await?;
                         }
                     } else {
-                        sqlx::raw_sql(AssertSqlSafe(sql.clone())).execute(&mut *conn).await?;
+                        sqlx::raw_sql(AssertSqlSafe(sql.clone())).execute(&mut *target).await?;
                     }
                 }
-                sqlx::query(AssertSqlSafe(format!("INSERT INTO {schema}.users (email, full_name, role, status, invited_at) VALUES ($1, $2, 'admin', 'invited', now())")))
+                sqlx::query("INSERT INTO users (email, full_name, role, status, invited_at) VALUES ($1, $2, 'admin', 'invited', now())")
                     .bind(format!("admin@{}.example", slug.replace('_', "-")))
                     .bind("Admin")
-                    .execute(&mut *conn)
+                    .execute(&mut *target)
                     .await?;
-                sqlx::raw_sql("RESET search_path").execute(&mut *conn).await?;
+                match tenant_conn {
+                    Some(tenant) => tenant.close().await?,
+                    None => {
+                        sqlx::raw_sql("RESET search_path").execute(&mut *conn).await?;
+                    }
+                }
                 sqlx::query("UPDATE tenants SET status = 'active', activated_at = now() WHERE id = $1").bind(id).execute(&mut *conn).await?;
                 Ok(())
             }
@@ -328,7 +387,9 @@ async fn baseline(
     let _ = db.close().await;
     let mut admin = server.connect().await?;
     drop_database(&mut admin, &baseline_database).await;
-    drop_roles(&mut admin, &format!("tenant\\_p{run_id}\\_%")).await?;
+    let tenants_like = format!("tenant\\_p{run_id}\\_%");
+    drop_databases(&mut admin, &tenants_like).await?;
+    drop_roles(&mut admin, &tenants_like).await?;
     Ok((baseline_rate, baseline_cpu))
 }
 
@@ -352,6 +413,34 @@ async fn step_times(
         .join(", "))
 }
 
+/// `--isolation schema|database`, schema by default.
+fn isolation_flag() -> Isolation {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--isolation") {
+        None => Isolation::Schema,
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("--isolation needs `schema` or `database`")),
+    }
+}
+
+/// Drops the databases whose names are `LIKE pattern`.
+async fn drop_databases(
+    admin: &mut sqlx::PgConnection,
+    pattern: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let databases: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE $1")
+            .bind(pattern)
+            .fetch_all(&mut *admin)
+            .await?;
+    for database in databases {
+        drop_database(admin, &database).await;
+    }
+    Ok(())
+}
+
 /// Drops the roles whose names are `LIKE pattern`.
 async fn drop_roles(
     admin: &mut sqlx::PgConnection,
@@ -373,10 +462,11 @@ async fn drop_roles(
 async fn register(
     ctx: &Context,
     slug: &str,
+    isolation: Isolation,
 ) -> Result<(Uuid, chrono::DateTime<chrono::Utc>), Box<dyn std::error::Error>> {
     let id = Uuid::new_v4();
     let data = TenantRegistered::from_data(&serde_json::json!({
-        "tenant_id": id, "slug": slug, "name": "Bench Towers",
+        "tenant_id": id, "slug": slug, "name": "Bench Towers", "isolation": isolation.to_string(),
         "admin": { "email": format!("admin@{}.example", slug.replace('_', "-")), "name": "Admin" },
     }))?;
     let at = chrono::Utc::now();
