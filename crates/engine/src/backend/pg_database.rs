@@ -145,21 +145,107 @@ impl PgDatabaseBackend {
         }
     }
 
-    /// The tenant's role, and the grants outside its database: `CONNECT` on its database
-    /// only (`PUBLIC` loses it there and on the server's own database).
-    async fn create_role_and_grant_connect(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
-        let name = pg_role::role_name(tenant);
+    /// The role `role`, and the grants outside the database of `database`: `CONNECT` on that
+    /// database only (`PUBLIC` loses it there and on the server's own database).
+    async fn create_role_and_grant_connect(
+        &self,
+        database: &TenantSlug,
+        role: &TenantSlug,
+    ) -> Result<(), BackendError> {
+        let (database, name) = (
+            quote_ident(&database.storage_name()),
+            pg_role::role_name(role),
+        );
         let outside = format!(
             "{create_role};
              {CLOSE_SERVER_DATABASE};
-             REVOKE ALL ON DATABASE {name} FROM PUBLIC;
-             GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {name}",
-            create_role = pg_role::create_role(tenant),
+             REVOKE ALL ON DATABASE {database} FROM PUBLIC;
+             GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {name}",
+            create_role = pg_role::create_role(role),
         );
         let mut admin = PgConnection::connect_with(&self.server).await?;
         let done = pg_role::run_grants(&mut admin, &outside).await;
         let _ = admin.close().await;
         done
+    }
+
+    /// The database of `database` with its history table ([`MigrationBackend::create_storage`])
+    /// and the role of `role`, which can use that database's tables and nothing else (see
+    /// [`ProvisionedStorage::create_storage_with_role`]). Idempotent.
+    async fn create_storage_for(
+        &self,
+        database: &TenantSlug,
+        role: &TenantSlug,
+    ) -> Result<(), BackendError> {
+        self.create_storage(database).await?;
+        self.create_role_and_grant_connect(database, role).await?;
+        let name = pg_role::role_name(role);
+        // As the owner (the session's role): default privileges apply to what their role creates.
+        let inside = format!(
+            "REVOKE ALL ON SCHEMA public FROM PUBLIC;
+             GRANT USAGE ON SCHEMA public TO {name};
+             ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {name};
+             ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {name}"
+        );
+        let mut conn = PgConnection::connect_with(&self.tenant_options(database)).await?;
+        let done = pg_role::run_grants(&mut conn, &inside).await;
+        let _ = conn.close().await;
+        done
+    }
+
+    /// A template database being built: the database of `database`, its objects granted to the
+    /// role of `role` (the template's, named after the template, not after this build).
+    ///
+    /// # Errors
+    /// A database error.
+    pub(crate) async fn create_template_storage(
+        &self,
+        database: &TenantSlug,
+        role: &TenantSlug,
+    ) -> Result<(), BackendError> {
+        self.create_storage_for(database, role).await
+    }
+
+    /// Renames the database of `from` to that of `to`: `false` when `to`'s exists already.
+    ///
+    /// # Errors
+    /// A database error.
+    pub(crate) async fn rename_database(
+        &self,
+        from: &TenantSlug,
+        to: &TenantSlug,
+    ) -> Result<bool, BackendError> {
+        let sql = format!(
+            "ALTER DATABASE {} RENAME TO {}",
+            quote_ident(&from.storage_name()),
+            quote_ident(&to.storage_name())
+        );
+        match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.admin).await {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("42P04" | "23505")) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The databases whose names start with `prefix` (literally).
+    ///
+    /// # Errors
+    /// A database error.
+    pub(crate) async fn databases_named_like(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<String>, BackendError> {
+        let names = sqlx::query_scalar(
+            "SELECT datname FROM pg_database WHERE left(datname, length($1)) = $1 ORDER BY 1",
+        )
+        .bind(prefix)
+        .fetch_all(&self.admin)
+        .await?;
+        Ok(names)
     }
 
     /// The tenant's database, created as a copy of `template`'s database unless it exists:
@@ -200,7 +286,7 @@ impl PgDatabaseBackend {
         copy: &database_template::Copy<'_>,
         timeouts: Timeouts,
     ) -> Result<Instantiation, BackendError> {
-        self.create_role_and_grant_connect(tenant).await?;
+        self.create_role_and_grant_connect(tenant, tenant).await?;
         let mut conn = PgConnection::connect_with(&self.tenant_options(tenant)).await?;
         let lock_key = Target::Tenant(tenant.clone()).lock_key();
         let done = database_template::instantiate(&mut conn, lock_key, copy, timeouts).await;
@@ -232,10 +318,11 @@ impl PgDatabaseBackend {
     pub(crate) async fn read_database_template(
         &self,
         template: &TenantSlug,
+        role: &TenantSlug,
         set: SetKind,
     ) -> Result<(Vec<TemplateRow>, Fingerprint), BackendError> {
         let mut conn = PgConnection::connect_with(&self.tenant_options(template)).await?;
-        let done = database_template::read(&mut conn, &template.storage_name(), set).await;
+        let done = database_template::read(&mut conn, &role.storage_name(), set).await;
         let _ = conn.close().await;
         done
     }
@@ -391,22 +478,7 @@ impl ProvisionedStorage for PgDatabaseBackend {
     /// # Errors
     /// A database error.
     async fn create_storage_with_role(&self, tenant: &TenantSlug) -> Result<(), BackendError> {
-        self.create_storage(tenant).await?;
-        self.create_role_and_grant_connect(tenant).await?;
-        let name = pg_role::role_name(tenant);
-        // As the owner (the session's role): default privileges apply to what their role creates.
-        let inside = format!(
-            "REVOKE ALL ON SCHEMA public FROM PUBLIC;
-             GRANT USAGE ON SCHEMA public TO {name};
-             ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {name};
-             ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {name}"
-        );
-        let mut conn =
-            PgConnection::connect_with(&self.sessions.clone().database(&tenant.storage_name()))
-                .await?;
-        let done = pg_role::run_grants(&mut conn, &inside).await;
-        let _ = conn.close().await;
-        done
+        self.create_storage_for(tenant, tenant).await
     }
 
     /// Drops the tenant's database and its role (tests and teardown).

@@ -384,3 +384,31 @@ async fn a_set_that_leaves_rows_has_no_template_database() {
     }
     assert_eq!(database_oid(&slug).await, None);
 }
+
+/// Two deployments on one server (each its own platform database, so their advisory locks do
+/// not meet) need the same template database at once: both get it, the same one (the build
+/// whose rename came second reads the first's), and a copy of it verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deployments_building_one_template_database_at_once_both_get_it() {
+    let f = fixture().await;
+    let other_database = TestDatabase::create().await;
+    let other = Engine::new(
+        PgDatabaseBackend::connect(other_database.options())
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        EngineOptions::default(),
+    );
+    let (one, two) = tokio::join!(
+        f.engine.database_template(&f.set),
+        other.database_template(&f.set)
+    );
+    let (one, two) = (
+        one.unwrap_or_else(|e| panic!("{e}")),
+        two.unwrap_or_else(|e| panic!("{e}")),
+    );
+    f.cleanup.track(&one.slug);
+    assert_eq!(one, two);
+    let tenant = f.tenant();
+    assert_eq!(f.copy(&tenant, &f.set, &two).await, Instantiation::Applied);
+    assert_eq!(f.migrate(&tenant, &f.set).await, 0);
+}
