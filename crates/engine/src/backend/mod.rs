@@ -26,6 +26,7 @@ pub mod slots;
 pub mod sqlite;
 
 pub use pg::fingerprint::read_fingerprints;
+pub use pg::stamp::read_stamps;
 pub use pg_database::PgDatabaseBackend;
 pub use pg_schema::PgSchemaBackend;
 pub use provisioned::ProvisionedStorage;

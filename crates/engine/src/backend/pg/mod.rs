@@ -16,6 +16,7 @@ use sqlx::{AssertSqlSafe, Connection, Postgres, Row};
 pub(crate) mod fingerprint;
 mod history_sql;
 mod introspection;
+pub(crate) mod stamp;
 pub(crate) mod template;
 
 use super::slots::SlotConn;
