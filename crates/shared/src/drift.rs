@@ -114,8 +114,12 @@ pub struct DriftCheck<'a> {
 enum Reuse {
     /// Clean when last read, and nothing changed since.
     Clean,
-    /// Drifted when last read with these differences, and nothing changed since.
-    Drifted(Vec<Difference>),
+    /// Drifted when last read (its fingerprint's digest then) with these differences, and
+    /// nothing changed since.
+    Drifted {
+        digest: String,
+        differences: Vec<Difference>,
+    },
 }
 
 /// Whether `tenant`'s last result stands: its stamp now is the one kept, and so are its
@@ -147,7 +151,10 @@ fn reuse(
         .iter()
         .map(|line| Difference::read(line, wanted.fingerprint()))
         .collect::<Option<Vec<_>>>()
-        .map(Reuse::Drifted)
+        .map(|differences| Reuse::Drifted {
+            digest: digest.clone(),
+            differences,
+        })
 }
 
 impl DriftCheck<'_> {
@@ -290,14 +297,15 @@ impl DriftCheck<'_> {
                         report.checked += 1;
                         report.stamps_unchanged += 1;
                         checked.push(tenant.id);
-                        if let Reuse::Drifted(differences) = reused {
+                        if let Reuse::Drifted {
+                            digest,
+                            differences,
+                        } = reused
+                        {
                             report.drifted.push(Drifted {
                                 tenant: tenant.clone(),
                                 expected_digest: wanted.digest().to_owned(),
-                                digest: kept
-                                    .get(&tenant.id)
-                                    .map(|k| k.stamp.digest.clone())
-                                    .unwrap_or_default(),
+                                digest,
                                 differences,
                             });
                         }
@@ -565,10 +573,14 @@ mod tests {
             "~ table users: r -> p".to_owned(),
         ];
         let (tenant, expected, kept) = case(Some(&drifted), Some(lines.clone()));
-        let Some(Reuse::Drifted(differences)) = reuse(&tenant, Some(&same), Some(&kept), &expected)
+        let Some(Reuse::Drifted {
+            digest,
+            differences,
+        }) = reuse(&tenant, Some(&same), Some(&kept), &expected)
         else {
             panic!("reused as drifted")
         };
+        assert_eq!(digest, drifted);
         assert_eq!(
             differences
                 .iter()
