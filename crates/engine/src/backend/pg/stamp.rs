@@ -78,9 +78,10 @@ pub async fn read_stamps(
     conn: &mut PgConnection,
     schemas: &[String],
 ) -> Result<BTreeMap<String, CatalogStamp>, BackendError> {
-    // Cheap enough to plan that JIT would only add its compile time, as for the fingerprints;
-    // session settings, since the caller may or may not be in a transaction. No lock is taken:
-    // nothing here opens a relation, so no lock timeout either.
+    // On a large catalog the estimated cost passes `jit_above_cost`, and compiling would cost
+    // more than running it, as for the fingerprints; a session setting, since the caller may or
+    // may not be in a transaction. Nothing here opens a tenant's relation (no deparsing), so no
+    // lock timeout either.
     sqlx::raw_sql("SET jit = off").execute(&mut *conn).await?;
     let rows = sqlx::query(STAMPS)
         .bind(schemas)
