@@ -47,6 +47,7 @@ BEGIN
               -- Checks the tenants it migrates for drift (`tenantctl deploy`, `drift`).
               ('tenancy_deploy', 'SELECT, INSERT, UPDATE', 'schema_fingerprints'),
               ('tenancy_deploy', 'SELECT, INSERT, DELETE', 'tenant_drift'),
+              ('tenancy_deploy', 'SELECT, INSERT, UPDATE', 'tenant_catalog_stamps'),
 
               -- Deploys too, and rollbacks, dead-letter replays, provisioning retries.
               ('tenancy_sre', 'SELECT, UPDATE', 'tenants, provisioning_steps'),
@@ -57,10 +58,11 @@ BEGIN
               -- `tenantctl drift`.
               ('tenancy_sre', 'SELECT, INSERT, UPDATE', 'schema_fingerprints'),
               ('tenancy_sre', 'SELECT, INSERT, DELETE', 'tenant_drift'),
+              ('tenancy_sre', 'SELECT, INSERT, UPDATE', 'tenant_catalog_stamps'),
 
               -- Read commands. Not the platform domain (plans, invoices, platform users).
               ('tenancy_reader', 'SELECT',
-               'tenants, provisioning_steps, audit_events, released_migrations, deploys, deploy_tenants, dlq_replays, tenant_servers, schema_fingerprints, tenant_drift')
+               'tenants, provisioning_steps, audit_events, released_migrations, deploys, deploy_tenants, dlq_replays, tenant_servers, schema_fingerprints, tenant_drift, tenant_catalog_stamps')
           ) AS g(role, privileges, tables)
          WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = g.role)
     LOOP

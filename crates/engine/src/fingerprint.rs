@@ -6,7 +6,7 @@
 //! hand) and says what differs, object by object.
 //!
 //! Pure: the PostgreSQL catalogs are read by the backend
-//! ([`crate::backend::read_fingerprints`]).
+//! ([`crate::backend::read_fingerprints`], and the stamps by [`crate::backend::read_stamps`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -201,6 +201,47 @@ impl FromIterator<(ObjectKind, String, String)> for Fingerprint {
 }
 
 impl Difference {
+    /// The difference `line` says, as [`Difference`]'s `Display` wrote it against `expected`
+    /// (the fingerprint the tenant was compared with): how a difference kept as text (the
+    /// platform's `tenant_drift`) is reported again without reading the schema. `None` unless
+    /// the line reads back to exactly itself: a name holding `": "`, a changed object
+    /// `expected` does not have, or a line from another build.
+    pub fn read(line: &str, expected: &Fingerprint) -> Option<Difference> {
+        let (sign, rest) = line.split_at_checked(2)?;
+        let (kind, rest) = rest.split_once(' ')?;
+        let kind = ObjectKind::parse(kind)?;
+        let (name, definition) = rest.split_once(": ")?;
+        let (name, definition) = (name.to_owned(), definition.to_owned());
+        let difference = match sign {
+            "+ " => Difference::Added {
+                kind,
+                name,
+                definition,
+            },
+            "- " => Difference::Missing {
+                kind,
+                name,
+                definition,
+            },
+            "~ " => {
+                // Either side may hold ` -> ` (a JSON operator in a default, say): the expected
+                // one is known, so the actual one is what follows it.
+                let wanted = expected.objects.get(&(kind, name.clone()))?;
+                let actual = definition
+                    .strip_prefix(wanted.as_str())?
+                    .strip_prefix(" -> ")?;
+                Difference::Changed {
+                    kind,
+                    expected: wanted.clone(),
+                    actual: actual.to_owned(),
+                    name,
+                }
+            }
+            _ => return None,
+        };
+        (difference.to_string() == line).then_some(difference)
+    }
+
     /// `added`, `missing` or `changed`.
     pub fn change(&self) -> &'static str {
         match self {
@@ -233,6 +274,37 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(out, "{byte:02x}");
         out
     })
+}
+
+/// A cheap stand-in for a schema's fingerprint: how many catalog rows make up the schema and a
+/// hash of their versions (`xmin`). Reading it deparses nothing, so it costs a fraction of
+/// reading the fingerprint (0.22 ms against 1.2 ms a tenant of the built-in set, on 2,000 schemas
+/// of an idle server; docs/SCALING.md). An
+/// unchanged stamp means no catalog row of the schema was written since: the fingerprint read
+/// with it still stands. A changed one only says "read again" (`VACUUM FULL` changes it without
+/// changing the shape).
+///
+/// What it cannot see: a change outside the schema's own rows that changes how they read, e.g.
+/// the tenant's role, a type or a collation of another schema renamed. A full read
+/// (`tenantctl drift --full`) sees those.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CatalogStamp(String);
+
+impl CatalogStamp {
+    /// A stamp as the backend reads it, or as it was kept.
+    pub fn new(stamp: String) -> Self {
+        CatalogStamp(stamp)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CatalogStamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// The names that embed a tenant, replaced by `<tenant>` in every name and definition: the
@@ -367,6 +439,49 @@ mod tests {
         );
         assert_ne!(actual.digest(), expected.digest());
         assert!(matches!(diff[0], Difference::Changed { .. }));
+    }
+
+    #[test]
+    fn a_difference_kept_as_text_reads_back_as_itself_or_not_at_all() {
+        let expected = fingerprint(
+            "tenant_acme",
+            &[
+                (
+                    ObjectKind::Column,
+                    "units.meta",
+                    "jsonb DEFAULT ('{}'::jsonb -> 'a'::text)",
+                ),
+                (ObjectKind::Index, "units_code_idx", "CREATE INDEX ..."),
+            ],
+        );
+        let actual = fingerprint(
+            "tenant_acme",
+            &[
+                (ObjectKind::Column, "units.meta", "jsonb -> x"),
+                (ObjectKind::Column, "units.notes", "text"),
+            ],
+        );
+        let diff = actual.diff(&expected);
+        assert_eq!(diff.len(), 3);
+        for difference in &diff {
+            assert_eq!(
+                Difference::read(&difference.to_string(), &expected).as_ref(),
+                Some(difference),
+                "both sides of the change hold ` -> `"
+            );
+        }
+        // A change the expected fingerprint does not know, or a line of another shape: no.
+        let other = fingerprint("tenant_acme", &[]);
+        assert_eq!(Difference::read(&diff[0].to_string(), &other), None);
+        assert_eq!(
+            Difference::read("? column units.notes: text", &expected),
+            None
+        );
+        assert_eq!(
+            Difference::read("+ widget units.notes: text", &expected),
+            None
+        );
+        assert_eq!(Difference::read("+", &expected), None);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use domain::Isolation;
 use domain::Version;
 use domain::tenant::TenantSlug;
 use engine::backend::{BackendError, ProvisionedStorage as _};
-use engine::fingerprint::Fingerprint;
+use engine::fingerprint::{CatalogStamp, Fingerprint};
 use engine::plan::Standing;
 use engine::template::{DatabaseTemplate, Instantiation, Template, TemplateError};
 use engine::{
@@ -305,6 +305,21 @@ impl TenantStorage {
     ) -> Result<BTreeMap<TenantSlug, Fingerprint>, BackendError> {
         with_engine!(self, isolation, |engine| {
             engine.backend().fingerprints(tenants).await
+        })
+    }
+
+    /// The catalog stamps of `tenants`, all of `isolation`, as [`TenantStorage::fingerprints`]
+    /// reads their fingerprints; a tenant whose storage does not exist has none.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn catalog_stamps(
+        &self,
+        isolation: Isolation,
+        tenants: &[TenantSlug],
+    ) -> Result<BTreeMap<TenantSlug, CatalogStamp>, BackendError> {
+        with_engine!(self, isolation, |engine| {
+            engine.backend().catalog_stamps(tenants).await
         })
     }
 

@@ -6,10 +6,12 @@
 //! tenant schemas built by the built-in tenant set, each with its role, as provisioning leaves
 //! them; `--drifted` of them get a column by hand. Then, in the same run:
 //! 1. `tenantctl drift` the first time (it computes the expected fingerprint on a scratch
-//!    tenant): wall time and catalog queries;
-//! 2. again, as a periodic check runs, at batch sizes 100, 500 (the default) and 2,000;
-//! 3. the baseline, in this process on the same fleet: one catalog query per tenant over the
-//!    first `--sample` tenants, scaled to the fleet, and the same tenants read in one batch.
+//!    tenant, reads every schema in full and keeps the stamps): wall time and catalog queries;
+//! 2. again, as a periodic check runs on an unchanged fleet: stamps only, no full read;
+//! 3. again after `--drifted` other tenants were changed by hand: only those are read in full;
+//! 4. `--full` (every schema read again) at batch sizes 100, 500 (the default) and 2,000;
+//! 5. the baseline, in this process on the same fleet: one full catalog query per tenant over
+//!    the first `--sample` tenants, scaled to the fleet, and the same tenants read in one batch.
 
 mod common;
 
@@ -50,43 +52,41 @@ async fn main() -> BenchResult<()> {
     );
     let catalog = Catalog::load(None)?;
     let fleet = Fleet::create(&cluster, "fleet", tenants, &catalog, &amqp, run_id).await?;
-    let mut conn = cluster.options().database("fleet").connect().await?;
-    for slug in fleet
-        .slugs
-        .iter()
-        .step_by((tenants / drifted.max(1)).max(1))
-        .take(drifted)
-    {
-        let sql = format!(
-            "ALTER TABLE {}.users ADD COLUMN nickname text",
-            slug.storage_name()
-        );
-        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await?;
-    }
-    conn.close().await?;
+    let step = (tenants / drifted.max(1)).max(1);
+    fleet.change_by_hand(&cluster, 0, step, drifted).await?;
 
     let first = fleet.drift(&[]).await?;
-    println!(
-        "  first check: {:.2}s, {} catalog queries, {} expected fingerprint computed, {} drifted",
-        first.took.as_secs_f64(),
-        first.summary["catalog_queries"],
-        first.summary["expected_computed"],
-        first.summary["drifted"]
-    );
-    let mut steady = Duration::ZERO;
-    for batch in ["100", "500", "2000"] {
-        let run = fleet.drift(&["--batch-size", batch]).await?;
-        if batch == "500" {
-            steady = run.took;
-        }
-        println!(
-            "  batch {batch:>4}: {:.2}s ({:.0} tenants/s), {} catalog queries, {} drifted",
-            run.took.as_secs_f64(),
-            tenants as f64 / run.took.as_secs_f64(),
-            run.summary["catalog_queries"],
-            run.summary["drifted"]
-        );
+    first.print("first check (no stamps kept)");
+    let steady = fleet.drift(&[]).await?;
+    steady.print("steady check, unchanged fleet");
+    if steady.summary["catalog_queries"] != 0 || steady.summary["stamps_unchanged"] != tenants {
+        return Err(format!("the steady check read schemas in full: {}", steady.summary).into());
     }
+    // Other tenants than the first ones: each is read again, and found drifted.
+    fleet
+        .change_by_hand(&cluster, step / 2, step, drifted)
+        .await?;
+    let changed = fleet.drift(&[]).await?;
+    changed.print(&format!("after {drifted} more changed by hand"));
+    if changed.summary["stamps_unchanged"] != tenants - drifted {
+        return Err(format!(
+            "not only the changed tenants were read: {}",
+            changed.summary
+        )
+        .into());
+    }
+    let mut full = Duration::ZERO;
+    for batch in ["100", "500", "2000"] {
+        let run = fleet.drift(&["--full", "--batch-size", batch]).await?;
+        if batch == "500" {
+            full = run.took;
+        }
+        run.print(&format!("--full, batch {batch:>4}"));
+    }
+    println!(
+        "  the steady stamped check is {:.1}x faster than --full",
+        full.as_secs_f64() / steady.took.as_secs_f64()
+    );
 
     // The baseline, in this process on the same fleet: one catalog query per tenant, over the
     // first `--sample` tenants, against the same tenants read in one batch.
@@ -95,11 +95,11 @@ async fn main() -> BenchResult<()> {
     let batched = sampled.check(DEFAULT_BATCH).await?;
     let per_tenant = |took: Duration| took.as_secs_f64() / sample as f64;
     println!(
-        "  baseline, one query per tenant ({sample} of the fleet's tenants): {:.1} ms per tenant ({:.0}s for {tenants} scaled); the same tenants in one batch {:.2} ms per tenant; the fleet's check at batch 500 is {:.0}x faster than the scaled baseline",
+        "  baseline, one query per tenant ({sample} of the fleet's tenants): {:.1} ms per tenant ({:.0}s for {tenants} scaled); the same tenants in one batch {:.2} ms per tenant; the fleet's --full check at batch 500 is {:.0}x faster than the scaled baseline",
         per_tenant(one_by_one) * 1000.0,
         per_tenant(one_by_one) * tenants as f64,
         per_tenant(batched) * 1000.0,
-        per_tenant(one_by_one) * tenants as f64 / steady.as_secs_f64()
+        per_tenant(one_by_one) * tenants as f64 / full.as_secs_f64()
     );
     fleet.remove();
     Ok(())
@@ -130,6 +130,7 @@ impl Sample {
             servers: &self.servers,
             set: &self.catalog.tenant,
             batch,
+            full: true,
         }
         .run(self.tenants.clone())
         .await?;
@@ -144,6 +145,22 @@ impl Sample {
 struct Run {
     took: Duration,
     summary: serde_json::Value,
+}
+
+impl Run {
+    fn print(&self, what: &str) {
+        let s = &self.summary;
+        println!(
+            "  {what}: {:.2}s ({:.0} tenants/s), {} catalog queries, {} stamp queries, {} stamps unchanged, {} expected fingerprint computed, {} drifted",
+            self.took.as_secs_f64(),
+            s["checked"].as_f64().unwrap_or(0.0) / self.took.as_secs_f64(),
+            s["catalog_queries"],
+            s["stamp_queries"],
+            s["stamps_unchanged"],
+            s["expected_computed"],
+            s["drifted"]
+        );
+    }
 }
 
 impl Fleet {
@@ -229,6 +246,26 @@ impl Fleet {
             catalog: Catalog::load(None)?,
             tenants,
         })
+    }
+
+    /// Adds a column by hand to `count` tenants, every `step`th from the `first`.
+    async fn change_by_hand(
+        &self,
+        cluster: &PrivatePostgres,
+        first: usize,
+        step: usize,
+        count: usize,
+    ) -> BenchResult<()> {
+        let mut conn = cluster.options().database("fleet").connect().await?;
+        for slug in self.slugs.iter().skip(first).step_by(step).take(count) {
+            let sql = format!(
+                "ALTER TABLE {}.users ADD COLUMN nickname text",
+                slug.storage_name()
+            );
+            sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await?;
+        }
+        conn.close().await?;
+        Ok(())
     }
 
     async fn drift(&self, args: &[&str]) -> BenchResult<Run> {

@@ -1,7 +1,10 @@
 //! `tenantctl drift` and the deploy's drift gate on a provisioned fleet of both isolation modes:
 //! a clean fleet reports nothing; a column added, an index dropped, a grant changed and a table
 //! renamed by hand are each reported with their difference, and recorded; a repaired tenant is
-//! clean again; a deploy leaves a drifted tenant out unless `--allow-drift`.
+//! clean again; a deploy leaves a drifted tenant out unless `--allow-drift`. Catalog stamps:
+//! each of those changes changes a schema's stamp, vacuuming and new rows do not; a check of an
+//! unchanged fleet reads no schema in full and reports what the last one found; a change after
+//! a clean check is seen by the next; `--full` reads every schema again.
 
 use std::collections::HashMap;
 use std::process::{Command, Output};
@@ -10,7 +13,8 @@ use std::time::Duration;
 
 use domain::message::{Event as _, TenantRegistered};
 use domain::tenant::TenantSlug;
-use engine::Catalog;
+use engine::fingerprint::CatalogStamp;
+use engine::{Catalog, PgSchemaBackend, ProvisionedStorage as _};
 use shared::config::Config;
 use shared::service::Context;
 use sqlx::{AssertSqlSafe, Connection as _};
@@ -165,6 +169,50 @@ impl Fleet {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let _ = conn.close().await;
+    }
+
+    /// The catalog stamp of a schema-mode tenant, as the drift check reads it.
+    async fn stamp(&self, slug: &TenantSlug) -> CatalogStamp {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(self.database.options())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut stamps = PgSchemaBackend::new(pool.clone())
+            .catalog_stamps(std::slice::from_ref(slug))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        pool.close().await;
+        stamps
+            .remove(slug)
+            .unwrap_or_else(|| panic!("a stamp for {slug}"))
+    }
+
+    /// `tenantctl drift --output json` with `args`: its exit code, its drifted tenants (slug and
+    /// difference lines, by slug) and its summary.
+    async fn drift_json(
+        &self,
+        args: &[&str],
+    ) -> (Option<i32>, Vec<(String, Vec<String>)>, serde_json::Value) {
+        let mut all = vec!["drift", "--output", "json"];
+        all.extend_from_slice(args);
+        let output = self.tenantctl(&all, "current").await;
+        let lines = json_lines(&output);
+        let mut drifted: Vec<(String, Vec<String>)> = lines
+            .iter()
+            .filter(|l| l["type"] == "drifted")
+            .map(|l| {
+                let slug = l["tenant"].as_str().unwrap_or_default().to_owned();
+                let tenant = TenantSlug::parse(&slug).unwrap_or_else(|e| panic!("{e}"));
+                (slug, differences_of(&lines, &tenant))
+            })
+            .collect();
+        drifted.sort();
+        let summary = lines
+            .last()
+            .cloned()
+            .unwrap_or_else(|| panic!("a summary: {}", text(&output)));
+        (output.status.code(), drifted, summary)
     }
 
     /// `tenant_drift` as (slug, differences).
@@ -402,4 +450,183 @@ async fn a_deploy_leaves_a_drifted_tenant_out_unless_told_to_migrate_it_anyway()
     );
     stop.cancel();
     let _ = migrator.await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stamp_changes_with_every_change_by_hand_and_not_with_vacuum_or_new_rows() {
+    let mut fleet = Fleet::new().await;
+    let slugs = fleet.provision(&["schema"]).await;
+    let tenant = &slugs[0];
+    let first = fleet.stamp(tenant).await;
+    assert_eq!(fleet.stamp(tenant).await, first, "read twice");
+
+    // Rows and maintenance update no catalog row of the schema (VACUUM and ANALYZE update
+    // `pg_class` in place: same `xmin`).
+    fleet
+        .in_schema(
+            tenant,
+            "INSERT INTO users (email, full_name)
+             SELECT 'resident' || g || '@harbour.example', 'Resident' FROM generate_series(1, 500) g",
+        )
+        .await;
+    // On their own: VACUUM cannot run in the implicit transaction of several statements.
+    let mut conn = fleet.database.connect().await;
+    for maintenance in [
+        format!("VACUUM ANALYZE {}.users", tenant.storage_name()),
+        "ANALYZE".to_owned(),
+    ] {
+        sqlx::raw_sql(AssertSqlSafe(maintenance))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!(fleet.stamp(tenant).await, first, "rows, VACUUM, ANALYZE");
+
+    // Each change by hand the drift test makes: a new stamp each time.
+    let mut seen = vec![first];
+    for change in [
+        "ALTER TABLE users ADD COLUMN nickname text".to_owned(),
+        "DROP INDEX reservations_user_id_idx".to_owned(),
+        format!("REVOKE DELETE ON spaces FROM {}", tenant.storage_name()),
+        "ALTER TABLE spaces RENAME TO rooms".to_owned(),
+        "ALTER TABLE users ALTER COLUMN email TYPE varchar(320)".to_owned(),
+        // Undoing one: the schema is as before, its catalog rows are not.
+        "ALTER TABLE users DROP COLUMN nickname".to_owned(),
+    ] {
+        fleet.in_schema(tenant, &change).await;
+        let stamp = fleet.stamp(tenant).await;
+        assert!(
+            !seen.contains(&stamp),
+            "{change}: stamp {stamp} seen before"
+        );
+        seen.push(stamp);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_check_of_an_unchanged_fleet_reads_no_schema_and_reports_what_the_last_one_found() {
+    let mut fleet = Fleet::new().await;
+    let slugs = fleet
+        .provision(&["schema", "schema", "schema", "database"])
+        .await;
+    let [column, grant, later, database] = &slugs[..] else {
+        unreachable!()
+    };
+
+    // The first check reads every schema (one batch) and the database, and keeps the stamps.
+    let (code, drifted, summary) = fleet.drift_json(&[]).await;
+    assert_eq!(code, Some(0), "{summary}");
+    assert!(drifted.is_empty());
+    assert_eq!(
+        (
+            &summary["checked"],
+            &summary["catalog_queries"],
+            &summary["stamp_queries"],
+            &summary["stamps_unchanged"]
+        ),
+        (&4.into(), &2.into(), &1.into(), &0.into()),
+        "{summary}"
+    );
+
+    fleet
+        .in_schema(column, "ALTER TABLE users ADD COLUMN nickname text")
+        .await;
+    fleet
+        .in_schema(
+            grant,
+            &format!("REVOKE DELETE ON spaces FROM {}", grant.storage_name()),
+        )
+        .await;
+    fleet
+        .in_database(database, "ALTER TABLE spaces RENAME TO rooms")
+        .await;
+    let (code, changed, summary) = fleet.drift_json(&[]).await;
+    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(
+        changed
+            .iter()
+            .map(|(slug, _)| slug.as_str())
+            .collect::<Vec<_>>(),
+        {
+            let mut wanted = vec![column.as_str(), grant.as_str(), database.as_str()];
+            wanted.sort_unstable();
+            wanted
+        }
+    );
+    assert_eq!(
+        (&summary["catalog_queries"], &summary["stamps_unchanged"]),
+        (&2.into(), &1.into()),
+        "the two changed schemas in one batch, the database; the third schema's stamp is as kept: {summary}"
+    );
+    let recorded = fleet.recorded_drift().await;
+
+    // Nothing changed since: no schema is read in full, the same tenants are drifted with the
+    // same differences (the database is read again, as always), and recorded as before.
+    let (code, again, summary) = fleet.drift_json(&[]).await;
+    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(again, changed);
+    assert_eq!(
+        (
+            &summary["checked"],
+            &summary["drifted"],
+            &summary["catalog_queries"],
+            &summary["stamp_queries"],
+            &summary["stamps_unchanged"]
+        ),
+        (&4.into(), &3.into(), &1.into(), &1.into(), &3.into()),
+        "{summary}"
+    );
+    assert_eq!(fleet.recorded_drift().await, recorded);
+    let human = fleet.tenantctl(&["drift"], "current").await;
+    assert!(
+        String::from_utf8_lossy(&human.stdout)
+            .contains("(1 catalog queries, 1 stamp queries, 3 stamps unchanged): 3 drifted"),
+        "{}",
+        text(&human)
+    );
+
+    // A change by hand after a clean check: the next check sees it, and reads only that schema.
+    fleet
+        .in_schema(later, "DROP INDEX reservations_user_id_idx")
+        .await;
+    let (code, now, summary) = fleet.drift_json(&[]).await;
+    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(
+        now.iter()
+            .find(|(slug, _)| slug == later.as_str())
+            .map(|(_, lines)| lines.clone()),
+        Some(vec![
+            "- index reservations_user_id_idx: CREATE INDEX reservations_user_id_idx ON <tenant>.reservations USING btree (user_id)".to_owned()
+        ])
+    );
+    assert_eq!(
+        (
+            &summary["drifted"],
+            &summary["catalog_queries"],
+            &summary["stamps_unchanged"]
+        ),
+        (&4.into(), &2.into(), &2.into()),
+        "{summary}"
+    );
+
+    // `--full` reads every schema again, whatever the stamps say, and finds the same.
+    let (code, full, summary) = fleet.drift_json(&["--full"]).await;
+    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(full, now);
+    assert_eq!(
+        (
+            &summary["checked"],
+            &summary["catalog_queries"],
+            &summary["stamps_unchanged"]
+        ),
+        (&4.into(), &2.into(), &0.into()),
+        "{summary}"
+    );
+    // And what it kept serves the next check.
+    let (_, _, summary) = fleet.drift_json(&[]).await;
+    assert_eq!(
+        (&summary["catalog_queries"], &summary["stamps_unchanged"]),
+        (&1.into(), &3.into()),
+        "{summary}"
+    );
 }

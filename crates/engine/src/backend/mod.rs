@@ -26,6 +26,7 @@ pub mod slots;
 pub mod sqlite;
 
 pub use pg::fingerprint::read_fingerprints;
+pub use pg::stamp::read_stamps;
 pub(crate) use pg_database::Copied;
 pub use pg_database::PgDatabaseBackend;
 pub use pg_schema::PgSchemaBackend;

@@ -13,11 +13,12 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
 use super::pg::database_template;
 use super::pg::fingerprint::read_fingerprints;
+use super::pg::stamp::read_stamps;
 use super::pg::{PgConn, PgSession, history_table_ddl};
 use super::pg_role::{self, CLOSE_SERVER_DATABASE};
 use super::{BackendError, MigrationBackend, ProvisionedStorage, Timeouts};
 use crate::Dialect;
-use crate::fingerprint::Fingerprint;
+use crate::fingerprint::{CatalogStamp, Fingerprint};
 use crate::history::HISTORY_TABLE;
 use crate::source::SetKind;
 use crate::sql::quote_ident;
@@ -518,5 +519,31 @@ impl ProvisionedStorage for PgDatabaseBackend {
             .buffer_unordered(DATABASES_AT_ONCE)
             .try_collect()
             .await
+    }
+
+    /// One connection per tenant database, as for the fingerprints. The drift check does not
+    /// use it: opening the connection costs more than the deparsing a stamp would spare, so
+    /// database-isolated tenants are always read in full.
+    async fn catalog_stamps(
+        &self,
+        tenants: &[TenantSlug],
+    ) -> Result<BTreeMap<TenantSlug, CatalogStamp>, BackendError> {
+        let read: Vec<Option<(TenantSlug, CatalogStamp)>> = stream::iter(tenants.to_vec())
+            .map(|tenant| async move {
+                let mut conn = match self.tenant_options(&tenant).connect().await {
+                    Ok(conn) => conn,
+                    Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("3D000") => {
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(BackendError::from(e)),
+                };
+                let read = read_stamps(&mut conn, &["public".to_owned()]).await;
+                let _ = conn.close().await;
+                Ok(read?.remove("public").map(|stamp| (tenant, stamp)))
+            })
+            .buffer_unordered(DATABASES_AT_ONCE)
+            .try_collect()
+            .await?;
+        Ok(read.into_iter().flatten().collect())
     }
 }

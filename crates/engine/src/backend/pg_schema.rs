@@ -12,6 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions};
 
 use super::pg::fingerprint::read_fingerprints;
+use super::pg::stamp::read_stamps;
 use super::pg::template::{self, ReadTemplate};
 use super::pg::{PgConn, PgSession, history_table_ddl};
 use super::pg_role::{
@@ -20,7 +21,7 @@ use super::pg_role::{
 use super::slots::ServerSlots;
 use super::{BackendError, MigrationBackend, ProvisionedStorage, Timeouts};
 use crate::Dialect;
-use crate::fingerprint::Fingerprint;
+use crate::fingerprint::{CatalogStamp, Fingerprint};
 use crate::history::HISTORY_TABLE;
 use crate::source::SetKind;
 use crate::sql::quote_ident;
@@ -249,6 +250,20 @@ impl ProvisionedStorage for PgSchemaBackend {
                 let fingerprint = read.remove(&t.storage_name()).unwrap_or_default();
                 (t.clone(), fingerprint)
             })
+            .collect())
+    }
+
+    /// Every tenant in one catalog query, as for the fingerprints.
+    async fn catalog_stamps(
+        &self,
+        tenants: &[TenantSlug],
+    ) -> Result<BTreeMap<TenantSlug, CatalogStamp>, BackendError> {
+        let schemas: Vec<String> = tenants.iter().map(TenantSlug::storage_name).collect();
+        let mut conn = self.pool().acquire().await?;
+        let mut read = read_stamps(&mut conn, &schemas).await?;
+        Ok(tenants
+            .iter()
+            .filter_map(|t| Some((t.clone(), read.remove(&t.storage_name())?)))
             .collect())
     }
 }

@@ -1,6 +1,7 @@
-//! `schema_fingerprints` and `tenant_drift`: the expected fingerprint of each version of the
-//! tenant set (per isolation mode and PostgreSQL major), and the tenants found drifted by the
-//! last check (`crate::drift`).
+//! `schema_fingerprints`, `tenant_drift` and `tenant_catalog_stamps`: the expected fingerprint
+//! of each version of the tenant set (per isolation mode and PostgreSQL major), the tenants
+//! found drifted by the last check (`crate::drift`), and the catalog stamp each tenant's last
+//! full read was vouched by, with what it found.
 //!
 //! PostgreSQL only, like the services.
 
@@ -17,7 +18,7 @@ use domain::Version;
 use domain::provisioning::TenantStatus;
 use domain::server::ServerName;
 use domain::tenant::TenantSlug;
-use engine::fingerprint::{Fingerprint, ObjectKind};
+use engine::fingerprint::{CatalogStamp, Fingerprint, ObjectKind};
 
 /// What an expected fingerprint is the expectation for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,6 +82,30 @@ pub struct DriftRecord {
     pub digest: String,
     /// One line per difference.
     pub differences: Vec<String>,
+}
+
+/// A tenant's catalog stamp with what the full read it vouches for found: kept by a check that
+/// read the tenant in full, trusted by the next while the stamp, the tenant's server, version
+/// and expectation are all the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptStamp {
+    pub tenant_id: Uuid,
+    pub server: ServerName,
+    pub schema_version: Version,
+    /// The expected fingerprint's digest the read was compared with.
+    pub expected_digest: String,
+    /// Taken just before the read.
+    pub stamp: CatalogStamp,
+    /// The tenant's fingerprint's digest, as read.
+    pub digest: String,
+}
+
+/// A kept stamp and, when it was drifted, the tenant's `tenant_drift` row: (its digest, its
+/// differences, one line each). A drifted result can be reused only with its differences.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptResult {
+    pub stamp: KeptStamp,
+    pub drift: Option<(String, Vec<String>)>,
 }
 
 type ObjectRow = (String, String, String);
@@ -201,8 +226,53 @@ impl PlatformDb {
             .collect()
     }
 
+    /// The kept stamps of `tenants` (those that have one), each with its `tenant_drift` row if
+    /// any. One query however many tenants.
+    ///
+    /// # Errors
+    /// A database error, or a row this build cannot read.
+    pub async fn kept_results(
+        &self,
+        tenants: &[Uuid],
+    ) -> Result<HashMap<Uuid, KeptResult>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.tenant_id, s.server, s.schema_version, s.expected_digest, s.stamp, s.digest,
+                    d.digest AS drift_digest, d.differences
+               FROM tenant_catalog_stamps s
+               LEFT JOIN tenant_drift d
+                 ON d.tenant_id = s.tenant_id AND d.schema_version = s.schema_version
+                AND d.expected_digest = s.expected_digest
+              WHERE s.tenant_id = ANY($1)",
+        )
+        .bind(tenants)
+        .fetch_all(self.postgres()?)
+        .await
+        .map_err(not_migrated("tenant_catalog_stamps"))?;
+        rows.into_iter()
+            .map(|row| {
+                let invalid = |e: &dyn std::fmt::Display| StoreError::InvalidRow(e.to_string());
+                let server: String = row.try_get("server")?;
+                let stamp = KeptStamp {
+                    tenant_id: row.try_get("tenant_id")?,
+                    server: ServerName::parse(&server).map_err(|e| invalid(&e))?,
+                    schema_version: Version::new(row.try_get("schema_version")?)
+                        .map_err(|e| invalid(&e))?,
+                    expected_digest: row.try_get("expected_digest")?,
+                    stamp: CatalogStamp::new(row.try_get("stamp")?),
+                    digest: row.try_get("digest")?,
+                };
+                let drift_digest: Option<String> = row.try_get("drift_digest")?;
+                let differences: Option<Json<Vec<String>>> = row.try_get("differences")?;
+                let drift = drift_digest.zip(differences.map(|Json(lines)| lines));
+                Ok((stamp.tenant_id, KeptResult { stamp, drift }))
+            })
+            .collect()
+    }
+
     /// Records a check of the tenants `checked`: those of `drifted` are (again) drifted, the
-    /// others clean. One transaction: the fleet gauges never see half a check.
+    /// others clean; `stamps` are the stamps of the tenants read in full, replacing theirs. One
+    /// transaction: the fleet gauges never see half a check, and a stamp is never kept without
+    /// the result it vouches for.
     ///
     /// # Errors
     /// A database error.
@@ -210,6 +280,7 @@ impl PlatformDb {
         &self,
         checked: &[Uuid],
         drifted: &[DriftRecord],
+        stamps: &[KeptStamp],
     ) -> Result<(), StoreError> {
         let mut tx = self.postgres()?.begin().await?;
         sqlx::query("DELETE FROM tenant_drift WHERE tenant_id = ANY($1)")
@@ -240,6 +311,31 @@ impl PlatformDb {
         .bind(&differences)
         .execute(&mut *tx)
         .await?;
+        let ids: Vec<Uuid> = stamps.iter().map(|s| s.tenant_id).collect();
+        let servers: Vec<&str> = stamps.iter().map(|s| s.server.as_str()).collect();
+        let versions: Vec<i64> = stamps.iter().map(|s| s.schema_version.get()).collect();
+        let expected: Vec<&str> = stamps.iter().map(|s| s.expected_digest.as_str()).collect();
+        let taken: Vec<&str> = stamps.iter().map(|s| s.stamp.as_str()).collect();
+        let digests: Vec<&str> = stamps.iter().map(|s| s.digest.as_str()).collect();
+        // One statement too: a first check of ten thousand tenants keeps ten thousand stamps.
+        sqlx::query(
+            "INSERT INTO tenant_catalog_stamps
+                    (tenant_id, server, schema_version, expected_digest, stamp, digest)
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[])
+             ON CONFLICT (tenant_id) DO UPDATE
+                SET server = EXCLUDED.server, schema_version = EXCLUDED.schema_version,
+                    expected_digest = EXCLUDED.expected_digest, stamp = EXCLUDED.stamp,
+                    digest = EXCLUDED.digest, read_at = now()",
+        )
+        .bind(&ids)
+        .bind(&servers)
+        .bind(&versions)
+        .bind(&expected)
+        .bind(&taken)
+        .bind(&digests)
+        .execute(&mut *tx)
+        .await
+        .map_err(not_migrated("tenant_catalog_stamps"))?;
         tx.commit().await?;
         Ok(())
     }

@@ -20,11 +20,14 @@ pub const EXAMPLES: &str = "Examples:
   tenantctl drift                          # every active and suspended tenant
   tenantctl drift --server pg-2            # one server's tenants
   tenantctl drift --tenant acme            # one tenant, with its differences
+  tenantctl drift --full                   # read every schema again, whatever its stamp says
   tenantctl drift --output json | jq 'select(.type == \"drifted\") | .tenant'
 
 Each difference is one line: `+` an object the tenant has and its version does not, `-` one it
-lacks, `~` one defined otherwise (expected -> actual). Exit code: 0 clean, 1 drift, 2 some
-tenants could not be checked (the reason is printed).";
+lacks, `~` one defined otherwise (expected -> actual). A schema whose catalog stamp has not
+changed since its last full read keeps that read's result (counted as `stamps unchanged`);
+`--full` reads it again. Exit code: 0 clean, 1 drift, 2 some tenants could not be checked (the
+reason is printed).";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -38,6 +41,11 @@ pub struct Args {
     /// its own connection).
     #[arg(long, default_value_t = DEFAULT_BATCH, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
+    /// Read every tenant's catalog in full, ignoring the catalog stamps kept by the last check
+    /// (which trusts a schema whose catalog rows were not written since its last full read).
+    /// New stamps are kept.
+    #[arg(long)]
+    full: bool,
     /// `text` for people; `json`: one JSON object per drifted or unchecked tenant, then a
     /// summary.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
@@ -70,6 +78,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         servers: &servers,
         set: &catalog.tenant,
         batch: args.batch_size,
+        full: args.full,
     }
     .run(tenants)
     .await?;
@@ -120,10 +129,12 @@ fn print_text(report: &DriftReport, seconds: f64) {
         Tone::Bad.paint(format_args!("{} drifted", report.drifted.len()))
     };
     outln!(
-        "{} tenant(s) checked on {} server(s) in {seconds:.2} s ({} catalog queries{}): {verdict}{}",
+        "{} tenant(s) checked on {} server(s) in {seconds:.2} s ({} catalog queries, {} stamp queries, {} stamps unchanged{}): {verdict}{}",
         report.checked,
         report.servers,
         report.catalog_queries,
+        report.stamp_queries,
+        report.stamps_unchanged,
         if report.computed.is_empty() {
             String::new()
         } else {
@@ -175,6 +186,8 @@ fn print_json(report: &DriftReport, seconds: f64) {
         "unchecked": report.unchecked.len(),
         "servers": report.servers,
         "catalog_queries": report.catalog_queries,
+        "stamp_queries": report.stamp_queries,
+        "stamps_unchanged": report.stamps_unchanged,
         "expected_computed": report.computed.len(),
         "seconds": seconds,
     }));

@@ -3,6 +3,13 @@
 //! fail half-way on another, or silently build on a hand-made change. Only the tenants with
 //! something to apply are read, so a deploy with nothing pending costs no catalog query.
 //!
+//! The gate trusts catalog stamps as `tenantctl drift` does: a tenant whose stamp, version and
+//! expectation are as kept keeps its last result, so gating a large fleet costs a stamp query per
+//! batch plus full reads of what changed. That is as correct as the full read for every change
+//! made in the tenant's schema (each writes its catalog rows); what a stamp cannot see (the
+//! tenant's role renamed, say: `engine::fingerprint::CatalogStamp`) the migration itself would
+//! trip over, and `tenantctl drift --full` reports.
+//!
 //! A refused tenant's result is `failed` with the reason (`tenants.migration_error` too, so
 //! `tenantctl status` and the reprocessing gauge show it), and it is never published.
 
@@ -62,6 +69,7 @@ pub async fn refuse_drifted(
         servers: &servers,
         set,
         batch: DEFAULT_BATCH,
+        full: false,
     }
     .run(candidates)
     .await?;

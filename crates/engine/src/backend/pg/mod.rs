@@ -17,6 +17,7 @@ pub(crate) mod database_template;
 pub(crate) mod fingerprint;
 mod history_sql;
 mod introspection;
+pub(crate) mod stamp;
 pub(crate) mod template;
 
 use super::slots::SlotConn;
