@@ -1,8 +1,13 @@
 //! Provisioning benchmark.
 //!
 //! ```text
-//! cargo bench -p provisioner --bench provision -- [--tenants 200] [--serial 50] [--isolation schema|database]
+//! cargo bench -p provisioner --bench provision -- [--tenants 200] [--serial 50] [--isolation schema|database] [--extra-migrations 0]
 //! ```
+//!
+//! `--extra-migrations N` appends N migrations to the built-in tenant set (each a table with a
+//! foreign key, an index and a comment-free default, as an application's history accumulates
+//! them), for all three runs: the built-in set is nine small migrations, where a real
+//! application's has hundreds.
 //!
 //! In one run, for the provisioner with templates on (`PROVISIONER_TEMPLATES=on`: a new schema
 //! gets the tenant set's verified template in one transaction; a new database is a copy of the
@@ -60,6 +65,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let flag = testkit::bench_flag;
     let (tenants, serial) = (flag("--tenants", 200), flag("--serial", 50));
     let isolation = isolation_flag();
+    let extra = flag("--extra-migrations", 0);
+    let sets = extra_migrations(extra);
+    let migrations_dir = (extra > 0).then(|| sets.path().to_path_buf());
     let server = PgConnectOptions::from_str(
         &std::env::var("PG_BENCH_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
@@ -71,7 +79,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .trim()
         .to_owned();
     println!(
-        "provisioning benchmark: {isolation} isolation, concurrency {}, PostgreSQL and RabbitMQ on this machine",
+        "provisioning benchmark: {isolation} isolation, tenant set of {} migrations, concurrency {}, PostgreSQL and RabbitMQ on this machine",
+        engine::Catalog::load(migrations_dir.as_deref())?
+            .tenant
+            .migrations
+            .len(),
         provisioner::CONCURRENCY
     );
 
@@ -79,12 +91,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (label, tag, templates) in [("templates on", "t", true), ("templates off", "m", false)] {
         runs.push(
             provision(
-                &server, &amqp, run_id, label, tag, templates, tenants, serial, &ours, isolation,
+                &server,
+                &amqp,
+                run_id,
+                label,
+                tag,
+                templates,
+                tenants,
+                serial,
+                &ours,
+                isolation,
+                migrations_dir.as_deref(),
             )
             .await?,
         );
     }
-    let (baseline_rate, baseline_cpu) = baseline(&server, run_id, tenants, isolation).await?;
+    let (baseline_rate, baseline_cpu) = baseline(
+        &server,
+        run_id,
+        tenants,
+        isolation,
+        migrations_dir.as_deref(),
+    )
+    .await?;
     println!(
         "  baseline:       {baseline_rate:>6.1} tenants/s   (plain SQL, no bus, no bookkeeping), CPU per tenant: {}",
         baseline_cpu.per_unit(tenants, &ours, "the benchmark process")
@@ -130,6 +159,7 @@ async fn provision(
     serial: usize,
     ours: &str,
     isolation: Isolation,
+    migrations_dir: Option<&std::path::Path>,
 ) -> Result<Figures, Box<dyn std::error::Error>> {
     let database = format!("tenancy_bench_provision_{run_id}_{tag}");
     let database_url = format!(
@@ -148,11 +178,12 @@ async fn provision(
             if templates { "on" } else { "off" }.to_owned(),
         ),
     ]);
-    let config = Config::from_lookup(|k| values.get(k).cloned())?;
+    let mut config = Config::from_lookup(|k| values.get(k).cloned())?;
+    config.migrations_dir = migrations_dir.map(std::path::Path::to_path_buf);
     let template = (isolation == Isolation::Database).then(|| {
         DatabaseTemplate::slug_for(
             &SetIdentity::of(
-                &engine::Catalog::load(None)
+                &engine::Catalog::load(migrations_dir)
                     .map(|c| c.tenant.as_ref().clone())
                     .unwrap_or_else(|e| panic!("{e}")),
                 Dialect::Postgres,
@@ -171,71 +202,83 @@ async fn provision(
     let stop = CancellationToken::new();
     let provisioner = tokio::spawn(provisioner::run(ctx.clone(), stop.clone()));
     let mut db = server.clone().database(&database).connect().await?;
-    println!("  {label}:");
+    // Measured in a block of its own, so that a failed run still cleans up after itself.
+    let measured: Result<Figures, Box<dyn std::error::Error>> = async {
+        println!("  {label}:");
 
-    // 1. All at once.
-    let mut published = HashMap::new();
-    settle(&mut db).await?;
-    let cpu_before = CpuSnapshot::now();
-    let started = Instant::now();
-    for i in 0..tenants {
-        let slug = format!("{tag}b{run_id}_{i:05}");
-        let (id, at) = register(&ctx, &slug, isolation).await?;
-        published.insert(id, at);
-    }
-    wait_active(&mut db, tenants).await?;
-    let elapsed = started.elapsed();
-    let cpu = CpuSnapshot::now().since(&cpu_before);
-    let measured = latencies(&mut db, &published).await?;
-    let rate = tenants as f64 / elapsed.as_secs_f64();
-    let (p50, p99) = (percentile(&measured, 50.0), percentile(&measured, 99.0));
-    println!(
-        "    {tenants} at once:   {:>6.2}s  {rate:>6.1} tenants/s   publish→active p50 {p50:>4.0} ms, p99 {p99:>5.0} ms",
-        elapsed.as_secs_f64(),
-    );
-    let ids: Vec<Uuid> = published.keys().copied().collect();
-    println!(
-        "      per step, p50/p99 ms: {}",
-        step_times(&mut db, &ids).await?
-    );
-    println!(
-        "      CPU per tenant: {}",
-        cpu.per_unit(tenants, ours, "the benchmark process")
-    );
-
-    // 2. One at a time.
-    let mut serial_latencies = Vec::new();
-    let mut serial_ids = Vec::new();
-    for i in 0..serial {
-        let slug = format!("{tag}s{run_id}_{i:05}");
-        let (id, at) = register(&ctx, &slug, isolation).await?;
-        loop {
-            let status: Option<String> =
-                sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut db)
-                    .await?;
-            if status.as_deref() == Some("active") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+        // 1. All at once.
+        let mut published = HashMap::new();
+        settle(&mut db).await?;
+        let cpu_before = CpuSnapshot::now();
+        let started = Instant::now();
+        for i in 0..tenants {
+            let slug = format!("{tag}b{run_id}_{i:05}");
+            let (id, at) = register(&ctx, &slug, isolation).await?;
+            published.insert(id, at);
         }
-        serial_latencies.push(latencies(&mut db, &HashMap::from([(id, at)])).await?[0]);
-        serial_ids.push(id);
+        wait_active(&mut db, tenants).await?;
+        let elapsed = started.elapsed();
+        let cpu = CpuSnapshot::now().since(&cpu_before);
+        let measured = latencies(&mut db, &published).await?;
+        let rate = tenants as f64 / elapsed.as_secs_f64();
+        let (p50, p99) = (percentile(&measured, 50.0), percentile(&measured, 99.0));
+        println!(
+            "    {tenants} at once:   {:>6.2}s  {rate:>6.1} tenants/s   publish→active p50 {p50:>4.0} ms, p99 {p99:>5.0} ms",
+            elapsed.as_secs_f64(),
+        );
+        let ids: Vec<Uuid> = published.keys().copied().collect();
+        println!(
+            "      per step, p50/p99 ms: {}",
+            step_times(&mut db, &ids).await?
+        );
+        println!(
+            "      CPU per tenant: {}",
+            cpu.per_unit(tenants, ours, "the benchmark process")
+        );
+
+        // 2. One at a time.
+        let mut serial_latencies = Vec::new();
+        let mut serial_ids = Vec::new();
+        for i in 0..serial {
+            let slug = format!("{tag}s{run_id}_{i:05}");
+            let (id, at) = register(&ctx, &slug, isolation).await?;
+            loop {
+                let status: Option<String> =
+                    sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut db)
+                        .await?;
+                if status.as_deref() == Some("active") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            serial_latencies.push(latencies(&mut db, &HashMap::from([(id, at)])).await?[0]);
+            serial_ids.push(id);
+        }
+        serial_latencies.sort_by(f64::total_cmp);
+        let (serial_p50, serial_p99) = (
+            percentile(&serial_latencies, 50.0),
+            percentile(&serial_latencies, 99.0),
+        );
+        println!(
+            "    {serial} one at a time: publish→active p50 {serial_p50:>4.0} ms, p99 {serial_p99:>5.0} ms, max {:>5.0} ms",
+            serial_latencies.iter().copied().fold(0.0, f64::max)
+        );
+        println!(
+            "      per step, p50/p99 ms: {}",
+            step_times(&mut db, &serial_ids).await?
+        );
+        Ok(Figures {
+            label,
+            rate,
+            p50,
+            p99,
+            serial_p50,
+            serial_p99,
+        })
     }
-    serial_latencies.sort_by(f64::total_cmp);
-    let (serial_p50, serial_p99) = (
-        percentile(&serial_latencies, 50.0),
-        percentile(&serial_latencies, 99.0),
-    );
-    println!(
-        "    {serial} one at a time: publish→active p50 {serial_p50:>4.0} ms, p99 {serial_p99:>5.0} ms, max {:>5.0} ms",
-        serial_latencies.iter().copied().fold(0.0, f64::max)
-    );
-    println!(
-        "      per step, p50/p99 ms: {}",
-        step_times(&mut db, &serial_ids).await?
-    );
+    .await;
 
     stop.cancel();
     let _ = provisioner.await;
@@ -251,14 +294,7 @@ async fn provision(
         drop_database(&mut admin, template).await;
         drop_roles(&mut admin, template).await?;
     }
-    Ok(Figures {
-        label,
-        rate,
-        p50,
-        p99,
-        serial_p50,
-        serial_p99,
-    })
+    measured
 }
 
 /// The plain-SQL baseline: tenants per second and the CPU it took.
@@ -267,8 +303,9 @@ async fn baseline(
     run_id: u32,
     tenants: usize,
     isolation: Isolation,
+    migrations_dir: Option<&std::path::Path>,
 ) -> Result<(f64, CpuSnapshot), Box<dyn std::error::Error>> {
-    let catalog = engine::Catalog::load(None)?;
+    let catalog = engine::Catalog::load(migrations_dir)?;
     let baseline_database = format!("tenancy_bench_provision_{run_id}_baseline");
     create_database(server, &baseline_database).await?;
     let mut db = server
@@ -411,6 +448,36 @@ async fn step_times(
         .map(|(step, p50, p99)| format!("{step} {p50:.0}/{p99:.0}"))
         .collect::<Vec<_>>()
         .join(", "))
+}
+
+/// The built-in sets plus `n` tenant migrations, each a table referencing the previous one with
+/// an index and defaults.
+fn extra_migrations(n: usize) -> testkit::ScratchDir {
+    let migrations: Vec<(String, String)> = (1..=n)
+        .map(|i| {
+            let parent = if i == 1 {
+                String::new()
+            } else {
+                format!(" REFERENCES extra_{} (id)", i - 1)
+            };
+            (
+                format!(
+                    "20990101{:02}{:02}{:02}_extra_{i}",
+                    i / 3600,
+                    i / 60 % 60,
+                    i % 60
+                ),
+                format!(
+                    "CREATE TABLE extra_{i} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, parent_id bigint{parent}, label text NOT NULL DEFAULT '', created_at timestamptz NOT NULL DEFAULT now());\nCREATE INDEX extra_{i}_parent_idx ON extra_{i} (parent_id);\n"
+                ),
+            )
+        })
+        .collect();
+    let extra: Vec<(&str, &str, Option<&str>)> = migrations
+        .iter()
+        .map(|(name, sql)| (name.as_str(), sql.as_str(), None))
+        .collect();
+    testkit::migration_sets_with(&extra)
 }
 
 /// `--isolation schema|database`, schema by default.
