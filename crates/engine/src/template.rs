@@ -218,6 +218,34 @@ mod tests {
     }
 
     #[test]
+    fn a_template_database_is_named_after_its_set_and_owner() {
+        let one = set(&[("20260101000000_a.up.sql", "CREATE TABLE a (id int);")]);
+        let edited = set(&[("20260101000000_a.up.sql", "CREATE TABLE a (id bigint);")]);
+        let (one, edited) = (
+            SetIdentity::of(&one, Dialect::Postgres),
+            SetIdentity::of(&edited, Dialect::Postgres),
+        );
+        let name = DatabaseTemplate::slug_for(&one, None);
+        assert_eq!(name, DatabaseTemplate::slug_for(&one, None), "stable");
+        assert!(name.storage_name().starts_with("tenant_template_"));
+        assert_ne!(
+            name,
+            DatabaseTemplate::slug_for(&edited, None),
+            "a changed set"
+        );
+        assert_ne!(
+            name,
+            DatabaseTemplate::slug_for(&one, Some("tenancy_tenants")),
+            "another owner"
+        );
+        assert!(DatabaseTemplate::ready_comment(&one).contains(one.as_str()));
+        assert_ne!(
+            DatabaseTemplate::ready_comment(&one),
+            DatabaseTemplate::ready_comment(&edited)
+        );
+    }
+
+    #[test]
     fn the_script_names_the_tenant_quoted_wherever_the_placeholder_stood() {
         let template = Template {
             identity: SetIdentity("0".repeat(64)),

@@ -219,8 +219,7 @@ impl Engine<PgDatabaseBackend> {
     }
 
     /// Creates `tenant`'s database as a copy of `template` (of `set`) and finishes it in one
-    /// transaction (see [`crate::backend::pg::database_template::instantiate`]), with the
-    /// tenant's role and its grants. Whatever the outcome but [`Instantiation::Busy`] and an
+    /// transaction (`backend/pg/database_template.rs`), with the tenant's role and its grants. Whatever the outcome but [`Instantiation::Busy`] and an
     /// error, the tenant's database is then usable: at the template's version
     /// ([`Instantiation::Applied`]), as a previous attempt left it ([`Instantiation::NotEmpty`]),
     /// or created empty when the copy did not verify or could not be made. The engine's
