@@ -166,6 +166,9 @@ impl Templates {
             Ok(template)
         })
         .await;
+        // Without a template, or when copying failed part-way, the database is made sure of as
+        // without templates (created empty, an unfinished copy dropped first); every other
+        // outcome leaves it usable (`Engine::create_from_template`).
         let outcome = match built {
             None => None,
             Some(template) => match storage.create_from_template(tenant, set, &template).await {
@@ -174,14 +177,16 @@ impl Templates {
                         "another runner holds tenant {tenant}'s lock while its database is copied from the template; trying again"
                     )));
                 }
+                done @ Err(_) => {
+                    self.report(tenant, &template.identity, done);
+                    None
+                }
                 done => Some(self.report(tenant, &template.identity, done)),
             },
         };
         let outcome = match outcome {
-            Some(outcome @ (Outcome::Template | Outcome::Resumed)) => outcome,
-            // No template, or it was not used: the database is made sure of (created empty, an
-            // unfinished copy dropped first), as without templates.
-            _ => {
+            Some(outcome) => outcome,
+            None => {
                 storage.create(tenant, Isolation::Database).await?;
                 Outcome::Fallback
             }
